@@ -1,0 +1,1 @@
+"""Pure migration logic: config, LSNs, naming, SQL, PostgreSQL work. No Airflow imports here."""
