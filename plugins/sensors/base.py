@@ -1,0 +1,62 @@
+"""Base for the project's deferrable sensors: poke once inline, then defer to PollTrigger."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from triggers.poll import PollTrigger, resolve_check
+
+
+class DeferrablePollSensor(BaseSensorOperator):
+    """Subclasses name a check function (``check_path``) and build its kwargs from the context.
+
+    The first check runs in the worker so a condition that already holds costs no deferral;
+    after that the wait holds no worker slot.
+    """
+
+    check_path: str = ""
+
+    def __init__(self, *, poll_interval: float = 5.0, deferrable: bool = True, **kwargs: Any):
+        kwargs.setdefault("timeout", 6 * 60 * 60)
+        super().__init__(poke_interval=poll_interval, **kwargs)
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+
+    def check_kwargs(self, context: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def poke(self, context: Context) -> bool:
+        done, payload = resolve_check(self.check_path)(**self.check_kwargs(context))
+        self.log.info("%s: %s", "ready" if done else "not ready", payload)
+        if done:
+            self._payload = payload
+        return done
+
+    def execute(self, context: Context) -> Any:
+        kwargs = self.check_kwargs(context)
+        done, payload = resolve_check(self.check_path)(**kwargs)
+        if done:
+            self.log.info("Ready: %s", payload)
+            return payload
+        self.log.info("Not ready yet, deferring: %s", payload)
+        if not self.deferrable:
+            super().execute(context)
+            return getattr(self, "_payload", None)
+        self.defer(
+            trigger=PollTrigger(check=self.check_path, kwargs=kwargs, poke_interval=self.poll_interval,
+                                timeout=float(self.timeout) if self.timeout else None),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if not event:
+            raise AirflowException(f"{self.task_id}: the trigger returned no event")
+        if event.get("status") == "success":
+            self.log.info("Ready after %s checks: %s", event.get("attempts"), event.get("payload"))
+            return event.get("payload")
+        raise AirflowException(f"{self.task_id}: {event.get('message', event)}")
