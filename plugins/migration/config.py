@@ -1,0 +1,467 @@
+"""The migration config model: one YAML per migration, validated on load.
+
+The same model validates the YAML, describes the DAG's Params (the trigger form) and validates a
+run's conf before any task creates anything. Every error names the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PLATFORMS = ("aws", "local")
+INITIAL_LOADS = {"aurora_clone": "aws", "rds_snapshot": "aws", "pg_basebackup": "local", "pg_dump": None}
+CDC_ENGINES = ("dms", "native")
+APPROVALS = ("manual", "auto")
+WRITE_BLOCKS = ("roles", "security_group")
+DMS_PLUGINS = ("test_decoding", "pglogical")
+
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_AWS_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_PG_NAME_MAX = 63
+
+
+class ConfigError(ValueError):
+    """A config or run-conf value is wrong; the message names the file, the field and what is expected."""
+
+    def __init__(self, source: str, field_path: str, message: str):
+        self.source = source
+        self.field_path = field_path
+        super().__init__(f"{source}: {field_path}: {message}")
+
+
+class _Reader:
+    """Reads one mapping, remembering the dotted path for error messages and refusing unknown keys."""
+
+    def __init__(self, source: str, data: Any, path: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(source, path or "(top level)", f"expected a mapping, got {type(data).__name__}")
+        self.source, self.data, self.path = source, data, path
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.source, self.where(key), message)
+
+    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        return self.data[key]
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False,
+            choices: tuple[str, ...] | None = None, pattern: re.Pattern[str] | None = None,
+            hint: str = "") -> str | None:
+        value = self.get(key, default, required=required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {value!r}")
+        if choices and value not in choices:
+            raise self.error(key, f"expected one of {', '.join(choices)}; got {value!r}")
+        if pattern and not pattern.match(value):
+            raise self.error(key, f"{hint or 'invalid value'}; got {value!r}")
+        return value
+
+    def int(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected a whole number, got {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise self.error(key, f"expected at least {minimum}{upper}, got {value}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {value!r}")
+        return value
+
+    def names(self, key: str, default: list[str] | None = None, *, required: bool = False) -> list[str]:
+        value = self.get(key, default, required=required)
+        return check_names(value, self.source, self.where(key), required=required)
+
+    def sub(self, key: str) -> _Reader:
+        self.used.add(key)
+        return _Reader(self.source, self.data.get(key), self.where(key))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "is not a known setting (check the spelling; see the README's config reference)")
+
+
+def check_names(value: Any, source: str, field_path: str, *, required: bool = True) -> list[str]:
+    """A list of PostgreSQL names: any characters (they are always quoted), 1 to 63 bytes, no NUL."""
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError(source, field_path, f"expected a list of names, got {value!r}")
+    if required and not value:
+        raise ConfigError(source, field_path, "expected at least one name")
+    for item in value:
+        if not isinstance(item, str) or not item or "\x00" in item or len(item.encode()) > _PG_NAME_MAX:
+            raise ConfigError(source, field_path, f"expected PostgreSQL names of 1 to 63 bytes, got {item!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(source, field_path, f"names must not repeat, got {value!r}")
+    return list(value)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of the migration: how to reach it, and its AWS identity when on AWS."""
+
+    conn_id: str
+    aws_conn_id: str | None = None
+    account_id: str | None = None
+    region: str | None = None
+    cluster_identifier: str | None = None
+    instance_identifier: str | None = None
+    kms_key_id: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    subnet_group: str | None = None
+    parameter_group: str | None = None
+    instance_class: str | None = None
+    # local platform: where the clone's data directory lives (it listens on the target connection's port)
+    data_directory: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class DmsSettings:
+    replication_instance_arn: str | None = None
+    instance_class: str = "dms.t3.medium"
+    allocated_storage_gb: int = 50
+    subnet_group: str | None = None
+    security_group_ids: tuple[str, ...] = ()
+    multi_az: bool = False
+    plugin: str = "test_decoding"
+    heartbeat_minutes: int = 5
+    capture_ddls: bool = False
+    validation_threads: int = 5
+    lob_max_size_kb: int = 32
+    secrets_manager_secret_id: str | None = None
+    secrets_manager_access_role_arn: str | None = None
+    session_replication_role_replica: bool = False
+    max_latency_seconds: int = 5
+    consecutive_datapoints: int = 3
+
+
+@dataclass(frozen=True)
+class CutoverSettings:
+    approval: str = "manual"
+    max_lag_bytes: int = 1024 * 1024
+    max_apply_age_seconds: int = 60
+    write_block: str = "roles"
+    application_roles: tuple[str, ...] = ()
+    drain_timeout_seconds: int = 60
+    not_before: str | None = None
+    not_after: str | None = None
+    dns_zone_id: str | None = None
+    dns_record_name: str | None = None
+    dns_ttl: int = 30
+    stop_source: bool = False
+    approval_timeout_hours: int = 24
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    chunk_rows: int = 10000
+    max_rechecks: int = 3
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    migration_id: str
+    platform: str
+    initial_load: str
+    cdc_engine: str
+    source: Endpoint
+    target: Endpoint
+    databases: tuple[str, ...]
+    schemas: tuple[str, ...]
+    control_schema: str = "migration_control"
+    description: str = ""
+    owner: str = "migration"
+    allow_replica_identity_full: bool = False
+    max_transaction_age_seconds: int = 300
+    set_logical_replication: bool = False
+    dms: DmsSettings = field(default_factory=DmsSettings)
+    cutover: CutoverSettings = field(default_factory=CutoverSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    path: str = ""
+
+    @property
+    def dag_id(self) -> str:
+        return f"migrate__{self.migration_id}"
+
+    def with_run(self, run: RunSettings) -> MigrationConfig:
+        """This config narrowed to one run's databases and schemas."""
+        return replace(self, databases=tuple(run.databases), schemas=tuple(run.schemas))
+
+    def params_spec(self) -> dict[str, dict[str, Any]]:
+        """The trigger form's fields as JSON-schema-like dicts (the DAG wraps each in an Airflow Param)."""
+        return {
+            "databases": {
+                "default": list(self.databases), "type": "array", "items": {"type": "string"}, "minItems": 1,
+                "title": "Databases", "description": f"Databases to migrate; each must be one of {list(self.databases)}.",
+            },
+            "schemas": {
+                "default": list(self.schemas), "type": "array", "items": {"type": "string"}, "minItems": 1,
+                "title": "Schemas", "description": "Schemas whose tables are replicated and validated.",
+            },
+            "cutover_not_before": {
+                "default": self.cutover.not_before, "type": ["null", "string"],
+                "title": "Cutover not before",
+                "description": "ISO 8601 time (with offset) before which the cutover may not start; empty for none.",
+            },
+            "cutover_not_after": {
+                "default": self.cutover.not_after, "type": ["null", "string"],
+                "title": "Cutover not after",
+                "description": "ISO 8601 time (with offset) after which the cutover may not start; empty for none.",
+            },
+            "dry_run": {
+                "default": False, "type": "boolean", "title": "Dry run",
+                "description": "Run the checks only (preflight); create nothing.",
+            },
+        }
+
+    def run_settings(self, conf: dict[str, Any] | None) -> RunSettings:
+        """Validate one run's conf (the trigger form) against this migration; raises ConfigError."""
+        source = f"run conf of {self.dag_id}"
+        conf = dict(conf or {})
+        known = set(self.params_spec())
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ConfigError(source, unknown[0], f"is not a parameter of this DAG; expected one of {sorted(known)}")
+        databases = check_names(conf.get("databases", list(self.databases)), source, "databases")
+        extra = [db for db in databases if db not in self.databases]
+        if extra:
+            raise ConfigError(source, "databases", f"{extra[0]!r} is not in the migration's databases {list(self.databases)}")
+        schemas = check_names(conf.get("schemas", list(self.schemas)), source, "schemas")
+        window = {}
+        for key in ("cutover_not_before", "cutover_not_after"):
+            value = conf.get(key, getattr(self.cutover, key.removeprefix("cutover_")))
+            window[key] = parse_time(value, source, key) if value not in (None, "") else None
+        if window["cutover_not_before"] and window["cutover_not_after"] and \
+                window["cutover_not_after"] <= window["cutover_not_before"]:
+            raise ConfigError(source, "cutover_not_after", "must be later than cutover_not_before")
+        dry_run = conf.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ConfigError(source, "dry_run", f"expected true or false, got {dry_run!r}")
+        return RunSettings(databases=databases, schemas=schemas, dry_run=dry_run,
+                           cutover_not_before=_iso(window["cutover_not_before"]),
+                           cutover_not_after=_iso(window["cutover_not_after"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    databases: list[str]
+    schemas: list[str]
+    dry_run: bool = False
+    cutover_not_before: str | None = None
+    cutover_not_after: str | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def parse_time(value: Any, source: str, field_path: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(source, field_path, f"expected an ISO 8601 time like 2026-12-01T02:00:00+00:00, got {value!r}") from None
+    else:
+        raise ConfigError(source, field_path, f"expected an ISO 8601 time, got {value!r}")
+    if parsed.tzinfo is None:
+        raise ConfigError(source, field_path, f"needs a UTC offset (e.g. +00:00), got {value!r}")
+    return parsed
+
+
+def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
+    aws = platform == "aws"
+    port = r.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise r.error("port", f"expected a TCP port from 1 to 65535, got {port!r}")
+    groups = r.get("security_group_ids", [])
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g.startswith("sg-") for g in groups):
+        raise r.error("security_group_ids", f"expected a list of security group ids like sg-0123abcd, got {groups!r}")
+    endpoint = Endpoint(
+        conn_id=r.str("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
+        aws_conn_id=r.str("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
+        account_id=r.str("account_id", required=aws, pattern=_AWS_ACCOUNT_RE, hint="expected a 12-digit AWS account id"),
+        region=r.str("region", required=aws),
+        cluster_identifier=r.str("cluster_identifier"),
+        instance_identifier=r.str("instance_identifier"),
+        kms_key_id=r.str("kms_key_id"),
+        security_group_ids=tuple(groups),
+        subnet_group=r.str("subnet_group"),
+        parameter_group=r.str("parameter_group"),
+        instance_class=r.str("instance_class"),
+        data_directory=r.str("data_directory"),
+        port=port,
+    )
+    r.done()
+    return endpoint
+
+
+def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
+    """Build and validate a MigrationConfig from parsed YAML; raises ConfigError naming the field."""
+    r = _Reader(source, data, "")
+    migration_id = r.str("migration_id", required=True, pattern=_ID_RE,
+                         hint="expected lower-case letters, digits and _ (starting with a letter, at most 40)")
+    platform = r.str("platform", required=True, choices=PLATFORMS)
+    initial_load = r.str("initial_load", required=True, choices=tuple(INITIAL_LOADS))
+    needs = INITIAL_LOADS[initial_load]
+    if needs and needs != platform:
+        raise r.error("initial_load", f"{initial_load} needs platform {needs}, but platform is {platform}")
+    cdc_engine = r.str("cdc_engine", required=True, choices=CDC_ENGINES)
+    if cdc_engine == "dms" and platform != "aws":
+        raise r.error("cdc_engine", "dms needs platform aws; use native on the local platform")
+    source_ep = _endpoint(r.sub("source"), platform, "source")
+    target_ep = _endpoint(r.sub("target"), platform, "target")
+    if initial_load == "aurora_clone" and not source_ep.cluster_identifier:
+        raise ConfigError(source, "source.cluster_identifier", "is required for initial_load aurora_clone")
+    if initial_load == "aurora_clone" and not target_ep.cluster_identifier:
+        raise ConfigError(source, "target.cluster_identifier", "is required for initial_load aurora_clone (the clone's name)")
+    if initial_load == "rds_snapshot":
+        for side, ep in (("source", source_ep), ("target", target_ep)):
+            if not ep.instance_identifier:
+                raise ConfigError(source, f"{side}.instance_identifier", "is required for initial_load rds_snapshot")
+    if platform == "aws":
+        for side, ep in (("source", source_ep), ("target", target_ep)):
+            if not ep.kms_key_id:
+                raise ConfigError(source, f"{side}.kms_key_id", "is required on AWS: a customer-managed KMS key (not aws/rds)")
+            if ep.kms_key_id in ("alias/aws/rds", "aws/rds"):
+                raise ConfigError(source, f"{side}.kms_key_id", "must be a customer-managed key; aws/rds cannot be shared across accounts")
+        if source_ep.region != target_ep.region:
+            raise ConfigError(source, "target.region", f"must equal source.region ({source_ep.region}): a clone cannot cross regions")
+        if source_ep.account_id == target_ep.account_id:
+            raise ConfigError(source, "target.account_id", "must differ from source.account_id")
+    if initial_load == "pg_basebackup" and not target_ep.data_directory:
+        raise ConfigError(source, "target.data_directory", "is required for pg_basebackup: where the clone's data directory goes")
+    if target_ep.data_directory and not Path(target_ep.data_directory).is_absolute():
+        raise ConfigError(source, "target.data_directory", f"expected an absolute path, got {target_ep.data_directory!r}")
+
+    dr = r.sub("dms")
+    dms_groups = dr.get("security_group_ids", [])
+    dms = DmsSettings(
+        replication_instance_arn=dr.str("replication_instance_arn"),
+        instance_class=dr.str("instance_class", "dms.t3.medium"),
+        allocated_storage_gb=dr.int("allocated_storage_gb", 50, minimum=5, maximum=6144),
+        subnet_group=dr.str("subnet_group"),
+        security_group_ids=tuple(dms_groups or ()),
+        multi_az=dr.bool("multi_az", False),
+        plugin=dr.str("plugin", "test_decoding", choices=DMS_PLUGINS),
+        heartbeat_minutes=dr.int("heartbeat_minutes", 5, minimum=1),
+        capture_ddls=dr.bool("capture_ddls", False),
+        validation_threads=dr.int("validation_threads", 5, minimum=1, maximum=200),
+        lob_max_size_kb=dr.int("lob_max_size_kb", 32, minimum=1),
+        secrets_manager_secret_id=dr.str("secrets_manager_secret_id"),
+        secrets_manager_access_role_arn=dr.str("secrets_manager_access_role_arn"),
+        session_replication_role_replica=dr.bool("session_replication_role_replica", False),
+        max_latency_seconds=dr.int("max_latency_seconds", 5, minimum=0),
+        consecutive_datapoints=dr.int("consecutive_datapoints", 3, minimum=1),
+    )
+    dr.done()
+    if dms.secrets_manager_secret_id and not dms.secrets_manager_access_role_arn:
+        raise ConfigError(source, "dms.secrets_manager_access_role_arn", "is required with dms.secrets_manager_secret_id")
+
+    cr = r.sub("cutover")
+    cutover = CutoverSettings(
+        approval=cr.str("approval", "manual", choices=APPROVALS),
+        max_lag_bytes=cr.int("max_lag_bytes", 1024 * 1024),
+        max_apply_age_seconds=cr.int("max_apply_age_seconds", 60),
+        write_block=cr.str("write_block", "security_group" if platform == "aws" else "roles", choices=WRITE_BLOCKS),
+        application_roles=tuple(cr.names("application_roles", [], required=False)),
+        drain_timeout_seconds=cr.int("drain_timeout_seconds", 60, minimum=1),
+        not_before=_iso(parse_time(cr.get("not_before"), source, cr.where("not_before"))) if cr.get("not_before") else None,
+        not_after=_iso(parse_time(cr.get("not_after"), source, cr.where("not_after"))) if cr.get("not_after") else None,
+        dns_zone_id=cr.str("dns_zone_id"),
+        dns_record_name=cr.str("dns_record_name"),
+        dns_ttl=cr.int("dns_ttl", 30, minimum=0),
+        stop_source=cr.bool("stop_source", False),
+        approval_timeout_hours=cr.int("approval_timeout_hours", 24, minimum=1),
+    )
+    cr.done()
+    if cutover.write_block == "security_group" and platform != "aws":
+        raise ConfigError(source, "cutover.write_block", "security_group needs platform aws; use roles")
+    if cutover.write_block == "security_group" and not source_ep.security_group_ids:
+        raise ConfigError(source, "source.security_group_ids", "is required for cutover.write_block security_group")
+    if cutover.write_block == "roles" and not cutover.application_roles:
+        raise ConfigError(source, "cutover.application_roles", "list the application roles whose writes are blocked at cutover")
+    if bool(cutover.dns_zone_id) != bool(cutover.dns_record_name):
+        raise ConfigError(source, "cutover.dns_record_name", "dns_zone_id and dns_record_name go together")
+
+    vr = r.sub("validation")
+    validation = ValidationSettings(chunk_rows=vr.int("chunk_rows", 10000, minimum=1),
+                                    max_rechecks=vr.int("max_rechecks", 3, minimum=0))
+    vr.done()
+
+    config = MigrationConfig(
+        migration_id=migration_id,
+        platform=platform,
+        initial_load=initial_load,
+        cdc_engine=cdc_engine,
+        source=source_ep,
+        target=target_ep,
+        databases=tuple(r.names("databases", required=True)),
+        schemas=tuple(r.names("schemas", required=True)),
+        control_schema=check_names(r.get("control_schema", "migration_control"), source, "control_schema")[0],
+        description=r.str("description", "") or "",
+        owner=r.str("owner", "migration") or "migration",
+        allow_replica_identity_full=r.bool("allow_replica_identity_full", False),
+        max_transaction_age_seconds=r.int("max_transaction_age_seconds", 300, minimum=1),
+        set_logical_replication=r.bool("set_logical_replication", False),
+        dms=dms,
+        cutover=cutover,
+        validation=validation,
+        path=source,
+    )
+    r.done()
+    if config.control_schema in config.schemas:
+        raise ConfigError(source, "control_schema", "must not be one of the migrated schemas")
+    return config
+
+
+def load_config(path: str | Path) -> MigrationConfig:
+    """Read and validate one migration YAML."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "(file)", f"is not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
+    config = parse_config(data, str(path))
+    if path.stem != config.migration_id:
+        raise ConfigError(str(path), "migration_id", f"must match the file name ({path.stem!r}), got {config.migration_id!r}")
+    return config
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]

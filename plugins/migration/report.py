@@ -1,0 +1,85 @@
+"""The migration report: a Markdown page and a PNG chart of replication lag over time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def _fmt_seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Render the report dict built by the report task (timeline, validation, cleanup)."""
+    lines = [f"# Migration report: {report['migration_id']}", ""]
+    lines += [f"- Run: `{report.get('run_id', '')}`",
+              f"- Outcome: **{report.get('outcome', 'unknown')}**",
+              f"- Initial load: {report.get('initial_load')}; CDC engine: {report.get('cdc_engine')}",
+              f"- Databases: {', '.join(report.get('databases', []))}",
+              f"- Write-blocked window: **{_fmt_seconds(report.get('write_blocked_seconds'))}**", ""]
+    timeline = report.get("timeline") or []
+    if timeline:
+        lines += ["## Cutover timeline", "", "| step | started | seconds | detail |", "|---|---|---|---|"]
+        for step in timeline:
+            detail = str(step.get("detail", "")).replace("|", "\\|")
+            lines.append(f"| {step['name']} | {step.get('started_at', '')} | {step.get('seconds', 0):.3f} | {detail} |")
+        lines.append("")
+    events = report.get("events") or []
+    if events:
+        lines += ["## Run timeline", "", "| task | state | started | ended |", "|---|---|---|---|"]
+        for event in events:
+            lines.append(f"| {event['task_id']} | {event.get('state')} | {event.get('start_date') or ''} | {event.get('end_date') or ''} |")
+        lines.append("")
+    validation = report.get("validation") or []
+    if validation:
+        lines += ["## Validation", "", "| database | table | rows compared | mismatched chunks |", "|---|---|---|---|"]
+        for row in validation:
+            lines.append(f"| {row['database']} | {row['table']} | {row.get('rows', 0)} | {row.get('mismatched_chunks', 0)} |")
+        total = sum(int(r.get("rows", 0)) for r in validation)
+        lines += ["", f"Rows validated: {total} in {len(validation)} tables.", ""]
+    cleanup = report.get("cleanup") or []
+    lines += ["## Cleanup", ""]
+    lines += [f"- {item}" for item in cleanup] or ["- nothing to clean up"]
+    if report.get("lag_chart"):
+        lines += ["", "## Replication lag", "", f"![lag over time]({Path(report['lag_chart']).name})"]
+    return "\n".join(lines) + "\n"
+
+
+def render_lag_chart(samples: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Lag (bytes) over time per database as a PNG; None when there are no samples."""
+    if not samples:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    for database in sorted({s["database"] for s in samples}):
+        points = sorted((s for s in samples if s["database"] == database), key=lambda s: s["sampled_at"])
+        times = [s["sampled_at"] if isinstance(s["sampled_at"], datetime) else datetime.fromisoformat(s["sampled_at"])
+                 for s in points]
+        ax.plot(times, [s["lag_bytes"] for s in points], marker=".", label=database)
+    ax.set_ylabel("lag (bytes)")
+    ax.set_title("Replication lag")
+    ax.legend(loc="upper right")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict[str, Any], directory: str | Path, samples: list[dict[str, Any]] | None = None) -> Path:
+    """Write report.md (and lag.png when there are samples) into ``directory``; return the Markdown path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    chart = render_lag_chart(samples or [], directory / "lag.png")
+    report = {**report, "lag_chart": str(chart) if chart else None}
+    out = directory / "report.md"
+    out.write_text(render_markdown(report))
+    return out

@@ -1,0 +1,108 @@
+"""The cutover gate (human approval in the UI, or the automatic decision) and the guardrail re-check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from migration import guardrails, naming
+
+
+def _lag_by_database(source_conn_id: str, migration_id: str, databases: Sequence[str]) -> dict[str, int]:
+    from hooks.postgres import connect
+    from migration.slots import replication_lag_bytes
+
+    lags = {}
+    for database in databases:
+        with connect(source_conn_id, dbname=database) as conn:
+            lags[database] = replication_lag_bytes(conn, naming.slot_name(migration_id, database))
+    return lags
+
+
+def _validation_by_database(databases: Sequence[str], results: Sequence[dict[str, Any]] | None) -> dict[str, dict]:
+    # Mapped sensor results come back in map-index order, which is the order of the run's databases.
+    return {db: dict(result or {}) for db, result in zip(databases, list(results or []), strict=False)}
+
+
+class CutoverGateOperator(ApprovalOperator):
+    """Asks a human to approve the cutover, showing lag, validation and the planned steps.
+
+    With ``auto=True`` the same guardrails decide instead: all clear approves, anything else rejects.
+    Rejecting skips the whole cutover and leaves the source untouched.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "databases", "validation_results",
+                                      "not_before", "not_after")
+
+    def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
+                 max_lag_bytes: int, not_before: str | None, not_after: str | None, steps: list[str],
+                 auto: bool = False, **kwargs: Any):
+        kwargs.setdefault("subject", f"Approve the cutover of migration {migration_id}?")
+        kwargs.setdefault("ignore_downstream_trigger_rules", True)
+        super().__init__(**kwargs)
+        self.migration_id = migration_id
+        self.source_conn_id = source_conn_id
+        self.databases = databases
+        self.validation_results = validation_results
+        self.max_lag_bytes = max_lag_bytes
+        self.not_before = not_before
+        self.not_after = not_after
+        self.steps = steps
+        self.auto = auto
+
+    def execute(self, context: Context) -> Any:
+        rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
+        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
+        validation = _validation_by_database(self.databases, self.validation_results)
+        now = datetime.now(UTC)
+        self.body = guardrails.summary(rails, lag_bytes=lag, validation=validation, steps=self.steps, now=now)
+        self.log.info("Cutover summary:\n%s", self.body)
+        if not self.auto:
+            return super().execute(context)
+        found = guardrails.problems(rails, lag_bytes=lag, validation=validation, now=now)
+        for problem in found:
+            self.log.warning("Guardrail: %s", problem)
+        choice = self.REJECT if found else self.APPROVE
+        self.log.info("Automatic decision: %s", choice)
+        return self.execute_complete(context, event={
+            "chosen_options": [choice], "params_input": {}, "responded_at": now,
+            "responded_by_user": {"id": "guardrails", "name": "automatic approval"},
+        })
+
+
+class CheckGuardrailsOperator(BaseOperator):
+    """Re-checks the guardrails after approval: waits (deferred) for the window to open, fails if it
+    closed or if lag grew past the limit. Nothing has been changed on the source at this point."""
+
+    template_fields: Sequence[str] = ("source_conn_id", "databases", "validation_results", "not_before", "not_after")
+
+    def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
+                 max_lag_bytes: int, not_before: str | None, not_after: str | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.migration_id = migration_id
+        self.source_conn_id = source_conn_id
+        self.databases = databases
+        self.validation_results = validation_results
+        self.max_lag_bytes = max_lag_bytes
+        self.not_before = not_before
+        self.not_after = not_after
+
+    def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        if guardrails.window_state(now, self.not_before or None, self.not_after or None) == "early":
+            self.log.info("Approved before the window opens; waiting until %s", self.not_before)
+            self.defer(trigger=DateTimeTrigger(moment=datetime.fromisoformat(self.not_before)), method_name="execute")
+        rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
+        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
+        found = guardrails.problems(rails, lag_bytes=lag,
+                                    validation=_validation_by_database(self.databases, self.validation_results), now=now)
+        if found:
+            raise AirflowException("Cutover stopped before any change to the source: " + "; ".join(found))
+        self.log.info("Guardrails clear: lag %s", lag)
+        return {"lag_bytes": lag, "checked_at": now.isoformat()}
