@@ -1,0 +1,1 @@
+SELECT {schema}.{function}()::text AS lsn;

@@ -1,0 +1,17 @@
+-- Tables whose UPDATE/DELETE cannot be replicated: no primary key under the default replica
+-- identity, replica identity NOTHING, or a replica identity index that is missing.
+SELECT n.nspname AS schema_name,
+       c.relname AS table_name,
+       format('%%I.%%I', n.nspname, c.relname) AS qualified,
+       c.relreplident AS replident
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s::text[])
+   AND c.relkind = 'r'
+   AND CASE c.relreplident
+           WHEN 'f' THEN false
+           WHEN 'n' THEN true
+           WHEN 'd' THEN NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+           WHEN 'i' THEN NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)
+       END
+ ORDER BY n.nspname, c.relname;

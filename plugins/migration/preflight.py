@@ -1,0 +1,240 @@
+"""Preflight: everything that would make the migration fail later, found before anything is created.
+
+``run_preflight`` reads the source and returns findings; ``raise_for_failures`` turns all failing
+findings into one ``PreflightError`` so the user fixes everything in one pass. The only change
+preflight ever makes is the opted-in ``REPLICA IDENTITY FULL`` on tables that have no key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from migration import sql
+
+log = logging.getLogger(__name__)
+
+MIN_SERVER_VERSION_NUM = 110000
+ENGINES = ("dms", "native")
+# Settings every source needs; platform-specific ones (rds.logical_replication) come in through extra_settings.
+REQUIRED_SETTINGS: Mapping[str, str] = {"wal_level": "logical"}
+_MAX_IDENTIFIER_BYTES = 63
+
+Level = Literal["fail", "warn", "info"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One preflight result: what, what is wrong (or what was done), and what to do about it."""
+
+    object: str
+    problem: str
+    fix: str
+    level: Level = "fail"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.object}: {self.problem} Fix: {self.fix}"
+
+
+class PreflightError(RuntimeError):
+    """Raised once with every failing finding, so one run shows all that must be fixed."""
+
+    def __init__(self, failures: Sequence[Finding]):
+        self.failures = list(failures)
+        lines = "\n".join(f"- {f.object}: {f.problem} Fix: {f.fix}" for f in self.failures)
+        super().__init__(f"Preflight found {len(self.failures)} problem(s) on the source:\n{lines}")
+
+
+def validate_identifier(value: object, *, field: str) -> str:
+    """A PostgreSQL identifier as given (any characters), or ValueError naming the field."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{field}: expected a non-empty name, got {value!r}")
+    if "\x00" in value:
+        raise ValueError(f"{field}: a name cannot contain a NUL character, got {value!r}")
+    if len(value.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"{field}: {value!r} is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte name limit")
+    return value
+
+
+def validate_schemas(schemas: object, *, field: str = "schemas") -> list[str]:
+    """A non-empty list of schema names without duplicates, or ValueError naming the field."""
+    if isinstance(schemas, str) or not isinstance(schemas, Sequence) or not schemas:
+        raise ValueError(f"{field}: expected a non-empty list of schema names, got {schemas!r}")
+    names = [validate_identifier(name, field=f"{field}[{i}]") for i, name in enumerate(schemas)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{field}: schema names repeat in {names!r}")
+    return names
+
+
+def _validate_inputs(schemas: object, engine: object, slots_needed: object, max_xact_age_s: object,
+                     extra_settings: object) -> list[str]:
+    names = validate_schemas(schemas)
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    for field, value in (("slots_needed", slots_needed), ("max_xact_age_s", max_xact_age_s)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{field}: expected a whole number >= 0, got {value!r}")
+    if extra_settings is not None and not (
+        isinstance(extra_settings, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in extra_settings.items())
+    ):
+        raise ValueError(f"extra_settings: expected a mapping of setting name to value, got {extra_settings!r}")
+    return names
+
+
+def run_preflight(
+    conn: psycopg.Connection,
+    *,
+    schemas: Sequence[str],
+    engine: str,
+    slots_needed: int,
+    max_xact_age_s: int,
+    allow_replica_identity_full: bool,
+    extra_settings: Mapping[str, str] | None = None,
+    slot_names: Sequence[str] = (),
+) -> list[Finding]:
+    """Check the source database ``conn`` is connected to; return every finding (fail, warn, info).
+
+    ``extra_settings`` adds required settings (name -> value) to ``wal_level=logical``.
+    ``slot_names`` are the migration's own slots: when they already exist (a rerun) they need no new room.
+    """
+    names = _validate_inputs(schemas, engine, slots_needed, max_xact_age_s, extra_settings)
+    findings: list[Finding] = []
+    with conn.cursor(row_factory=dict_row) as cur:
+        facts = cur.execute(sql.load("preflight_server_facts"), {"slot_names": list(slot_names)}).fetchone()
+        findings += _server_findings(facts, slots_needed)
+        findings += _settings_findings(cur, {**REQUIRED_SETTINGS, **(extra_settings or {})})
+        missing = [r["name"] for r in cur.execute(sql.load("preflight_missing_schemas"), {"schemas": names})]
+        findings += [
+            Finding(f"schema {name!r}", "does not exist in this database.",
+                    "Correct the schema list, or connect to the database that holds it.")
+            for name in missing
+        ]
+        params = {"schemas": names}
+        findings += _identity_findings(conn, cur, params, engine, allow_replica_identity_full)
+        findings += _transaction_findings(cur, max_xact_age_s, facts)
+        findings += [
+            Finding(f"table {r['qualified']}", "is UNLOGGED: a clone or snapshot restores it empty and CDC never carries its changes.",
+                    f"ALTER TABLE {r['qualified']} SET LOGGED; or leave it out of the migration.")
+            for r in cur.execute(sql.load("preflight_unlogged_tables"), params)
+        ]
+        findings += _large_object_findings(cur, params, facts)
+        findings += [
+            Finding(f"table {r['qualified']}", f"role {facts['role_name']!r} has no SELECT on it.",
+                    f"GRANT SELECT ON {r['qualified']} TO <migration role>; (as the table owner).")
+            for r in cur.execute(sql.load("preflight_tables_without_select"), params)
+        ]
+    for finding in findings:
+        (log.warning if finding.level == "fail" else log.info)("preflight: %s", finding)
+    return findings
+
+
+def raise_for_failures(findings: Sequence[Finding]) -> list[Finding]:
+    """Raise one PreflightError listing every failing finding; otherwise return the others (warn, info)."""
+    failures = [f for f in findings if f.level == "fail"]
+    if failures:
+        raise PreflightError(failures)
+    return [f for f in findings if f.level != "fail"]
+
+
+def _server_findings(facts: dict, slots_needed: int) -> list[Finding]:
+    found: list[Finding] = []
+    if facts["version_num"] < MIN_SERVER_VERSION_NUM:
+        found.append(Finding("server", f"runs PostgreSQL {facts['version']}; logical CDC from a clone needs 11 or later.",
+                             "Upgrade the source to PostgreSQL 11 or later (latest minor) before migrating."))
+    privileged = facts["is_superuser"] or facts["is_rds_privileged"] or facts["has_replication"]
+    if not privileged:
+        found.append(Finding(f"role {facts['role_name']!r}",
+                             "is neither superuser nor a member of rds_superuser/rds_replication and has no REPLICATION attribute, so it cannot create or read replication slots.",
+                             "Use the instance's primary user, or GRANT rds_replication TO <role>; (RDS/Aurora), or ALTER ROLE <role> REPLICATION; (self-managed)."))
+    free_slots = facts["max_replication_slots"] - facts["used_replication_slots"] + facts["own_existing_slots"]
+    if free_slots < slots_needed:
+        found.append(Finding("max_replication_slots",
+                             f"{facts['max_replication_slots']} configured, {facts['used_replication_slots']} in use: {free_slots} free, {slots_needed} needed.",
+                             "Raise max_replication_slots (restart required) or drop unused slots with SELECT pg_drop_replication_slot('<name>');"))
+    free_senders = facts["max_wal_senders"] - facts["used_wal_senders"]
+    if free_senders < slots_needed:
+        found.append(Finding("max_wal_senders",
+                             f"{facts['max_wal_senders']} configured, {facts['used_wal_senders']} in use: {free_senders} free, {slots_needed} needed.",
+                             "Raise max_wal_senders (restart required) or stop idle replication connections."))
+    return found
+
+
+def _settings_findings(cur: psycopg.Cursor, wanted: Mapping[str, str]) -> list[Finding]:
+    found = []
+    for row in cur.execute(sql.load("preflight_settings"), {"names": list(wanted)}):
+        expected = wanted[row["name"]]
+        if row["value"] is None:
+            found.append(Finding(f"setting {row['name']}", f"is not known to this server; it must be {expected!r}.",
+                                 f"Set {row['name']} = {expected} in the parameter group / postgresql.conf and restart."))
+        elif row["value"].lower() != expected.lower():
+            found.append(Finding(f"setting {row['name']}", f"is {row['value']!r}; it must be {expected!r}.",
+                                 f"Set {row['name']} = {expected} (RDS/Aurora: rds.logical_replication = 1 in the "
+                                 "custom parameter group) and reboot."))
+    return found
+
+
+def _identity_findings(conn: psycopg.Connection, cur: psycopg.Cursor, params: dict, engine: str,
+                       allow_full: bool) -> list[Finding]:
+    found = []
+    consequence = ("UPDATE and DELETE on it are skipped by DMS" if engine == "dms"
+                   else "UPDATE and DELETE on it fail on the source once it is published")
+    for row in cur.execute(sql.load("preflight_tables_without_identity"), params).fetchall():
+        what = f"table {row['qualified']}"
+        if allow_full:
+            try:
+                conn.execute(sql.compose("preflight_set_replica_identity_full",
+                                         schema=row["schema_name"], table=row["table_name"]))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                found.append(Finding(what, f"has no primary key or replica identity and REPLICA IDENTITY FULL could not be set: {exc.diag.message_primary}",
+                                     f"As the table owner: ALTER TABLE {row['qualified']} REPLICA IDENTITY FULL;"))
+                continue
+            found.append(Finding(what, "had no primary key or replica identity; REPLICA IDENTITY FULL was set.",
+                                 "Nothing to do; a primary key would make CDC on this table cheaper.", level="info"))
+        else:
+            found.append(Finding(what, f"has no primary key or usable replica identity: {consequence}.",
+                                 f"Add a primary key, or ALTER TABLE {row['qualified']} REPLICA IDENTITY FULL; "
+                                 "(or rerun with allow_replica_identity_full)."))
+    return found
+
+
+def _transaction_findings(cur: psycopg.Cursor, max_age_s: int, facts: dict) -> list[Finding]:
+    found = []
+    for r in cur.execute(sql.load("preflight_long_transactions"), {"max_age_s": max_age_s}):
+        found.append(Finding(
+            f"transaction of pid {r['pid']} (database {r['datname']!r}, user {r['usename']!r}, application {r['application_name']!r})",
+            f"has been open {r['age_s']} s ({r['state']}), longer than {max_age_s} s: slot creation waits for it and the clone would miss it.",
+            f"Commit or roll it back, or end it with SELECT pg_terminate_backend({r['pid']});"))
+    for r in cur.execute(sql.load("preflight_prepared_transactions")):
+        found.append(Finding(
+            f"prepared transaction {r['gid']!r} (database {r['database']!r}, owner {r['owner']!r})",
+            f"has been prepared for {r['age_s']} s: it blocks slot creation until it is resolved.",
+            f"In database {r['database']!r}: COMMIT PREPARED '{r['gid']}'; or ROLLBACK PREPARED '{r['gid']}';"))
+    if not facts["sees_all_sessions"]:
+        found.append(Finding(f"role {facts['role_name']!r}",
+                             "cannot see other roles' sessions, so long transactions of other roles were not checked.",
+                             "GRANT pg_read_all_stats TO <role>; to check them too.", level="warn"))
+    return found
+
+
+def _large_object_findings(cur: psycopg.Cursor, params: dict, facts: dict) -> list[Finding]:
+    found = []
+    if facts["large_objects"]:
+        found.append(Finding("pg_largeobject_metadata",
+                             f"holds {facts['large_objects']} large object(s); logical decoding never carries large objects.",
+                             "Move them into bytea columns before migrating, or copy them separately at cutover."))
+    for r in cur.execute(sql.load("preflight_large_object_columns"), params):
+        found.append(Finding(
+            f"column {r['qualified_column']}",
+            f"has type {r['type_name']}, which refers to large objects that CDC does not carry.",
+            "Migrate the data to bytea, or confirm the column holds plain numbers.",
+            level="fail" if facts["large_objects"] else "warn"))
+    return found

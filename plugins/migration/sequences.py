@@ -1,0 +1,96 @@
+"""Sequences at cutover: CDC does not carry nextval(), so the target's sequences are set from the source's.
+
+Reading is one query on the source and applying is one statement on the target, however many
+sequences there are, because it runs inside the write-blocked window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+
+from migration import sql
+from migration.preflight import validate_schemas
+
+log = logging.getLogger(__name__)
+
+
+class SequenceSyncError(RuntimeError):
+    """Sequences cannot be read on the source or are missing on the target; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    """One source sequence. ``last_value`` is None when it was never called (``is_called`` False)."""
+
+    schema: str
+    name: str
+    last_value: int | None
+    is_called: bool
+    start_value: int
+    increment_by: int
+    min_value: int
+    max_value: int
+    cycle: bool
+    data_type: str
+
+    @property
+    def setval_args(self) -> tuple[int, bool]:
+        """(value, is_called) for setval: a never-called sequence goes back to its start, uncalled."""
+        if self.last_value is None:
+            return self.start_value, False
+        return self.last_value, True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> list[SequenceState]:
+    """Every sequence in ``schemas`` (standalone, serial and identity alike) with its current state."""
+    names = validate_schemas(schemas)
+    with source_conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql.load("sequences_read"), {"schemas": names}).fetchall()
+    unreadable = [f"{r['schema_name']}.{r['sequence_name']}" for r in rows if not r["readable"]]
+    if unreadable:
+        raise SequenceSyncError(
+            f"The source role cannot read {len(unreadable)} sequence(s): {', '.join(map(repr, unreadable))}. "
+            "GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO <migration role>; then rerun."
+        )
+    return [
+        SequenceState(schema=r["schema_name"], name=r["sequence_name"], last_value=r["last_value"],
+                      is_called=r["last_value"] is not None, start_value=r["start_value"],
+                      increment_by=r["increment_by"], min_value=r["min_value"], max_value=r["max_value"],
+                      cycle=r["cycle"], data_type=r["data_type"])
+        for r in rows
+    ]
+
+
+def sync_sequences(target_conn: psycopg.Connection, seqs: Sequence[SequenceState]) -> int:
+    """setval every sequence on the target in one statement; returns how many were set.
+
+    If any sequence is missing on the target, none is set and the error lists them all.
+    """
+    if not seqs:
+        return 0
+    for i, seq in enumerate(seqs):
+        if not isinstance(seq, SequenceState):
+            raise ValueError(f"seqs[{i}]: expected a SequenceState from read_sequences, got {type(seq).__name__}")
+    values = [seq.setval_args for seq in seqs]
+    params = {
+        "schemas": [seq.schema for seq in seqs],
+        "names": [seq.name for seq in seqs],
+        "values": [value for value, _ in values],
+        "called": [called for _, called in values],
+    }
+    missing, applied = target_conn.execute(sql.load("sequences_sync"), params).fetchone()
+    if missing:
+        raise SequenceSyncError(
+            f"{len(missing)} sequence(s) do not exist on the target: {', '.join(missing)}. No sequence was changed. "
+            "Create them on the target (the initial load should have), then rerun."
+        )
+    log.info("Set %d sequence(s) on the target", applied)
+    return applied

@@ -1,0 +1,79 @@
+"""Operators for replication slots: create the CDC slot on the source, drop the clone's copies on the target."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from hooks.postgres import connect
+from migration.slots import create_slot, drop_copied_slots, plugin_for
+
+
+def endpoint_override(host: str | None, port: int | str | None, *,
+                      port_field: str = "target_port") -> tuple[str | None, int | None]:
+    """Host and port from (possibly templated) operator arguments; empty or "None" means the connection's own."""
+    host = None if host in (None, "", "None") else str(host)
+    if port in (None, "", "None"):
+        return host, None
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"{port_field}: expected a port number, got {port!r}") from None
+    if not 0 < number < 65536:
+        raise ValueError(f"{port_field}: {number} is not a TCP port")
+    return host, number
+
+
+class CreateReplicationSlotOperator(BaseOperator):
+    """Create (or reuse) the logical replication slot for one source database.
+
+    The output plugin follows the CDC engine (test_decoding for DMS, pgoutput for native).
+    Returns ``{slot_name, plugin, lsn, created}``; ``lsn`` is the slot's consistent point.
+    """
+
+    template_fields: Sequence[str] = ("source_conn_id", "database", "slot_name", "engine")
+    ui_color = "#d9ead3"
+
+    def __init__(self, *, source_conn_id: str, database: str, slot_name: str, engine: str,
+                 wait_for_xacts_s: float = 300, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.database = database
+        self.slot_name = slot_name
+        self.engine = engine
+        self.wait_for_xacts_s = wait_for_xacts_s
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        plugin = plugin_for(self.engine)
+        with connect(self.source_conn_id, dbname=self.database) as conn:
+            return create_slot(conn, self.slot_name, plugin, wait_for_xacts_s=self.wait_for_xacts_s)
+
+
+class DropCopiedSlotsOperator(BaseOperator):
+    """Drop the replication slots a physical clone carried over from the source (inactive ones).
+
+    With ``source_conn_id`` it refuses to run when the target endpoint turns out to be the source.
+    Returns the dropped slot names.
+    """
+
+    template_fields: Sequence[str] = ("target_conn_id", "database", "target_host", "target_port", "source_conn_id")
+    ui_color = "#d9ead3"
+
+    def __init__(self, *, target_conn_id: str, database: str, target_host: str | None = None,
+                 target_port: int | str | None = None, source_conn_id: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.target_conn_id = target_conn_id
+        self.database = database
+        self.target_host = target_host
+        self.target_port = target_port
+        self.source_conn_id = source_conn_id
+
+    def execute(self, context: Context) -> list[str]:
+        host, port = endpoint_override(self.target_host, self.target_port)
+        with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
+            if not self.source_conn_id:
+                return drop_copied_slots(target)
+            with connect(self.source_conn_id, dbname=self.database) as source:
+                return drop_copied_slots(target, source_conn=source)

@@ -1,0 +1,103 @@
+"""Operators that prepare databases for CDC: control schema, and the target's user triggers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from hooks.postgres import connect
+from migration.target_prep import (
+    TargetPrepError,
+    create_control_schema,
+    disable_user_triggers,
+    enable_triggers,
+    saved_trigger_ddl,
+)
+from operators.replication_slot import endpoint_override
+
+
+class CreateControlSchemaOperator(BaseOperator):
+    """``CREATE SCHEMA IF NOT EXISTS`` the control schema (DMS's ControlSchema) on the source or the target.
+
+    ``host``/``port`` override the connection's endpoint (the clone's is known only at run time).
+    Returns the schema name.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "database", "control_schema", "host", "port")
+    ui_color = "#cfe2f3"
+
+    def __init__(self, *, conn_id: str, database: str, control_schema: str, host: str | None = None,
+                 port: int | str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.database = database
+        self.control_schema = control_schema
+        self.host = host
+        self.port = port
+
+    def execute(self, context: Context) -> str:
+        host, port = endpoint_override(self.host, self.port, port_field="port")
+        with connect(self.conn_id, dbname=self.database, host=host, port=port) as conn:
+            return create_control_schema(conn, self.control_schema)
+
+
+class DisableTargetTriggersOperator(BaseOperator):
+    """Disable the enabled user triggers of the migrated schemas on the target.
+
+    The exact DDL that enables them again is saved in ``<control_schema>.saved_ddl`` (a rerun
+    returns the saved DDL) and returned for XCom; it holds only object names.
+    """
+
+    template_fields: Sequence[str] = ("target_conn_id", "database", "schemas", "control_schema", "target_host",
+                                      "target_port")
+    ui_color = "#cfe2f3"
+
+    def __init__(self, *, target_conn_id: str, database: str, schemas: Sequence[str], control_schema: str,
+                 target_host: str | None = None, target_port: int | str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.target_conn_id = target_conn_id
+        self.database = database
+        self.schemas = schemas
+        self.control_schema = control_schema
+        self.target_host = target_host
+        self.target_port = target_port
+
+    def execute(self, context: Context) -> str:
+        host, port = endpoint_override(self.target_host, self.target_port)
+        with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as conn:
+            return disable_user_triggers(conn, self.schemas, control_schema=self.control_schema)
+
+
+class EnableTargetTriggersOperator(BaseOperator):
+    """Enable the target's user triggers again with the saved DDL, in one round trip (cutover).
+
+    The DDL is read from ``<control_schema>.saved_ddl`` unless ``ddl`` is given. Returns the number
+    of triggers enabled.
+    """
+
+    template_fields: Sequence[str] = ("target_conn_id", "database", "control_schema", "ddl", "target_host",
+                                      "target_port")
+    ui_color = "#cfe2f3"
+
+    def __init__(self, *, target_conn_id: str, database: str, control_schema: str, ddl: str | None = None,
+                 target_host: str | None = None, target_port: int | str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.target_conn_id = target_conn_id
+        self.database = database
+        self.control_schema = control_schema
+        self.ddl = ddl
+        self.target_host = target_host
+        self.target_port = target_port
+
+    def execute(self, context: Context) -> int:
+        host, port = endpoint_override(self.target_host, self.target_port)
+        with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as conn:
+            ddl = self.ddl if self.ddl is not None else saved_trigger_ddl(conn, self.control_schema)
+            if ddl is None:
+                raise TargetPrepError(
+                    f"No saved trigger DDL for database {self.database!r} in {self.control_schema}.saved_ddl: the "
+                    "triggers were never disabled by this migration. Run DisableTargetTriggersOperator first."
+                )
+            return enable_triggers(conn, ddl)
