@@ -1,0 +1,1 @@
+REVOKE CONNECT ON DATABASE {database} FROM {grantee}

@@ -1,0 +1,1 @@
+ALTER ROLE {role} RESET default_transaction_read_only

@@ -1,0 +1,1 @@
+ALTER PUBLICATION {publication} ADD TABLES IN SCHEMA {schemas}

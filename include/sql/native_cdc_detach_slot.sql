@@ -1,0 +1,2 @@
+-- Without a slot name DROP SUBSCRIPTION leaves the source's slot alone.
+ALTER SUBSCRIPTION {subscription} SET (slot_name = NONE)

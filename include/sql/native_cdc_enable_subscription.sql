@@ -1,0 +1,1 @@
+ALTER SUBSCRIPTION {subscription} ENABLE

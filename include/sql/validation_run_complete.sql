@@ -1,0 +1,3 @@
+UPDATE {schema}.validation_runs
+SET tables = %(tables)s, chunks = %(chunks)s, rows_compared = %(rows_compared)s, completed_at = now()
+WHERE validation_id = %(validation_id)s

@@ -1,0 +1,41 @@
+"""The local platform's initial load: clone the source with pg_basebackup and start the copy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from hooks.postgres import conninfo_for
+from migration.local_clone import clone_local
+
+
+class LocalCloneOperator(BaseOperator):
+    """Copy the source server into ``data_directory`` and start it on ``port``; safe to rerun.
+
+    A finished clone is started if stopped and never copied again. The source connection's user
+    needs the REPLICATION attribute. Returns ``{host, port, datadir, logfile, copied, started}``;
+    ``logfile`` holds the ``redo done at`` line the capture step reads.
+    """
+
+    template_fields: Sequence[str] = ("source_conn_id", "data_directory", "port", "source_dbname")
+    ui_color = "#cfe2f3"
+
+    def __init__(self, *, source_conn_id: str, data_directory: str, port: int | str, source_dbname: str | None = None,
+                 bindir: str | None = None, timeout: int = 1800, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.data_directory = data_directory
+        self.port = port
+        self.source_dbname = source_dbname
+        self.bindir = bindir
+        self.timeout = timeout
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        try:
+            port = int(self.port)
+        except (TypeError, ValueError):
+            raise ValueError(f"port: expected a TCP port number, got {self.port!r}") from None
+        conninfo = conninfo_for(self.source_conn_id, dbname=self.source_dbname)
+        return clone_local(conninfo, self.data_directory, port, self.bindir, timeout=self.timeout)

@@ -1,0 +1,222 @@
+"""The chunked comparison on real servers: clean while CDC runs, planted mismatches found and proven."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+import psycopg
+import pytest
+
+from migration.lsn import LSN, find_redo_done
+from migration.native_cdc import advance_origin, create_publication, create_subscription, measure_lag
+from migration.validation import ValidationError, check_validation, run_validation
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "Mixed Case"
+WEIRD = '"Mixed Case"."Weird ""Quoted"" Name"'
+NO_KEY = '"Mixed Case"."no key"'
+CONTROL = "Migration Control"
+
+
+def connect(server, dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(server.conninfo(dbname), autocommit=True)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+@pytest.fixture(scope="module")
+def pair(pg_servers):
+    """A source and its clone joined by native CDC, with awkward names and types."""
+    source = pg_servers.new("valsrc")
+    with connect(source) as src:
+        src.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        src.execute(f'''CREATE TABLE {WEIRD} ("Key Col" int, "k 2" text, amount numeric(12, 3), at timestamptz,
+                        doc jsonb, raw bytea, ratio float8, PRIMARY KEY ("Key Col", "k 2"))''')
+        src.execute(f'''INSERT INTO {WEIRD} SELECT g, 'k' || (g % 3), g * 1.5, timestamptz '2026-01-01' + g * interval '1 min',
+                        jsonb_build_object('g', g), decode(md5(g::text), 'hex'), g / 7.0 FROM generate_series(1, 500) g''')
+        src.execute(f"CREATE TABLE {NO_KEY} (x int, y text) WITH (autovacuum_enabled = off)")
+        src.execute(f"ALTER TABLE {NO_KEY} REPLICA IDENTITY FULL")
+        src.execute(f"INSERT INTO {NO_KEY} SELECT g, 'y' || g FROM generate_series(1, 120) g")
+        src.execute(f'CREATE TABLE "{SCHEMA}".empty (id int PRIMARY KEY)')
+        create_publication(src, "pub", [SCHEMA])
+        src.execute("SELECT pg_create_logical_replication_slot('slot', 'pgoutput')")
+    clone = pg_servers.clone(source)
+    with connect(clone) as tgt:
+        # Another default time zone on the target must not change any digest.
+        tgt.execute("ALTER DATABASE postgres SET timezone = 'Asia/Tokyo'")
+        create_subscription(tgt, "sub", source.conninfo(), "pub", "slot")
+        advance_origin(tgt, "sub", find_redo_done(clone.log_text()))
+    return source, clone
+
+
+def caught_up(source, clone) -> None:
+    with connect(source) as src, connect(clone) as tgt:
+        final = LSN(src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+        wait_for(lambda: LSN(measure_lag(src, tgt, "slot", "sub")["confirmed_flush_lsn"]) >= final, 60,
+                 "CDC to catch up")
+
+
+def test_clean_while_cdc_applies_concurrent_writes(pair, caplog):
+    source, clone = pair
+    stop = threading.Event()
+
+    def write():
+        with connect(source) as conn:
+            i = 1000
+            while not stop.is_set():
+                conn.execute(f"INSERT INTO {WEIRD} (\"Key Col\", \"k 2\", amount) VALUES (%s, 'w', 1)", (i,))
+                conn.execute(f'UPDATE {WEIRD} SET amount = amount + 1 WHERE "Key Col" = %s', (i % 500 + 1,))
+                conn.execute(f"UPDATE {NO_KEY} SET y = y || '.' WHERE x = %s", (i % 120 + 1,))
+                i += 1
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with connect(source) as src, connect(clone) as tgt, caplog.at_level(logging.INFO, logger="migration.validation"):
+        first = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="clean run",
+                               chunk_rows=50)
+        stop.set()
+        writer.join(10)
+        caught_up(source, clone)
+        result = first
+        for _ in range(10):
+            if result["clean"]:
+                break
+            result = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="clean run",
+                                    chunk_rows=50, max_rechecks=10)
+        assert result["clean"], result
+        assert result["tables"] == 3 and result["rows_compared"] >= 620 and result["chunks"] > 10
+        assert result["mismatched_chunks"] == 0 and result["persistent"] == 0
+    assert any("100% of rows compared" in r.getMessage() for r in caplog.records)
+    progress = [r.getMessage() for r in caplog.records if re.search(r"\d+% of rows compared", r.getMessage())]
+    assert len(progress) >= 3, progress
+
+
+def test_clean_while_inserts_keep_arriving(pair):
+    """New rows land above the source's highest key; they are lag, not mismatches, while CDC keeps up."""
+    source, clone = pair
+    caught_up(source, clone)
+    stop = threading.Event()
+
+    def insert():
+        with connect(source) as conn:
+            i = 100000
+            while not stop.is_set():
+                conn.execute(f"INSERT INTO {WEIRD} (\"Key Col\", \"k 2\") VALUES (%s, 'new')", (i,))
+                i += 1
+                time.sleep(0.001)
+
+    writer = threading.Thread(target=insert, daemon=True)
+    writer.start()
+    try:
+        with connect(source) as src, connect(clone) as tgt:
+            result = None
+            for _ in range(15):
+                result = run_validation(src, tgt, schemas=[f"{SCHEMA}"], control_schema=CONTROL,
+                                        validation_id="under load", chunk_rows=100, max_rechecks=20)
+                if result["clean"]:
+                    break
+                time.sleep(0.3)
+            assert result["clean"], result
+            assert writer.is_alive()
+    finally:
+        stop.set()
+        writer.join(10)
+
+
+def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
+    source, clone = pair
+    caught_up(source, clone)
+    with connect(source) as src, connect(clone) as tgt:
+        top = src.execute(f'SELECT max("Key Col") FROM {WEIRD}').fetchone()[0]
+        # Writes on the target behind CDC's back: a changed row, a row past the source's last key, a no-key row.
+        tgt.execute(f'UPDATE {WEIRD} SET amount = -1 WHERE "Key Col" = 250')
+        tgt.execute(f"INSERT INTO {WEIRD} (\"Key Col\", \"k 2\") VALUES (%s, 'extra')", (top + 1,))
+        tgt.execute(f"UPDATE {NO_KEY} SET y = 'planted' WHERE x = 7")
+
+        found = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                               chunk_rows=50, max_rechecks=2)
+        assert not found["clean"] and found["mismatched_chunks"] == 3 and found["persistent"] == 0
+        again = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                               chunk_rows=50, max_rechecks=2)
+        assert again["mismatched_chunks"] == 3 and again["persistent"] == 0
+        with pytest.raises(ValidationError) as raised:
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                           chunk_rows=50, max_rechecks=2)
+        message = str(raised.value)
+        assert "3 chunk(s) still differ after 2 rechecks" in message
+        assert '"Mixed Case"."Weird ""Quoted"" Name" keys (Key Col, k 2)' in message
+        assert ".. end]" in message
+        assert '"Mixed Case"."no key" (whole table, no primary key)' in message
+        rows = tgt.execute(f'SELECT table_name, state, rechecks, source_digest <> target_digest FROM "{CONTROL}".validation_failures '
+                           "WHERE validation_id = 'planted' ORDER BY 1, chunk_key").fetchall()
+        assert [r[1:] for r in rows] == [("persistent", 2, True)] * 3
+
+        # Fixed data turns the failures clean on the next call (a rerun of the sensor).
+        tgt.execute(f'DELETE FROM {WEIRD} WHERE "Key Col" = %s', (top + 1,))
+        tgt.execute(f'UPDATE {WEIRD} AS t SET amount = %s WHERE "Key Col" = 250',
+                    (src.execute(f'SELECT amount FROM {WEIRD} WHERE "Key Col" = 250').fetchone()[0],))
+        src_y = src.execute(f"SELECT y FROM {NO_KEY} WHERE x = 7").fetchone()[0]
+        tgt.execute(f"UPDATE {NO_KEY} SET y = %s WHERE x = 7", (src_y,))
+        fixed = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                               chunk_rows=50, max_rechecks=2)
+        assert fixed["clean"], fixed
+
+    monkeypatch.setenv("AIRFLOW_CONN_VAL_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
+    monkeypatch.setenv("AIRFLOW_CONN_VAL_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
+    done, payload = check_validation(source_conn_id="val_src", target_conn_id="val_tgt", database="postgres",
+                                     schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                                     chunk_rows=50, max_rechecks=2)
+    assert done and payload["mismatched_chunks"] == 0 and payload["rows_compared"] > 0
+    assert set(payload) >= {"tables", "rows_compared", "mismatched_chunks", "persistent"}
+
+
+def test_bad_input_creates_nothing(pair):
+    source, clone = pair
+    with connect(source) as src, connect(clone) as tgt:
+        with pytest.raises(ValueError, match="chunk_rows"):
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", validation_id="x", chunk_rows=0)
+        with pytest.raises(ValueError, match="schemas"):
+            run_validation(src, tgt, schemas=[], control_schema="nothing here", validation_id="x")
+        assert tgt.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'nothing here'").fetchone()[0] == 0
+
+
+def test_sensor_runs_the_check_and_defers_while_rechecks_are_due(pair, monkeypatch):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from sensors.validation import ValidationCleanSensor
+
+    source, clone = pair
+    caught_up(source, clone)
+    monkeypatch.setenv("AIRFLOW_CONN_VAL_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
+    monkeypatch.setenv("AIRFLOW_CONN_VAL_TGT", "postgres://postgres@127.0.0.1:1/postgres")
+
+    def sensor(validation_id: str) -> ValidationCleanSensor:
+        return ValidationCleanSensor(task_id="wait_validation", source_conn_id="val_src", target_conn_id="val_tgt",
+                                     database="postgres", schemas=[SCHEMA], validation_id=validation_id,
+                                     control_schema=CONTROL, chunk_rows=100, max_rechecks=2,
+                                     target_host="127.0.0.1", target_port=str(clone.port))
+
+    payload = sensor("sensor clean").execute({})
+    assert payload["clean"] and payload["tables"] == 3
+
+    with connect(clone) as tgt:
+        tgt.execute(f'UPDATE {WEIRD} SET doc = \'{{"planted": true}}\' WHERE "Key Col" = 3')
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor("sensor planted").execute({})
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["check"] == "migration.validation:check_validation"
+    assert kwargs["kwargs"]["target_port"] == clone.port and kwargs["kwargs"]["validation_id"] == "sensor planted"
+    with connect(source) as src, connect(clone) as tgt:
+        doc = src.execute(f'SELECT doc FROM {WEIRD} WHERE "Key Col" = 3').fetchone()[0]
+        tgt.execute(f'UPDATE {WEIRD} SET doc = %s WHERE "Key Col" = 3', (psycopg.types.json.Jsonb(doc),))
