@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 for folder in (ROOT / "plugins", ROOT / "dags"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+# Airflow reads its configuration when first imported: give the test session its own home.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-tests-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
+os.environ.setdefault("MIGRATION_REPORT_DIR", str(Path(os.environ["AIRFLOW_HOME"]) / "migration_reports"))
 
 from migration.localpg import LocalServer, find_bindir, free_port, make_workdir  # noqa: E402
 

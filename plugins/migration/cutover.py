@@ -104,16 +104,23 @@ def _state_table_exists(conn: psycopg.Connection, control_schema: str) -> bool:
     return conn.execute(q.load("cutover_state_exists"), {"table": table}).fetchone()[0]
 
 
-def unblock_writes(conn: psycopg.Connection, control_schema: str, fence_id: str) -> dict[str, Any]:
+def unblock_writes(conn: psycopg.Connection, control_schema: str, fence_id: str, *,
+                   force: bool = False) -> dict[str, Any]:
     """Restore exactly what the fence ``fence_id`` changed, as recorded in ``<control_schema>.cutover_state``.
 
     Role settings and LOGIN come back as they were; CONNECT goes back to every grantee it was revoked
     from (with its grant option), and the CONNECT grants the fence added are revoked. One transaction;
-    running it again restores nothing more.
+    running it again restores nothing more. Once the cutover opened the target the source stays fenced
+    (writes on both sides would split the data) unless ``force`` says the application is back on the source.
     """
     control_schema = check_names([control_schema], "unblock_writes", "control_schema")[0]
     if not _state_table_exists(conn, control_schema):
         return {"fence_id": fence_id, "restored": [], "note": "no cutover_state table: nothing was fenced"}
+    opened = conn.execute(q.compose("cutover_state_target_open", schema=control_schema),
+                          {"fence_id": fence_id}).fetchone()
+    if opened and not force:
+        log.info("The cutover %s opened the target %s: the source stays fenced", fence_id, opened[0])
+        return {"fence_id": fence_id, "restored": [], "note": "the target is open; the source stays fenced"}
     restored: list[str] = []
     with conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:

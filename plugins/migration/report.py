@@ -34,11 +34,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     validation = report.get("validation") or []
     if validation:
-        lines += ["## Validation", "", "| database | table | rows compared | mismatched chunks |", "|---|---|---|---|"]
+        lines += ["## Validation", "", "| database | tables | rows compared | mismatched chunks |", "|---|---|---|---|"]
         for row in validation:
-            lines.append(f"| {row['database']} | {row['table']} | {row.get('rows', 0)} | {row.get('mismatched_chunks', 0)} |")
-        total = sum(int(r.get("rows", 0)) for r in validation)
-        lines += ["", f"Rows validated: {total} in {len(validation)} tables.", ""]
+            lines.append(f"| {row['database']} | {row.get('tables', 0)} | {row.get('rows', 0)} | {row.get('mismatched_chunks', 0)} |")
+        rows = sum(int(r.get("rows", 0)) for r in validation)
+        tables = sum(int(r.get("tables", 0)) for r in validation)
+        lines += ["", f"Rows validated: {rows} in {tables} tables.", ""]
     cleanup = report.get("cleanup") or []
     lines += ["## Cleanup", ""]
     lines += [f"- {item}" for item in cleanup] or ["- nothing to clean up"]

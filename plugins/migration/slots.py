@@ -171,6 +171,20 @@ def drop_copied_slots(conn: psycopg.Connection, *, source_conn: psycopg.Connecti
     return dropped
 
 
+def drop_slot(conn: psycopg.Connection, slot_name: str) -> bool:
+    """Drop the migration's slot on the source if it exists; True if it was dropped.
+
+    Refuses a slot in use: a reader (a subscription or a DMS task) has to stop first.
+    """
+    validate_slot_name(slot_name)
+    slot = _slot(conn, slot_name)
+    if slot is None:
+        return False
+    if slot.get("active"):
+        raise SlotError(f"replication slot {slot_name} is in use; stop its subscription or DMS task, then drop it")
+    return conn.execute(sql.load("slots_drop_if_idle"), {"slot_name": slot_name}).rowcount == 1
+
+
 def replication_lag_bytes(source_conn: psycopg.Connection, slot_name: str) -> int:
     """Bytes of WAL the slot's consumer has not confirmed yet: pg_current_wal_lsn() - confirmed_flush_lsn."""
     validate_slot_name(slot_name)

@@ -25,9 +25,18 @@ def _lag_by_database(source_conn_id: str, migration_id: str, databases: Sequence
     return lags
 
 
-def _validation_by_database(databases: Sequence[str], results: Sequence[dict[str, Any]] | None) -> dict[str, dict]:
-    # Mapped sensor results come back in map-index order, which is the order of the run's databases.
-    return {db: dict(result or {}) for db, result in zip(databases, list(results or []), strict=False)}
+def results_list(results: Any) -> list[dict[str, Any]]:
+    """Mapped task results as a list: a run of one database resolves to the single result itself."""
+    if results is None:
+        return []
+    if isinstance(results, dict):
+        return [results]
+    return [dict(r) for r in results if r]
+
+
+def _validation_by_database(databases: Sequence[str], results: Any) -> dict[str, dict]:
+    by_name = {r.get("database"): r for r in results_list(results)}
+    return {db: by_name.get(db, {"failures": "no validation result"}) for db in databases}
 
 
 class CutoverGateOperator(ApprovalOperator):

@@ -1,0 +1,123 @@
+"""End-of-run tasks: clean up what only served the migration, then write the migration report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from hooks.postgres import connect
+from migration import report as report_md
+from operators.cutover_gate import results_list
+
+
+def report_dir(dag_id: str, run_id: str) -> Path:
+    base = os.environ.get("MIGRATION_REPORT_DIR") or str(Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+                                                          / "migration_reports")
+    return Path(base) / dag_id / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def cutover_timeline(ti: Any, cutover_task_id: str) -> dict[str, Any] | None:
+    """The critical section's timeline: its return value, or the one it pushed before failing."""
+    return ti.xcom_pull(task_ids=cutover_task_id) or ti.xcom_pull(task_ids=cutover_task_id, key="timeline")
+
+
+class SourceSlotCleanupOperator(BaseOperator):
+    """After a completed cutover, drop the source's slots and publications: kept, they would hold WAL
+    on the source forever. After anything else they stay, so a rerun resumes where CDC stood.
+    Never touches table data. Returns the list of what was removed or kept."""
+
+    template_fields: Sequence[str] = ("source_conn_id", "plan")
+
+    def __init__(self, *, source_conn_id: str, plan: Any, cutover_task_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.plan = plan
+        self.cutover_task_id = cutover_task_id
+
+    def execute(self, context: Context) -> list[str]:
+        from migration.native_cdc import drop_publication
+        from migration.slots import drop_slot
+
+        timeline = cutover_timeline(context["ti"], self.cutover_task_id)
+        items = list(self.plan or [])
+        if not timeline or timeline.get("status") != "completed":
+            kept = [f"kept slot {item['slot_name']} on {item['database']} (no completed cutover; a rerun resumes from it)"
+                    for item in items]
+            for line in kept:
+                self.log.info(line)
+            return kept
+        done = []
+        for item in items:
+            with connect(self.source_conn_id, dbname=item["database"]) as conn:
+                if drop_slot(conn, item["slot_name"]):
+                    done.append(f"dropped slot {item['slot_name']} on source database {item['database']}")
+                if drop_publication(conn, item["publication"]):
+                    done.append(f"dropped publication {item['publication']} on source database {item['database']}")
+        for line in done:
+            self.log.info(line)
+        return done
+
+
+class MigrationReportOperator(BaseOperator):
+    """Writes report.md, report.json and lag.png: timeline, validation, write-blocked window, cleanup."""
+
+    template_fields: Sequence[str] = ("databases", "validation_results", "target_conn_id")
+
+    def __init__(self, *, migration_id: str, config_summary: dict[str, str], databases: Any, validation_results: Any,
+                 cutover_task_id: str, cleanup_task_id: str, target_conn_id: str, control_schema: str,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.migration_id = migration_id
+        self.config_summary = config_summary
+        self.databases = databases
+        self.validation_results = validation_results
+        self.cutover_task_id = cutover_task_id
+        self.cleanup_task_id = cleanup_task_id
+        self.target_conn_id = target_conn_id
+        self.control_schema = control_schema
+
+    def _lag_samples(self, databases: list[str]) -> list[dict[str, Any]]:
+        from migration.native_cdc import read_lag_samples
+
+        samples: list[dict[str, Any]] = []
+        for database in databases:
+            try:
+                with connect(self.target_conn_id, dbname=database) as conn:
+                    samples += read_lag_samples(conn, self.control_schema, database)
+            except Exception as exc:  # noqa: BLE001 - a report without a chart beats no report
+                self.log.warning("No lag samples from %s: %s", database, exc)
+        return samples
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ti = context["ti"]
+        databases = list(self.databases or [])
+        timeline = cutover_timeline(ti, self.cutover_task_id) or {}
+        validation = [{"database": r.get("database"), "tables": r.get("tables", 0), "rows": r.get("rows_compared", 0),
+                       "mismatched_chunks": r.get("mismatched_chunks", 0)}
+                      for r in results_list(self.validation_results)]
+        outcome = {"completed": "cut over", "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored"}
+        report = {
+            "migration_id": self.migration_id,
+            "run_id": context["run_id"],
+            **self.config_summary,
+            "databases": databases,
+            "outcome": outcome.get(timeline.get("status"), "no cutover (rejected, dry run or stopped earlier)"),
+            "write_blocked_seconds": timeline.get("write_blocked_seconds"),
+            "writes_blocked_at": timeline.get("writes_blocked_at"),
+            "target_open_at": timeline.get("target_open_at"),
+            "timeline": [{"name": s.get("step"), "started_at": s.get("started_at"), "seconds": s.get("seconds", 0),
+                          "detail": s.get("detail", "")} for s in timeline.get("steps", [])],
+            "validation": validation,
+            "cleanup": ti.xcom_pull(task_ids=self.cleanup_task_id) or [],
+        }
+        directory = report_dir(context["dag"].dag_id, context["run_id"])
+        path = report_md.write_report(report, directory, self._lag_samples(databases))
+        (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        self.log.info("Migration report: %s\n%s", path, path.read_text())
+        return {"path": str(path), "outcome": report["outcome"], "write_blocked_seconds": report["write_blocked_seconds"]}

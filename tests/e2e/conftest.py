@@ -1,0 +1,172 @@
+"""Whole-DAG runs on real PostgreSQL: a source server with the sample workload, the real DAG built
+from a YAML, run by `dag.test()`, and the approval gate answered through Airflow's REST API.
+
+Nothing is stood in: the clone is a real pg_basebackup copy started as a second server, CDC is real
+logical replication, and the human's answer goes through the same PATCH .../hitlDetails endpoint
+the UI's Required Actions page uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from migration import sample
+from migration.localpg import LocalServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def airflow_db(tmp_path_factory):
+    """A migrated metadata database (sqlite) in the session's AIRFLOW_HOME, and one DAG folder and one
+    migrations folder for every test of the session (Airflow reads its bundle folder once)."""
+    folders = tmp_path_factory.mktemp("e2e")
+    dags_dir, migrations_dir = folders / "dags", folders / "migrations"
+    dags_dir.mkdir(), migrations_dir.mkdir()
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
+    os.environ["MIGRATIONS_DIR"] = str(migrations_dir)
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=dict(os.environ))
+    return dags_dir, migrations_dir
+
+
+class HitlResponder:
+    """Answers the next pending approval through the REST API, as a person in the UI would."""
+
+    def __init__(self, choice: str, timeout: float = 600):
+        self.choice = choice
+        self.timeout = timeout
+        self.answered: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> HitlResponder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.done.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            self._answer()
+        except Exception as exc:  # noqa: BLE001 - reported through .errors
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _answer(self) -> None:
+        from fastapi.testclient import TestClient
+
+        from airflow.api_fastapi.app import create_app
+
+        client = TestClient(create_app())
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline and not self.done.is_set():
+            reply = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails", params={"response_received": False})
+            if reply.status_code != 200:
+                self.errors.append(f"GET {reply.status_code}: {reply.text[:200]}")
+            for item in reply.json().get("hitl_details", []) if reply.status_code == 200 else []:
+                ti = item["task_instance"]
+                url = (f"/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                       f"{ti['task_id']}/{ti['map_index']}/hitlDetails")
+                answer = client.patch(url, json={"chosen_options": [self.choice], "params_input": {}})
+                if answer.status_code == 200:
+                    self.answered.append({"task_id": ti["task_id"], "body": item.get("body"), **answer.json()})
+                    return
+                self.errors.append(f"PATCH {answer.status_code}: {answer.text[:200]}")
+            time.sleep(1)
+
+
+@pytest.fixture
+def hitl(airflow_db):
+    """hitl("Approve") starts a responder that answers the next pending approval through the API."""
+    return lambda choice: HitlResponder(choice).start()
+
+
+@dataclass
+class LocalMigration:
+    """A source server with the sample workload and a migration YAML + DAG file pointing at it."""
+
+    migration_id: str
+    source: LocalServer
+    target_port: int
+    clone_dir: Path
+    dags_dir: Path
+    database: str = "app"
+    schemas: list[str] = field(default_factory=lambda: [sample.SAMPLE_SCHEMA])
+
+    @property
+    def dag_id(self) -> str:
+        return f"migrate__{self.migration_id}"
+
+    def source_conn(self, user: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.source.conninfo(self.database, user=user), autocommit=True)
+
+    def target_conn(self) -> psycopg.Connection:
+        return psycopg.connect(f"host=127.0.0.1 port={self.target_port} dbname={self.database} user=postgres",
+                               autocommit=True)
+
+    def dag(self):
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(self.dags_dir / f"{self.dag_id}.py"))
+        assert not bag.import_errors, bag.import_errors
+        return bag.dags[self.dag_id]
+
+    def run(self, conf: dict[str, Any] | None = None, responder: HitlResponder | None = None):
+        """Run the DAG to its end with dag.test(); returns the DagRun."""
+        try:
+            return self.dag().test(run_conf=conf or {})
+        finally:
+            if responder is not None:
+                responder.stop()
+
+    def task_states(self, dagrun) -> dict[str, str]:
+        return {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.state
+                for ti in dagrun.get_task_instances()}
+
+
+@pytest.fixture
+def local_migration(pg_servers_fn, airflow_db, tmp_path, monkeypatch, request):
+    """Builds a LocalMigration; ``request.param``-free: tests call it with overrides for the YAML."""
+
+    def make(migration_id: str, *, cutover: dict[str, Any] | None = None, rows: int = 3000) -> LocalMigration:
+        source = pg_servers_fn.new("source", synchronous_commit="on")
+        with psycopg.connect(source.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
+            sample.create_sample(conn, people=rows, events=50, tickets=rows * 2, mlb=rows, seats=500)
+        clone_dir = pg_servers_fn.workdir / f"{migration_id}_clone"
+        target_port = free_port()
+        dags_dir, migrations_dir = airflow_db
+        config = yaml.safe_load((ROOT / "include" / "migrations" / "local_demo.yaml").read_text())
+        config.update(migration_id=migration_id, source={"conn_id": f"{migration_id}_source"},
+                      target={"conn_id": f"{migration_id}_target", "data_directory": str(clone_dir)})
+        config["cutover"].update(cutover or {})
+        config["validation"]["chunk_rows"] = 1000
+        (migrations_dir / f"{migration_id}.yaml").write_text(yaml.safe_dump(config))
+        shutil.copy(ROOT / "dags" / "migrate__local_demo.py", dags_dir / f"migrate__{migration_id}.py")
+        for side, port in (("source", source.port), ("target", target_port)):
+            monkeypatch.setenv(f"AIRFLOW_CONN_{migration_id.upper()}_{side.upper()}", json.dumps(
+                {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "app"}))
+        migration = LocalMigration(migration_id, source, target_port, clone_dir, dags_dir)
+        # The clone is registered for teardown so a failed test leaves no server running.
+        pg_servers_fn.servers.append(LocalServer(datadir=clone_dir, port=target_port, bindir=pg_servers_fn.bindir))
+        return migration
+
+    return make
