@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Param, TriggerRule, chain, task, task_group
+from airflow.sdk import DAG, Param, chain, task, task_group
 
 from migration import naming
 from migration.config import ConfigError, MigrationConfig, load_config

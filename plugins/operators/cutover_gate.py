@@ -39,22 +39,13 @@ def _validation_by_database(databases: Sequence[str], results: Any) -> dict[str,
     return {db: by_name.get(db, {"failures": "no validation result"}) for db in databases}
 
 
-class CutoverGateOperator(ApprovalOperator):
-    """Asks a human to approve the cutover, showing lag, validation and the planned steps.
+class _GuardrailInputs:
+    """What the gate and the re-check both read: the lag now, the validation results and the window."""
 
-    With ``auto=True`` the same guardrails decide instead: all clear approves, anything else rejects.
-    Rejecting skips the whole cutover and leaves the source untouched.
-    """
+    guard_fields = ("source_conn_id", "databases", "validation_results", "not_before", "not_after")
 
-    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, "databases", "validation_results",
-                                      "not_before", "not_after")
-
-    def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
-                 max_lag_bytes: int, not_before: str | None, not_after: str | None, steps: list[str],
-                 auto: bool = False, **kwargs: Any):
-        kwargs.setdefault("subject", f"Approve the cutover of migration {migration_id}?")
-        kwargs.setdefault("ignore_downstream_trigger_rules", True)
-        super().__init__(**kwargs)
+    def _set_guard_inputs(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
+                          max_lag_bytes: int, not_before: str | None, not_after: str | None) -> None:
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
         self.databases = databases
@@ -62,14 +53,36 @@ class CutoverGateOperator(ApprovalOperator):
         self.max_lag_bytes = max_lag_bytes
         self.not_before = not_before
         self.not_after = not_after
+
+    def _measure(self) -> tuple[guardrails.Guardrails, dict[str, int], dict[str, dict], datetime]:
+        rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
+        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
+        return rails, lag, _validation_by_database(self.databases, self.validation_results), datetime.now(UTC)
+
+
+class CutoverGateOperator(_GuardrailInputs, ApprovalOperator):
+    """Asks a human to approve the cutover, showing lag, validation and the planned steps.
+
+    With ``auto=True`` the same guardrails decide instead: all clear approves, anything else rejects.
+    Rejecting skips the whole cutover and leaves the source untouched.
+    """
+
+    template_fields: Sequence[str] = (*ApprovalOperator.template_fields, *_GuardrailInputs.guard_fields)
+
+    def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
+                 max_lag_bytes: int, not_before: str | None, not_after: str | None, steps: list[str],
+                 auto: bool = False, **kwargs: Any):
+        kwargs.setdefault("subject", f"Approve the cutover of migration {migration_id}?")
+        kwargs.setdefault("ignore_downstream_trigger_rules", True)
+        super().__init__(**kwargs)
+        self._set_guard_inputs(migration_id=migration_id, source_conn_id=source_conn_id, databases=databases,
+                               validation_results=validation_results, max_lag_bytes=max_lag_bytes,
+                               not_before=not_before, not_after=not_after)
         self.steps = steps
         self.auto = auto
 
     def execute(self, context: Context) -> Any:
-        rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
-        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
-        validation = _validation_by_database(self.databases, self.validation_results)
-        now = datetime.now(UTC)
+        rails, lag, validation, now = self._measure()
         self.body = guardrails.summary(rails, lag_bytes=lag, validation=validation, steps=self.steps, now=now)
         self.log.info("Cutover summary:\n%s", self.body)
         if not self.auto:
@@ -85,32 +98,25 @@ class CutoverGateOperator(ApprovalOperator):
         })
 
 
-class CheckGuardrailsOperator(BaseOperator):
+class CheckGuardrailsOperator(_GuardrailInputs, BaseOperator):
     """Re-checks the guardrails after approval: waits (deferred) for the window to open, fails if it
     closed or if lag grew past the limit. Nothing has been changed on the source at this point."""
 
-    template_fields: Sequence[str] = ("source_conn_id", "databases", "validation_results", "not_before", "not_after")
+    template_fields: Sequence[str] = _GuardrailInputs.guard_fields
 
     def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
                  max_lag_bytes: int, not_before: str | None, not_after: str | None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.migration_id = migration_id
-        self.source_conn_id = source_conn_id
-        self.databases = databases
-        self.validation_results = validation_results
-        self.max_lag_bytes = max_lag_bytes
-        self.not_before = not_before
-        self.not_after = not_after
+        self._set_guard_inputs(migration_id=migration_id, source_conn_id=source_conn_id, databases=databases,
+                               validation_results=validation_results, max_lag_bytes=max_lag_bytes,
+                               not_before=not_before, not_after=not_after)
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        if guardrails.window_state(now, self.not_before or None, self.not_after or None) == "early":
+        if guardrails.window_state(datetime.now(UTC), self.not_before or None, self.not_after or None) == "early":
             self.log.info("Approved before the window opens; waiting until %s", self.not_before)
             self.defer(trigger=DateTimeTrigger(moment=datetime.fromisoformat(self.not_before)), method_name="execute")
-        rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
-        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
-        found = guardrails.problems(rails, lag_bytes=lag,
-                                    validation=_validation_by_database(self.databases, self.validation_results), now=now)
+        rails, lag, validation, now = self._measure()
+        found = guardrails.problems(rails, lag_bytes=lag, validation=validation, now=now)
         if found:
             raise AirflowException("Cutover stopped before any change to the source: " + "; ".join(found))
         self.log.info("Guardrails clear: lag %s", lag)

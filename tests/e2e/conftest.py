@@ -70,9 +70,8 @@ class HitlResponder:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _answer(self) -> None:
-        from fastapi.testclient import TestClient
-
         from airflow.api_fastapi.app import create_app
+        from fastapi.testclient import TestClient
 
         client = TestClient(create_app())
         deadline = time.monotonic() + self.timeout
