@@ -68,3 +68,554 @@ def aws_connections(moto_reset, monkeypatch):
         aws_conn_uri(moto_reset, role_arn=f"arn:aws:iam::{TARGET_ACCOUNT}:role/migration-target"),
     )
     return {"source": "aws_source", "target": "aws_target", "endpoint": moto_reset}
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-only AWS clients: setup calls go around the IAM recorder
+# ---------------------------------------------------------------------------------------------
+
+SETUP_MARKER = "pgmig-test-setup"
+
+
+def setup_client(endpoint: str, service: str, account: str = SOURCE_ACCOUNT):
+    """A boto3 client for arranging moto state in ``account``; its calls are not product calls."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", config=Config(user_agent_extra=SETUP_MARKER))
+
+    def pin_account(request, **_):
+        request.headers["x-moto-account-id"] = account
+
+    client.meta.events.register("before-sign.*.*", pin_account)
+    return client
+
+
+@pytest.fixture
+def admin(aws_connections):
+    """admin(service, account=SOURCE_ACCOUNT) -> a setup client against the reset moto server."""
+    return lambda service, account=SOURCE_ACCOUNT: setup_client(aws_connections["endpoint"], service, account)
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM call recorder: every boto3 call product code makes during an opted-in test, per account
+# ---------------------------------------------------------------------------------------------
+
+class AwsCallRecorder:
+    """Records (account, service, operation, API params) from botocore's own events.
+
+    'provide-client-params' sees the API parameters, 'before-call' sees the signer (whose access
+    key moto maps to an account); both share the call's request context.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.node: str | None = None
+
+    def provide_params(self, params, context, **_):
+        context["pgmig_api_params"] = dict(params)
+
+    def before_call(self, model, params, request_signer, context, **_):
+        if self.node is None or SETUP_MARKER in params.get("headers", {}).get("User-Agent", ""):
+            return
+        from moto.iam.models import get_account_id_from
+
+        creds = request_signer._credentials
+        access_key = getattr(creds, "_access_key", None) or creds.access_key
+        self.calls.append({"node": self.node, "account": get_account_id_from(access_key),
+                           "service": model.service_model.service_name, "operation": model.name,
+                           "params": context.get("pgmig_api_params", {})})
+
+
+RECORDER = AwsCallRecorder()
+RECORDING_NODES: set[str] = set()
+PASSED_NODES: set[str] = set()
+
+
+@pytest.fixture(scope="session")
+def _recorder_installed():
+    import botocore.session
+
+    original = botocore.session.Session.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.register("provide-client-params", RECORDER.provide_params)
+        self.register("before-call", RECORDER.before_call)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(botocore.session.Session, "__init__", init)
+        yield RECORDER
+
+
+@pytest.fixture
+def record_aws_calls(request, _recorder_installed):
+    """Opt a test in: its product AWS calls count for the least-privilege policy check."""
+    RECORDER.node = request.node.nodeid
+    yield RECORDER
+    RECORDER.node = None
+
+
+@pytest.fixture
+def aws_call_log(_recorder_installed):
+    """(recorder, nodes that record, nodes that passed) for the policy check at the end of a run."""
+    return RECORDER, frozenset(RECORDING_NODES), frozenset(PASSED_NODES)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    # Runs before -k/-m deselection: the full set of recording tests, to tell a complete run from a partial one.
+    RECORDING_NODES.update(i.nodeid for i in items if "record_aws_calls" in getattr(i, "fixturenames", ()))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        PASSED_NODES.add(report.nodeid)
+
+
+# ---------------------------------------------------------------------------------------------
+# moto stand-ins (each named in the docstring of the test modules that rely on it)
+# ---------------------------------------------------------------------------------------------
+
+# RAM invitations are not routed by moto 5.2.5; the paths must exist before moto builds RAM's app.
+import moto.ram.urls  # noqa: E402
+from moto.ram.responses import ResourceAccessManagerResponse  # noqa: E402
+
+moto.ram.urls.url_paths.setdefault("{0}/getresourceshareinvitations$", ResourceAccessManagerResponse.dispatch)
+moto.ram.urls.url_paths.setdefault("{0}/acceptresourceshareinvitation$", ResourceAccessManagerResponse.dispatch)
+
+
+class MotoStandIns:
+    """State behind the stand-ins; reset for every test.
+
+    organization: True makes shares visible without invitations (accounts in one AWS Organization).
+    backing: moto ARN (cluster, instance, snapshot) -> the real LocalServer that plays its data.
+    pg: the ServerFactory that makes those servers (pg_basebackup clones).
+    max_portion_bytes: the stand-in's cap per log portion (RDS caps at 1 MB).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.organization = False
+        self.invitation_status: dict[tuple[str, str], str] = {}
+        self.backing: dict[str, object] = {}
+        self.log_split: dict[str, int] = {}
+        self.pg = None
+        self.max_portion_bytes = 1024 * 1024
+
+    # RAM -------------------------------------------------------------------------------------
+    @staticmethod
+    def _shares_for(receiver: str, region: str):
+        from moto.ram.models import ram_backends
+
+        for owner, regions in list(ram_backends.items()):
+            if owner == receiver or region not in regions:
+                continue
+            for share in regions[region].resource_shares:
+                if share.status == "ACTIVE" and receiver in share.principals:
+                    yield owner, share
+
+    def invitations(self, receiver: str, region: str) -> list[dict]:
+        from moto.core.utils import unix_time
+
+        if self.organization:
+            return []
+        found = []
+        for owner, share in self._shares_for(receiver, region):
+            if not share.allow_external_principals:
+                continue
+            found.append({
+                "resourceShareInvitationArn": share.arn.replace(":resource-share/", ":resource-share-invitation/"),
+                "resourceShareName": share.name, "resourceShareArn": share.arn, "senderAccountId": owner,
+                "receiverAccountId": receiver, "invitationTimestamp": unix_time(share.creation_time),
+                "status": self.invitation_status.get((share.arn, receiver), "PENDING"),
+            })
+        return found
+
+    def visible_shares(self, receiver: str, region: str) -> list[dict]:
+        return [share.describe() for _, share in self._shares_for(receiver, region)
+                if self.organization or self.invitation_status.get((share.arn, receiver)) == "ACCEPTED"]
+
+    def require_shared(self, resource_arn: str, receiver: str, region: str) -> None:
+        from moto.rds.exceptions import DBClusterNotFoundError
+
+        for _, share in self._shares_for(receiver, region):
+            if resource_arn in share.resource_arns and (
+                    self.organization or self.invitation_status.get((share.arn, receiver)) == "ACCEPTED"):
+                return
+        raise DBClusterNotFoundError(resource_arn, f"The source cluster could not be found or cannot be accessed: "
+                                                   f"{resource_arn}")
+
+    # KMS -------------------------------------------------------------------------------------
+    @staticmethod
+    def require_key_access(key_arn: str | None, receiver: str) -> None:
+        """The owner's key policy must let the receiving account use the key (as real KMS enforces)."""
+        import json as _json
+
+        from moto.kms.models import kms_backends
+        from moto.rds.exceptions import RDSClientError
+
+        if not key_arn or not key_arn.startswith("arn:"):
+            return
+        _, _, _, region, owner, resource = key_arn.split(":", 5)
+        key = kms_backends[owner][region].keys.get(resource.split("/", 1)[1])
+        policy = _json.loads(key.policy) if key else {"Statement": []}
+        for statement in policy.get("Statement", []):
+            principals = statement.get("Principal", {}).get("AWS", [])
+            principals = [principals] if isinstance(principals, str) else principals
+            actions = statement.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if statement.get("Effect") == "Allow" and any(receiver in p for p in principals) and (
+                    "kms:*" in actions or {"kms:CreateGrant", "kms:Decrypt"} <= set(actions)):
+                return
+        raise RDSClientError("KMSKeyNotAccessibleFault",
+                             f"The specified KMS key {key_arn} does not exist, is not enabled or you do not have "
+                             f"permissions to access it.")
+
+    @staticmethod
+    def mark_aws_managed(account: str, key_id: str, region: str = REGION) -> None:
+        from moto.kms.models import kms_backends
+
+        kms_backends[account][region].keys[key_id].key_manager = "AWS"
+
+    # Real PostgreSQL behind moto resources --------------------------------------------------
+    def back(self, arn: str, server) -> None:
+        self.backing[arn] = server
+
+    def clone_for(self, source_arn: str, new_arn: str, *, start: bool = True):
+        server = self.backing.get(source_arn)
+        if server is None or self.pg is None:
+            return None
+        clone = self.pg.clone(server, start=start)
+        self.backing[new_arn] = clone
+        return clone
+
+    def host_of(self, arn: str) -> str | None:
+        return "127.0.0.1" if arn in self.backing else None
+
+    def log_files(self, arn: str) -> list[tuple[str, str, int]]:
+        """(name, text, last_written) of the two files the backing server's log is split into."""
+        text = self.backing[arn].log_text()
+        lines = text.splitlines(keepends=True)
+        split = self.log_split.setdefault(arn, max(1, len(lines) // 2))
+        return [("error/postgresql.log.2026-01-01-00", "".join(lines[:split]), 1767225600000),
+                ("error/postgresql.log.2026-01-01-01", "".join(lines[split:]), 1767229200000)]
+
+
+STANDINS = MotoStandIns()
+
+
+@pytest.fixture(scope="session")
+def _standins_installed(moto_server):
+    """Patch moto's backend classes in this process (the server thread serves from them)."""
+    import copy as _copy
+    from types import SimpleNamespace
+
+    from moto.core.responses import ActionResult
+    from moto.ram.models import ResourceAccessManagerBackend
+    from moto.rds.exceptions import DBInstanceNotFoundError, DBSnapshotNotFoundFault, RDSClientError
+    from moto.rds.models import DBCluster, DBInstance, DBSnapshot, RDSBackend, rds_backends
+    from moto.rds.responses import RDSResponse
+
+    def _owner(arn: str, backend) -> tuple[str, str, str] | None:
+        if not isinstance(arn, str) or not arn.startswith("arn:"):
+            return None
+        _, _, _, region, account, resource = arn.split(":", 5)
+        return (account, region, resource.split(":", 1)[1]) if account != backend.account_id else None
+
+    # RAM: invitations and OTHER-ACCOUNTS listing -------------------------------------------
+    def get_resource_share_invitations(self):
+        body = self.request_params
+        items = STANDINS.invitations(self.current_account, self.region)
+        if body.get("resourceShareArns"):
+            items = [i for i in items if i["resourceShareArn"] in body["resourceShareArns"]]
+        if body.get("resourceShareInvitationArns"):
+            items = [i for i in items if i["resourceShareInvitationArn"] in body["resourceShareInvitationArns"]]
+        return json.dumps({"resourceShareInvitations": items})
+
+    def accept_resource_share_invitation(self):
+        from moto.core.exceptions import JsonRESTError
+
+        arn = self.request_params.get("resourceShareInvitationArn")
+        for invitation in STANDINS.invitations(self.current_account, self.region):
+            if invitation["resourceShareInvitationArn"] == arn:
+                if invitation["status"] != "PENDING":
+                    raise JsonRESTError("ResourceShareInvitationAlreadyAcceptedException",
+                                        f"The invitation {arn} has already been accepted.")
+                STANDINS.invitation_status[(invitation["resourceShareArn"], self.current_account)] = "ACCEPTED"
+                return json.dumps({"resourceShareInvitation": {**invitation, "status": "ACCEPTED"}})
+        raise JsonRESTError("UnknownResourceException", f"ResourceShareInvitation {arn} could not be found.")
+
+    original_get_shares = ResourceAccessManagerBackend.get_resource_shares
+
+    def get_resource_shares(self, resource_owner):
+        if resource_owner == "OTHER-ACCOUNTS":
+            return {"resourceShares": STANDINS.visible_shares(self.account_id, self.region_name)}
+        return original_get_shares(self, resource_owner)
+
+    # RDS: cross-account clone and snapshot copy; real PostgreSQL behind the results --------
+    original_restore_cluster = RDSBackend.restore_db_cluster_to_point_in_time
+
+    def restore_db_cluster_to_point_in_time(self, db_cluster_identifier, source_db_cluster_identifier, **kwargs):
+        owner = _owner(source_db_cluster_identifier, self)
+        if owner is None:
+            cluster = original_restore_cluster(self, db_cluster_identifier, source_db_cluster_identifier, **kwargs)
+        else:
+            account, region, name = owner
+            source = rds_backends[account][region].clusters.get(name)
+            STANDINS.require_shared(source_db_cluster_identifier, self.account_id, region)
+            if source.storage_encrypted:
+                STANDINS.require_key_access(source.kms_key_id, self.account_id)
+            props = {}
+            for key, value in source.__dict__.items():
+                key = key.lstrip("_")
+                if key not in ("backend", "db_subnet_group", "vpc_security_group_ids"):
+                    props[key] = _copy.copy(value)
+            for key in ("restore_type", "use_latest_restorable_time", "restore_to_time"):
+                kwargs.pop(key, None)
+            props.update(kwargs)
+            props["db_cluster_identifier"] = db_cluster_identifier
+            props["tags"] = kwargs.get("tags") or []
+            cluster = self.create_db_cluster(props)
+        clone = STANDINS.clone_for(source_db_cluster_identifier, cluster.arn)
+        if clone is not None:
+            cluster.port = clone.port
+        return cluster
+
+    original_copy = RDSBackend.copy_db_snapshot
+
+    def copy_db_snapshot(self, source_db_snapshot_identifier, target_db_snapshot_identifier, kms_key_id=None,
+                         tags=None, copy_tags=False, **kwargs):
+        owner = _owner(source_db_snapshot_identifier, self)
+        if owner is None:
+            snapshot = original_copy(self, source_db_snapshot_identifier, target_db_snapshot_identifier,
+                                     kms_key_id=kms_key_id, tags=tags, copy_tags=copy_tags, **kwargs)
+        else:
+            account, region, name = owner
+            source = rds_backends[account][region].database_snapshots.get(name)
+            if source is None or not ({self.account_id, "all"} & set(source.attributes["restore"])):
+                raise DBSnapshotNotFoundFault(source_db_snapshot_identifier)
+            if source.encrypted:
+                STANDINS.require_key_access(source.kms_key_id, self.account_id)
+                if not kms_key_id:
+                    raise RDSClientError("InvalidParameterValue", "KmsKeyId is required to copy an encrypted "
+                                                                  "snapshot shared from another account.")
+            if target_db_snapshot_identifier in self.database_snapshots:
+                raise RDSClientError("DBSnapshotAlreadyExists", f"{target_db_snapshot_identifier} already exists")
+            snapshot = DBSnapshot(self, source.database, target_db_snapshot_identifier, tags=tags,
+                                  kms_key_id=kms_key_id, original_created_at=source.original_snapshot_create_time)
+            self.database_snapshots[target_db_snapshot_identifier] = snapshot
+        if source_db_snapshot_identifier in STANDINS.backing:
+            STANDINS.backing[snapshot.arn] = STANDINS.backing[source_db_snapshot_identifier]
+        return snapshot
+
+    original_create_snapshot = RDSBackend.create_db_snapshot
+
+    def create_db_snapshot(self, db_instance_identifier, db_snapshot_identifier, *args, **kwargs):
+        snapshot = original_create_snapshot(self, db_instance_identifier, db_snapshot_identifier, *args, **kwargs)
+        # A snapshot is a stopped physical copy taken now; a restore starts it.
+        STANDINS.clone_for(self.databases[db_instance_identifier].arn, snapshot.arn, start=False)
+        return snapshot
+
+    original_restore_instance = RDSBackend.restore_db_instance_from_db_snapshot
+
+    def restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides):
+        instance = original_restore_instance(self, from_snapshot_id, overrides)
+        snapshot = self.database_snapshots.get(from_snapshot_id.split(":")[-1])
+        server = STANDINS.backing.get(snapshot.arn) if snapshot else None
+        if server is not None:
+            if not server.is_running():
+                server.start()
+            STANDINS.backing[instance.arn] = server
+            instance.port = server.port
+        return instance
+
+    # Endpoints of backed resources point at the real servers --------------------------------
+    original_cluster_endpoint = DBCluster.endpoint
+    original_instance_address = DBInstance.address
+
+    def cluster_endpoint(self):
+        return STANDINS.host_of(self.arn) or original_cluster_endpoint.fget(self)
+
+    def instance_address(self):
+        return STANDINS.host_of(self.arn) or original_instance_address.fget(self)
+
+    # Log files of backed instances: the real server's log, served in portions ---------------
+    original_log_files = RDSBackend.describe_db_log_files
+
+    def describe_db_log_files(self, db_instance_identifier, **_):
+        instance = self.databases.get(db_instance_identifier)
+        if instance is None:
+            raise DBInstanceNotFoundError(db_instance_identifier)
+        if instance.arn not in STANDINS.backing:
+            return original_log_files(self, db_instance_identifier)
+        return [SimpleNamespace(log_file_name=name, last_written=written, size=len(text.encode()))
+                for name, text, written in STANDINS.log_files(instance.arn)]
+
+    def download_db_log_file_portion(self):
+        params = self.params
+        instance = self.backend.databases.get(params.get("DBInstanceIdentifier"))
+        if instance is None:
+            raise DBInstanceNotFoundError(params.get("DBInstanceIdentifier"))
+        files = {name: text for name, text, _ in STANDINS.log_files(instance.arn)} \
+            if instance.arn in STANDINS.backing else {}
+        name = params.get("LogFileName")
+        if name not in files:
+            raise RDSClientError("DBLogFileNotFoundFault", f"DBLog File: {name}, is not found on the DB instance")
+        lines = files[name].splitlines(keepends=True)
+        count = params.get("NumberOfLines") or 10000
+        marker = params.get("Marker")
+        if marker is None:
+            start = max(0, len(lines) - count)  # without a marker RDS returns the newest lines
+        elif marker == "0":
+            start = 0
+        else:
+            prefix, _, offset = marker.partition(":")
+            if prefix != str(sorted(files).index(name)) or not offset.isdigit():
+                raise RDSClientError("InvalidParameterValue", f"Invalid marker {marker!r}")
+            start = int(offset)
+        end, size = start, 0
+        while end < min(len(lines), start + count):
+            size += len(lines[end].encode())
+            if size > STANDINS.max_portion_bytes and end > start:
+                break
+            end += 1
+        return ActionResult({"LogFileData": "".join(lines[start:end]),
+                             "Marker": f"{sorted(files).index(name)}:{end}",
+                             "AdditionalDataPending": end < len(lines)})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ResourceAccessManagerResponse, "get_resource_share_invitations",
+                   get_resource_share_invitations, raising=False)
+        mp.setattr(ResourceAccessManagerResponse, "accept_resource_share_invitation",
+                   accept_resource_share_invitation, raising=False)
+        mp.setattr(ResourceAccessManagerBackend, "get_resource_shares", get_resource_shares)
+        mp.setattr(RDSBackend, "restore_db_cluster_to_point_in_time", restore_db_cluster_to_point_in_time)
+        mp.setattr(RDSBackend, "copy_db_snapshot", copy_db_snapshot)
+        mp.setattr(RDSBackend, "create_db_snapshot", create_db_snapshot)
+        mp.setattr(RDSBackend, "restore_db_instance_from_db_snapshot", restore_db_instance_from_db_snapshot)
+        mp.setattr(RDSBackend, "describe_db_log_files", describe_db_log_files)
+        mp.setattr(RDSResponse, "download_db_log_file_portion", download_db_log_file_portion, raising=False)
+        mp.setattr(DBCluster, "endpoint", property(cluster_endpoint))
+        mp.setattr(DBInstance, "address", property(instance_address))
+        yield STANDINS
+
+
+@pytest.fixture
+def standins(aws_connections, _standins_installed):
+    """The moto stand-ins, emptied for this test (moto itself was reset by aws_connections)."""
+    STANDINS.reset()
+    yield STANDINS
+    STANDINS.reset()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running operators and triggers the way Airflow does, without a scheduler
+# ---------------------------------------------------------------------------------------------
+
+def run_trigger(trigger):
+    """The first event of a trigger, run to completion in an event loop."""
+    import asyncio
+
+    async def first():
+        async for event in trigger.run():
+            return event
+        return None
+
+    return asyncio.run(first())
+
+
+def run_operator(operator, context=None, max_deferrals: int = 5):
+    """execute(); on each deferral run its trigger and resume with the event. Returns the result."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    context = context if context is not None else {}
+    call = lambda: operator.execute(context)  # noqa: E731
+    for _ in range(max_deferrals + 1):
+        try:
+            return call()
+        except TaskDeferred as deferred:
+            event = run_trigger(deferred.trigger)
+            method = getattr(operator, deferred.method_name)
+            kwargs = dict(deferred.kwargs or {})
+            call = lambda m=method, e=event, k=kwargs: m(context, event=e.payload, **k)  # noqa: E731
+    raise AssertionError(f"{operator.task_id} deferred more than {max_deferrals} times")
+
+
+# ---------------------------------------------------------------------------------------------
+# A source and target world in moto: Aurora cluster or RDS instance, keys, groups, networks
+# ---------------------------------------------------------------------------------------------
+
+def postgres_conn_uri(server) -> str:
+    """An Airflow Postgres connection (AIRFLOW_CONN_* JSON) to a LocalServer, as the source's credentials."""
+    return json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": server.port, "login": "postgres",
+                       "schema": "postgres"})
+
+
+def make_world(admin, *, db_type: str = "cluster", engine_version: str | None = None, logical_replication: str = "1",
+               source_id: str | None = None, free_storage_bytes: float | None = 50 * 1024 ** 3) -> dict:
+    """Create the source database and everything around it in moto; returns ids and ARNs.
+
+    The target account gets its KMS key and a custom parameter group (rds.logical_replication=1,
+    as the clone must start with the copied slots in place).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    rds, kms, cw = admin("rds"), admin("kms"), admin("cloudwatch")
+    trds, tkms = admin("rds", TARGET_ACCOUNT), admin("kms", TARGET_ACCOUNT)
+    key = kms.create_key(Description="source CMK")["KeyMetadata"]
+    target_key = tkms.create_key(Description="target CMK")["KeyMetadata"]
+    world: dict = {"db_type": db_type, "source_key_arn": key["Arn"], "source_key_id": key["KeyId"],
+                   "target_key_arn": target_key["Arn"]}
+    if db_type == "cluster":
+        version = engine_version or "13.7"
+        family = f"aurora-postgresql{version.split('.')[0]}"
+        group = "src-cluster-params"
+        rds.create_db_cluster_parameter_group(DBClusterParameterGroupName=group, DBParameterGroupFamily=family,
+                                              Description="source")
+        rds.modify_db_cluster_parameter_group(DBClusterParameterGroupName=group, Parameters=[
+            {"ParameterName": "rds.logical_replication", "ParameterValue": logical_replication,
+             "ApplyMethod": "pending-reboot"}])
+        trds.create_db_cluster_parameter_group(DBClusterParameterGroupName="tgt-cluster-params",
+                                               DBParameterGroupFamily=family, Description="target")
+        trds.modify_db_cluster_parameter_group(DBClusterParameterGroupName="tgt-cluster-params", Parameters=[
+            {"ParameterName": "rds.logical_replication", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}])
+        source_id = source_id or "orders-src"
+        cluster = rds.create_db_cluster(
+            DBClusterIdentifier=source_id, Engine="aurora-postgresql", EngineVersion=version,
+            MasterUsername="postgres", MasterUserPassword="not-a-secret", DBClusterParameterGroupName=group,
+            StorageEncrypted=True, KmsKeyId=key["Arn"])["DBCluster"]
+        rds.create_db_instance(DBInstanceIdentifier=f"{source_id}-1", DBClusterIdentifier=source_id,
+                               Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+        rds.describe_db_clusters(DBClusterIdentifier=source_id)  # moto reports "creating" exactly once
+        world.update(source_id=source_id, source_arn=cluster["DBClusterArn"], writer=f"{source_id}-1",
+                     parameter_group=group, target_parameter_group="tgt-cluster-params", metric="FreeLocalStorage")
+    else:
+        version = engine_version or "15.4"
+        family = f"postgres{version.split('.')[0]}"
+        group = "src-db-params"
+        rds.create_db_parameter_group(DBParameterGroupName=group, DBParameterGroupFamily=family, Description="source")
+        rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=[
+            {"ParameterName": "rds.logical_replication", "ParameterValue": logical_replication,
+             "ApplyMethod": "pending-reboot"}])
+        trds.create_db_parameter_group(DBParameterGroupName="tgt-db-params", DBParameterGroupFamily=family,
+                                       Description="target")
+        trds.modify_db_parameter_group(DBParameterGroupName="tgt-db-params", Parameters=[
+            {"ParameterName": "rds.logical_replication", "ParameterValue": "1", "ApplyMethod": "pending-reboot"}])
+        source_id = source_id or "billing-src"
+        instance = rds.create_db_instance(
+            DBInstanceIdentifier=source_id, Engine="postgres", EngineVersion=version, DBInstanceClass="db.t3.micro",
+            MasterUsername="postgres", MasterUserPassword="not-a-secret", DBParameterGroupName=group,
+            AllocatedStorage=100, StorageEncrypted=True, KmsKeyId=key["Arn"])["DBInstance"]
+        world.update(source_id=source_id, source_arn=instance["DBInstanceArn"], writer=source_id,
+                     parameter_group=group, target_parameter_group="tgt-db-params", metric="FreeStorageSpace")
+    if free_storage_bytes is not None:
+        now = datetime.now(UTC)
+        cw.put_metric_data(Namespace="AWS/RDS", MetricData=[
+            {"MetricName": world["metric"], "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": world["writer"]}],
+             "Value": free_storage_bytes * factor, "Unit": "Bytes", "Timestamp": now - timedelta(minutes=minutes)}
+            for minutes, factor in ((10, 1.2), (5, 1.0), (1, 1.1))])
+    return world

@@ -1,0 +1,26 @@
+"""boto3 clients for an Airflow AWS connection, through the amazon provider's hooks.
+
+One connection per account: cross-account access is the connection's own business (``role_arn``
+in its extra), so the same code acts in the source or the target account by conn id alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.rds import RdsHook
+
+from migration.aws import RdsLogReader
+
+
+def aws_client(aws_conn_id: str, service: str, *, region_name: str | None = None) -> Any:
+    """A boto3 client for ``service`` acting as the connection ``aws_conn_id``."""
+    if service == "rds":
+        return RdsHook(aws_conn_id=aws_conn_id, region_name=region_name).conn
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service, region_name=region_name).conn
+
+
+def rds_log_reader(aws_conn_id: str, instance_identifier: str, **kwargs: Any) -> RdsLogReader:
+    """The ``log_reader`` for capture_clone_lsn on the RDS snapshot path: the restored instance's full log."""
+    return RdsLogReader(aws_client(aws_conn_id, "rds"), instance_identifier, **kwargs)

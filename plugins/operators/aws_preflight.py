@@ -1,0 +1,144 @@
+"""AWS preflight: engine and version, logical replication, KMS keys, region, WAL headroom."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from hooks.aws import aws_client
+from migration.aws import (
+    PreflightFailed,
+    aurora_lsn_function_problem,
+    check_db_type,
+    enable_logical_replication,
+    preflight,
+)
+from triggers.poll import PollTrigger
+
+GIB = 1024 ** 3
+
+
+class AwsPreflightOperator(BaseOperator):
+    """Check the AWS side before anything is created; raise one error listing every problem and its fix.
+
+    Checks: engine and version (Aurora PostgreSQL >= 11.9, RDS PostgreSQL >= 11), the source is
+    available, rds.logical_replication=1 applied in its parameter group, its KMS key is customer
+    managed (and matches ``source_kms_key_id``), both connections and the source are in one
+    region, the target KMS key and parameter group exist, the target identifier is free (or this
+    migration's), the writer's free storage (CloudWatch) is at least ``min_free_storage_bytes``,
+    and for Aurora that ``aurora_volume_logical_start_lsn()`` exists (SQL on the source, when
+    ``source_postgres_conn_id`` is given).
+
+    With ``set_logical_replication`` and rds.logical_replication as the only problem, it sets the
+    parameter in the source's custom group, reboots the writer, waits (deferred) until it is
+    available with parameters in sync, and checks again. Returns the facts (source description,
+    key ARNs, region, free storage) for XCom.
+    """
+
+    template_fields: Sequence[str] = (
+        "source_aws_conn_id", "target_aws_conn_id", "source_identifier", "source_kms_key_id",
+        "target_kms_key_id", "target_identifier", "target_parameter_group", "source_postgres_conn_id", "database",
+    )
+    ui_color = "#f4cccc"
+
+    def __init__(
+        self,
+        *,
+        source_aws_conn_id: str,
+        target_aws_conn_id: str,
+        migration_id: str,
+        db_type: str,
+        source_identifier: str,
+        source_kms_key_id: str | None = None,
+        target_kms_key_id: str | None = None,
+        target_identifier: str | None = None,
+        target_parameter_group: str | None = None,
+        set_logical_replication: bool = False,
+        min_free_storage_bytes: int = 10 * GIB,
+        storage_lookback_minutes: int = 30,
+        source_postgres_conn_id: str | None = None,
+        database: str | None = None,
+        poll_interval: float = 30.0,
+        wait_timeout: float = 3600.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.source_aws_conn_id = source_aws_conn_id
+        self.target_aws_conn_id = target_aws_conn_id
+        self.migration_id = migration_id
+        self.db_type = check_db_type(db_type)
+        self.source_identifier = source_identifier
+        self.source_kms_key_id = source_kms_key_id
+        self.target_kms_key_id = target_kms_key_id
+        self.target_identifier = target_identifier
+        self.target_parameter_group = target_parameter_group
+        self.set_logical_replication = set_logical_replication
+        self.min_free_storage_bytes = min_free_storage_bytes
+        self.storage_lookback_minutes = storage_lookback_minutes
+        self.source_postgres_conn_id = source_postgres_conn_id
+        self.database = database
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def _check(self):
+        result = preflight(
+            source_rds=aws_client(self.source_aws_conn_id, "rds"),
+            source_kms=aws_client(self.source_aws_conn_id, "kms"),
+            source_cloudwatch=aws_client(self.source_aws_conn_id, "cloudwatch"),
+            target_rds=aws_client(self.target_aws_conn_id, "rds"),
+            target_kms=aws_client(self.target_aws_conn_id, "kms"),
+            db_type=self.db_type,
+            source_identifier=self.source_identifier,
+            source_kms_key_id=self.source_kms_key_id or None,
+            target_kms_key_id=self.target_kms_key_id or None,
+            target_identifier=self.target_identifier or None,
+            target_parameter_group=self.target_parameter_group or None,
+            migration_id=self.migration_id,
+            min_free_storage_bytes=self.min_free_storage_bytes,
+            storage_lookback_minutes=self.storage_lookback_minutes,
+        )
+        if self.db_type == "cluster" and self.source_postgres_conn_id:
+            from hooks.postgres import connect
+
+            with connect(self.source_postgres_conn_id, dbname=self.database or None) as conn:
+                problem = aurora_lsn_function_problem(conn)
+            if problem:
+                result.problems.append(problem)
+        return result
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        result = self._check()
+        if not result.problems:
+            return result.facts
+        if not (self.set_logical_replication and result.only_logical_replication):
+            raise PreflightFailed(result.problems)
+        change = enable_logical_replication(aws_client(self.source_aws_conn_id, "rds"), db_type=self.db_type,
+                                            identifier=self.source_identifier)
+        self.log.info("Set rds.logical_replication=1 in %s and rebooted %s; waiting until it is available",
+                      change["parameter_group"], change["rebooted"])
+        self.defer(
+            trigger=PollTrigger(
+                check="migration.aws:check_db_available",
+                kwargs={"aws_conn_id": self.source_aws_conn_id, "db_type": self.db_type,
+                        "identifier": self.source_identifier,
+                        "writer_instance_identifier": change["rebooted"] if self.db_type == "cluster" else None,
+                        "require_parameters_in_sync": True},
+                poke_interval=self.poll_interval, timeout=self.wait_timeout),
+            method_name="execute_complete",
+            kwargs={"change": change},
+            timeout=timedelta(seconds=self.wait_timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
+                         change: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            raise AirflowException(f"{self.task_id}: waiting for the source after the reboot failed: "
+                                   f"{(event or {}).get('message', event)}")
+        result = self._check()
+        if result.problems:
+            raise PreflightFailed(result.problems)
+        return {**result.facts, "logical_replication_change": change}

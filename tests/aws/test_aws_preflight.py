@@ -1,0 +1,218 @@
+"""AWS preflight: every failure names the resource and the fix, nothing is created or changed,
+and rds.logical_replication is set (group change, writer reboot, deferred wait) only when asked.
+
+Stand-ins:
+- AWS managed keys: moto reports every key, aws/rds included, as KeyManager CUSTOMER; the test
+  marks the source key as AWS managed in moto's KMS backend (`standins.mark_aws_managed`).
+- aurora_volume_logical_start_lsn(): Aurora's built-in does not exist in PostgreSQL; one test
+  creates a function of that name on the real source server to stand for an Aurora minor version
+  that has it (the check looks the function up; it never calls it).
+Moto's own gaps here need no stand-in: parameter groups start empty, which the check reads as
+the engine default (rds.logical_replication=0), and a reboot leaves the instance available.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, aws_conn_uri, make_world, postgres_conn_uri, run_operator
+
+from hooks.aws import aws_client
+from migration.aws import (
+    DbDescription,
+    PreflightFailed,
+    engine_problem,
+    get_parameter,
+    logical_replication_problem,
+    preflight,
+)
+from operators.aws_preflight import AwsPreflightOperator
+
+pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
+
+
+@pytest.fixture(scope="module")
+def source_pg(pg_servers):
+    return pg_servers.new("preflight-src")
+
+
+def preflight_operator(world, **overrides):
+    kwargs = dict(task_id="preflight_aws", source_aws_conn_id="aws_source", target_aws_conn_id="aws_target",
+                  migration_id="orders", db_type=world["db_type"], source_identifier=world["source_id"],
+                  source_kms_key_id=world["source_key_arn"], target_kms_key_id=world["target_key_arn"],
+                  target_identifier="orders-tgt", target_parameter_group=world["target_parameter_group"],
+                  poll_interval=0.05)
+    return AwsPreflightOperator(**{**kwargs, **overrides})
+
+
+def desc(**overrides) -> DbDescription:
+    base = dict(db_type="cluster", identifier="orders-src", arn=f"arn:aws:rds:{REGION}:{SOURCE_ACCOUNT}:cluster:orders-src",
+                engine="aurora-postgresql", engine_version="13.7", status="available",
+                parameter_group="src-cluster-params", parameter_apply_status="in-sync", writer_instance="orders-src-1",
+                kms_key_id=None, storage_encrypted=False, host="h", port=5432)
+    return DbDescription(**{**base, **overrides})
+
+
+def test_aurora_source_passes_once_the_lsn_function_exists(admin, standins, source_pg, monkeypatch):
+    world = make_world(admin, db_type="cluster")
+    monkeypatch.setenv("AIRFLOW_CONN_PG_SOURCE", postgres_conn_uri(source_pg))
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world, source_postgres_conn_id="pg_source", database="postgres"))
+    assert failed.value.problems == [
+        "aurora_volume_logical_start_lsn() is not available on the source: apply the latest minor version of its "
+        "Aurora PostgreSQL major version (the function ships in the highest minor of each major)"]
+
+    with psycopg.connect(source_pg.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION aurora_volume_logical_start_lsn() RETURNS pg_lsn LANGUAGE sql "
+                     "AS 'SELECT pg_current_wal_lsn()'")
+    try:
+        facts = run_operator(preflight_operator(world, source_postgres_conn_id="pg_source", database="postgres"))
+    finally:
+        with psycopg.connect(source_pg.conninfo(), autocommit=True) as conn:
+            conn.execute("DROP FUNCTION aurora_volume_logical_start_lsn()")
+    assert facts["source"]["arn"] == world["source_arn"]
+    assert facts["source"]["writer_instance"] == "orders-src-1"
+    assert facts["logical_replication"] == "1"
+    assert (facts["source_kms_key_arn"], facts["target_kms_key_arn"]) == (world["source_key_arn"],
+                                                                          world["target_key_arn"])
+    assert facts["region"] == REGION
+    assert facts["free_storage_bytes"] == 50 * 1024 ** 3
+    json.dumps(facts)  # a small XCom
+
+
+def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins):
+    world = make_world(admin, db_type="cluster", engine_version="11.7", logical_replication="0",
+                       free_storage_bytes=2 * 1024 ** 3)
+    standins.mark_aws_managed(SOURCE_ACCOUNT, world["source_key_id"])
+    other_key = admin("kms").create_key()["KeyMetadata"]["Arn"]
+    admin("rds", TARGET_ACCOUNT).create_db_cluster(DBClusterIdentifier="orders-tgt", Engine="aurora-postgresql",
+                                                   MasterUsername="postgres", MasterUserPassword="not-a-secret")
+    policy = admin("kms").get_key_policy(KeyId=world["source_key_id"], PolicyName="default")["Policy"]
+
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world, source_kms_key_id=other_key, target_kms_key_id="alias/missing",
+                                        target_parameter_group="no-such-group", set_logical_replication=True))
+    problems = failed.value.problems
+    expected = [
+        "DB cluster orders-src runs aurora-postgresql 11.7; CDC from it needs 11.9 or later: upgrade it "
+        "(aws rds modify-db-cluster --db-cluster-identifier orders-src --engine-version <newer version> "
+        "--apply-immediately)",
+        "rds.logical_replication is 0 in DB cluster parameter group src-cluster-params of DB cluster orders-src: "
+        "run `aws rds modify-db-cluster-parameter-group --db-cluster-parameter-group-name src-cluster-params "
+        "--parameters ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot`, then "
+        "reboot the writer (aws rds reboot-db-instance --db-instance-identifier orders-src-1); or set "
+        "set_logical_replication: true in the migration config to let the migration do both",
+        f"DB cluster orders-src is encrypted with the AWS managed KMS key {world['source_key_arn']} (aws/rds), which "
+        "cannot be shared with another account: copy a snapshot with a customer managed key, restore it and "
+        "migrate from that copy",
+        f"target KMS key alias/missing was not found with the target connection: create it in the target account "
+        f"({REGION}) or fix target.kms_key_id",
+        "DB cluster parameter group no-such-group does not exist in the target account: create it (family "
+        "aurora-postgresql11, rds.logical_replication=1) or fix target.parameter_group",
+        "DB cluster orders-tgt already exists in the target account and was not made by this migration: choose "
+        "another target identifier or delete it",
+    ]
+    assert problems[:6] == expected
+    assert problems[6].startswith("FreeLocalStorage of DB instance orders-src-1 fell to 2.0 GiB in the last 30 "
+                                  "minutes; the migration wants 10.0 GiB free")
+    assert len(problems) == 7
+    # Nothing was created or changed, although set_logical_replication was on (other problems stop it).
+    source_rds = aws_client("aws_source", "rds")
+    assert get_parameter(source_rds, db_type="cluster", parameter_group="src-cluster-params",
+                         name="rds.logical_replication") == "0"
+    assert admin("kms").get_key_policy(KeyId=world["source_key_id"], PolicyName="default")["Policy"] == policy
+    assert admin("ram").get_resource_shares(resourceOwner="SELF")["resourceShares"] == []
+
+    # A key that is not the cluster's, while the cluster's own key is fine, is named as a mismatch too.
+    standins.reset()
+    from moto.kms.models import kms_backends
+
+    kms_backends[SOURCE_ACCOUNT][REGION].keys[world["source_key_id"]].key_manager = "CUSTOMER"
+    result = preflight(source_rds=source_rds, source_kms=aws_client("aws_source", "kms"),
+                       source_cloudwatch=aws_client("aws_source", "cloudwatch"),
+                       target_rds=aws_client("aws_target", "rds"), target_kms=aws_client("aws_target", "kms"),
+                       db_type="cluster", source_identifier="orders-src", source_kms_key_id=other_key,
+                       min_free_storage_bytes=0)
+    assert f"source.kms_key_id is {other_key}, but DB cluster orders-src is encrypted with " \
+           f"{world['source_key_arn']}: set source.kms_key_id to {world['source_key_arn']}" in result.problems
+
+
+@pytest.mark.parametrize("db_type", ["cluster", "instance"])
+def test_logical_replication_is_set_and_applied_only_when_asked(admin, standins, db_type):
+    world = make_world(admin, db_type=db_type, logical_replication="0")
+    group_kind = "DB cluster parameter group" if db_type == "cluster" else "DB parameter group"
+    with pytest.raises(PreflightFailed, match=f"rds.logical_replication is 0 in {group_kind} {world['parameter_group']}"):
+        run_operator(preflight_operator(world))
+    source_rds = aws_client("aws_source", "rds")
+    assert get_parameter(source_rds, db_type=db_type, parameter_group=world["parameter_group"],
+                         name="rds.logical_replication") == "0"
+
+    facts = run_operator(preflight_operator(world, set_logical_replication=True))
+    assert facts["logical_replication"] == "1"
+    assert facts["logical_replication_change"] == {"parameter_group": world["parameter_group"], "previous": "0",
+                                                   "value": "1", "rebooted": world["writer"]}
+    assert get_parameter(source_rds, db_type=db_type, parameter_group=world["parameter_group"],
+                         name="rds.logical_replication") == "1"
+
+
+def test_default_parameter_group_is_reported_not_changed(admin, standins):
+    world = make_world(admin, db_type="instance", logical_replication="1")
+    admin("rds").create_db_instance(DBInstanceIdentifier="plain-src", Engine="postgres", EngineVersion="14.9",
+                                    DBInstanceClass="db.t3.micro", MasterUsername="postgres",
+                                    MasterUserPassword="not-a-secret", AllocatedStorage=20, StorageEncrypted=True,
+                                    KmsKeyId=world["source_key_arn"])
+    world.update(source_id="plain-src", writer="plain-src")
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world, set_logical_replication=True, target_parameter_group=None,
+                                        min_free_storage_bytes=0))
+    assert failed.value.problems == [
+        "DB instance plain-src uses the default DB parameter group default.postgres14, where rds.logical_replication "
+        "is 0 and which cannot be changed: create a custom DB parameter group of family postgres14 with "
+        "rds.logical_replication=1, attach it (aws rds modify-db-instance --db-instance-identifier plain-src "
+        "--db-parameter-group-name <new group>), then reboot the writer (aws rds reboot-db-instance "
+        "--db-instance-identifier plain-src)"]
+
+
+def test_region_and_missing_metrics_and_missing_source(admin, standins, aws_connections, monkeypatch):
+    world = make_world(admin, db_type="instance", free_storage_bytes=None)
+    target = json.loads(aws_conn_uri(aws_connections["endpoint"], role_arn=f"arn:aws:iam::{TARGET_ACCOUNT}:role/x"))
+    target["extra"]["region_name"] = "eu-west-1"
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_TARGET", json.dumps(target))
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world, target_kms_key_id=None, target_parameter_group=None,
+                                        target_identifier=None))
+    assert failed.value.problems == [
+        f"source {world['source_arn']} is in {REGION} but the target connection uses eu-west-1: a clone or "
+        f"snapshot copy stays in one region; set region_name to {REGION} in that Airflow connection's extra",
+        "CloudWatch has no FreeStorageSpace datapoints for DB instance billing-src in the last 30 minutes, so WAL "
+        "headroom cannot be checked: make sure the instance is running and reporting, or set "
+        "min_free_storage_bytes to 0 to skip this check",
+    ]
+    with pytest.raises(PreflightFailed, match="DB instance nope does not exist in region us-east-1 of this "
+                                              "connection's account: check source.instance_identifier"):
+        run_operator(preflight_operator(world, source_identifier="nope"))
+    with pytest.raises(ValueError, match="source identifier: expected an RDS identifier"):
+        run_operator(preflight_operator(world, source_identifier="bad_name"))
+
+
+@pytest.mark.parametrize(("engine", "version", "ok"), [
+    ("aurora-postgresql", "11.8", False), ("aurora-postgresql", "11.9", True), ("aurora-postgresql", "11.21", True),
+    ("aurora-postgresql", "10.21", False), ("aurora-postgresql", "16.1", True),
+    ("postgres", "10.23", False), ("postgres", "11.1", True), ("postgres", "17.2", True),
+])
+def test_engine_versions(engine, version, ok):
+    db_type = "cluster" if engine.startswith("aurora") else "instance"
+    assert (engine_problem(desc(db_type=db_type, engine=engine, engine_version=version)) is None) is ok
+
+
+def test_engine_and_pending_reboot_messages():
+    assert engine_problem(desc(engine="aurora-mysql")) == (
+        "DB cluster orders-src runs engine 'aurora-mysql'; this path needs aurora-postgresql (Aurora PostgreSQL): "
+        "check the source identifier and initial_load")
+    assert logical_replication_problem(desc(parameter_apply_status="pending-reboot"), "1") == (
+        "rds.logical_replication=1 is set in DB cluster parameter group src-cluster-params of DB cluster orders-src "
+        "but not applied (pending-reboot): reboot the writer (aws rds reboot-db-instance --db-instance-identifier "
+        "orders-src-1)")
+    assert logical_replication_problem(desc(), "1") is None

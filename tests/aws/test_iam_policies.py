@@ -1,0 +1,109 @@
+"""The least-privilege policies in include/iam/ against the AWS calls the product really makes.
+
+Every test in tests/aws that uses the `record_aws_calls` fixture records each boto3 call product
+code makes (botocore's 'provide-client-params' and 'before-call' events, installed on every
+botocore session), with the account moto resolves from the caller's access key. Calls made to
+arrange moto (`admin`/`setup_client`) and STS calls the Airflow connection makes to assume the
+target role are not the product's and are left out. This module runs after those tests (file
+order). It fails on any recorded action a policy lacks, and, when every recording test ran and
+passed in this session, on any action a policy lists that no test needed.
+
+Some calls need a second permission AWS checks without a second API call; IMPLIED lists them
+(tagging on create, and KMS grants when RDS uses a customer managed key the caller names).
+Stand-ins: none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import SOURCE_ACCOUNT, TARGET_ACCOUNT
+
+pytestmark = pytest.mark.aws
+
+IAM_DIR = Path(__file__).resolve().parents[2] / "include" / "iam"
+POLICIES = {SOURCE_ACCOUNT: IAM_DIR / "source-account-policy.json", TARGET_ACCOUNT: IAM_DIR / "target-account-policy.json"}
+NOT_PRODUCT = {"sts"}  # the connection's own role assumption, granted by the target role's trust policy
+
+
+def implied(call: dict) -> set[str]:
+    """Permissions AWS checks for this call beyond its own action."""
+    params = call["params"]
+    extra = set()
+    if call["service"] == "rds" and params.get("Tags"):
+        extra.add("rds:AddTagsToResource")  # tag-on-create is authorized as AddTagsToResource
+    if call["service"] == "rds" and params.get("KmsKeyId"):
+        extra |= {"kms:CreateGrant", "kms:DescribeKey"}  # RDS encrypts through a grant on the named key
+    return extra
+
+
+def needed_by_account(calls: list[dict]) -> dict[str, dict[str, set[str]]]:
+    """account -> action -> the tests that needed it."""
+    needed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for call in calls:
+        if call["service"] in NOT_PRODUCT:
+            continue
+        for action in {f"{call['service']}:{call['operation']}", *implied(call)}:
+            needed[call["account"]][action].add(call["node"])
+    return needed
+
+
+def policy_actions(path: Path) -> set[str]:
+    document = json.loads(path.read_text())
+    actions = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow", f"{path.name}: {statement.get('Sid')} must be an Allow statement"
+        listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [a for a in listed if "*" in a], f"{path.name}: {statement.get('Sid')} uses a wildcard action"
+        actions |= set(listed)
+    return actions
+
+
+def test_policies_are_valid_iam_documents():
+    for path in POLICIES.values():
+        document = json.loads(path.read_text())
+        assert document["Version"] == "2012-10-17"
+        sids = [s["Sid"] for s in document["Statement"]]
+        assert len(sids) == len(set(sids)), f"{path.name}: repeated Sid"
+        for statement in document["Statement"]:
+            assert statement["Resource"], f"{path.name}: {statement['Sid']} names no resource"
+        policy_actions(path)
+
+
+def test_policies_allow_every_recorded_call(aws_call_log):
+    recorder, _, _ = aws_call_log
+    needed = needed_by_account(recorder.calls)
+    assert set(needed) <= set(POLICIES), f"calls in unexpected accounts: {sorted(set(needed) - set(POLICIES))}"
+    missing = {
+        f"{POLICIES[account].name}: {action} (needed by {sorted(nodes)[0]})"
+        for account, actions in needed.items()
+        for action, nodes in actions.items()
+        if action not in policy_actions(POLICIES[account])
+    }
+    assert not missing, "actions the product calls but the policy does not allow:\n" + "\n".join(sorted(missing))
+
+
+def recording_modules() -> set[str]:
+    """Test modules in tests/aws that opt in to recording, as pytest node id prefixes."""
+    root = IAM_DIR.parents[1]
+    return {str(path.relative_to(root)) for path in Path(__file__).parent.glob("test_*.py")
+            if path.name != Path(__file__).name and "record_aws_calls" in path.read_text()}
+
+
+def test_policies_list_nothing_the_product_does_not_need(aws_call_log):
+    recorder, recording, passed = aws_call_log
+    ran = {node.split("::")[0] for node in recording}
+    if not recording_modules() <= ran or not recording <= passed:
+        pytest.skip(f"not every recording test in tests/aws ran and passed in this session (modules not run: "
+                    f"{sorted(recording_modules() - ran)}, tests not passed: {len(recording - passed)}); run all of "
+                    f"tests/aws to check for unneeded actions")
+    needed = needed_by_account(recorder.calls)
+    unneeded = {
+        f"{path.name}: {action}"
+        for account, path in POLICIES.items()
+        for action in policy_actions(path) - set(needed.get(account, {}))
+    }
+    assert not unneeded, "actions listed but never needed:\n" + "\n".join(sorted(unneeded))
