@@ -8,6 +8,7 @@ DAG reads its YAML and nothing else: no connection, database or AWS call happens
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +36,34 @@ def config_for_dag_file(dag_file: str) -> MigrationConfig:
 
 
 def per_database_plan(config: MigrationConfig, databases: list[str], schemas: list[str]) -> list[dict[str, Any]]:
-    """Arguments of each mapped per-database task group: the database and every name derived from it."""
-    return [
-        {
+    """Arguments of each mapped per-database task group: the database and everything derived from it."""
+    plan = []
+    for db in databases:
+        item = {
             "database": db,
             "schemas": schemas,
             "slot_name": naming.slot_name(config.migration_id, db),
             "publication": naming.publication_name(config.migration_id, db),
             "subscription": naming.subscription_name(config.migration_id, db),
+            "dms_task_id": None, "dms_source_endpoint": None, "dms_target_endpoint": None,
+            "dms_source_settings": None, "dms_table_mappings": None,
         }
-        for db in databases
-    ]
+        if config.cdc_engine == "dms":
+            from migration import dms
+
+            item.update(
+                dms_task_id=naming.dms_task_id(config.migration_id, db),
+                dms_source_endpoint=naming.dms_endpoint_id(config.migration_id, db, "source"),
+                dms_target_endpoint=naming.dms_endpoint_id(config.migration_id, db, "target"),
+                dms_source_settings=dms.source_postgres_settings(
+                    slot_name=item["slot_name"], control_schema=config.control_schema, plugin=config.dms.plugin,
+                    heartbeat_minutes=config.dms.heartbeat_minutes, capture_ddls=config.dms.capture_ddls,
+                    secrets_manager_secret_id=config.dms.secrets_manager_secret_id,
+                    secrets_manager_access_role_arn=config.dms.secrets_manager_access_role_arn),
+                dms_table_mappings=dms.table_mappings(schemas),
+            )
+        plan.append(item)
+    return plan
 
 
 CUTOVER_STEPS = [
@@ -102,20 +120,25 @@ def build_dag(config: MigrationConfig) -> DAG:
     return dag
 
 
+def _xcom(task_id: str, key: str) -> str:
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
+
+
 def _build_tasks(config: MigrationConfig) -> None:
-    from operators.clone_lsn import CaptureCloneLsnOperator
     from operators.cutover import CutoverOperator, UnblockSourceWritesOperator
     from operators.cutover_gate import CheckGuardrailsOperator, CutoverGateOperator
-    from operators.native_cdc import CreatePublicationOperator, CreateSubscriptionOperator
     from operators.preflight import PreflightOperator
     from operators.replication_slot import CreateReplicationSlotOperator, DropCopiedSlotsOperator
     from operators.report import MigrationReportOperator, SourceSlotCleanupOperator
     from operators.target_prep import CreateControlSchemaOperator, DisableTargetTriggersOperator
-    from sensors.cdc_lag import CdcLagSensor
-    from sensors.validation import ValidationCleanSensor
 
     src, tgt = config.source.conn_id, config.target.conn_id
+    aws = config.platform == "aws"
+    dms = config.cdc_engine == "dms"
     first_db = "{{ ti.xcom_pull(task_ids='validate_run', key='databases')[0] }}"
+    # On AWS the target's endpoint is read at run time from the clone; locally it is the connection's own.
+    t_host = _xcom("wait_clone_available", "host") if aws else None
+    t_port = _xcom("wait_clone_available", "port") if aws else None
 
     @task
     def validate_run(**context: Any) -> list[dict[str, Any]]:
@@ -129,11 +152,13 @@ def _build_tasks(config: MigrationConfig) -> None:
     plan = validate_run()
     databases = plan["databases"]
 
-    preflight = PreflightOperator.partial(
+    checks = [PreflightOperator.partial(
         task_id="preflight", source_conn_id=src, engine=config.cdc_engine,
         max_xact_age_s=config.max_transaction_age_seconds,
         allow_replica_identity_full=config.allow_replica_identity_full,
-    ).expand_kwargs(plan.map(preflight_kwargs))
+    ).expand_kwargs(plan.map(preflight_kwargs))]
+    if aws:
+        checks.append(_aws_preflight(config, first_db))
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)
     def proceed(**context: Any) -> bool:
@@ -141,12 +166,15 @@ def _build_tasks(config: MigrationConfig) -> None:
         return not context["ti"].xcom_pull(task_ids="validate_run", key="dry_run")
 
     @task_group(group_id="prepare_source")
-    def prepare_source(database: str, schemas: list[str], slot_name: str, publication: str, subscription: str):
+    def prepare_source(database, schemas, slot_name, publication, subscription, dms_task_id, dms_source_endpoint,
+                       dms_target_endpoint, dms_source_settings, dms_table_mappings):
         """Control schema, publication (native) and the logical slot, per database, before the clone."""
-        control = CreateControlSchemaOperator(task_id="create_source_control_schema", conn_id=src,
-                                              database=database, control_schema=config.control_schema)
-        steps = [control]
-        if config.cdc_engine == "native":
+        steps = [CreateControlSchemaOperator(task_id="create_source_control_schema", conn_id=src,
+                                             database=database, control_schema=config.control_schema)]
+        if not dms:
+            from operators.native_cdc import CreatePublicationOperator
+
+            # The publication must exist before the slot: pgoutput looks it up as of each decoded change.
             steps.append(CreatePublicationOperator(task_id="create_publication", source_conn_id=src,
                                                    database=database, publication=publication, schemas=schemas))
         steps.append(CreateReplicationSlotOperator(task_id="create_slot", source_conn_id=src, database=database,
@@ -156,45 +184,100 @@ def _build_tasks(config: MigrationConfig) -> None:
 
     source_ready = prepare_source.expand_kwargs(plan)
 
-    initial_load, clone_ready, capture = _initial_load(config, first_db, CaptureCloneLsnOperator)
+    load_first, clone_ready, capture = _initial_load(config, first_db)
 
-    drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=tgt, database=first_db)
+    drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=tgt, database=first_db,
+                                         target_host=t_host, target_port=t_port)
+    after_drop = [drop_slots]
+    if aws:
+        from operators.aws_clone import AwsSetLogicalReplicationOperator
+
+        logical_off = AwsSetLogicalReplicationOperator(
+            task_id="target_logical_replication_off", aws_conn_id=config.target.aws_conn_id,
+            db_type=_db_type(config), db_identifier=_target_identifier(config), enabled=False,
+            parameter_group=config.target.parameter_group)
+        drop_slots >> logical_off
+        after_drop = [logical_off]
 
     @task_group(group_id="prepare_target")
-    def prepare_target(database: str, schemas: list[str], slot_name: str, publication: str, subscription: str):
+    def prepare_target(database, schemas, slot_name, publication, subscription, dms_task_id, dms_source_endpoint,
+                       dms_target_endpoint, dms_source_settings, dms_table_mappings):
         """Control schema and disabled user triggers (the exact enable DDL is saved), per database."""
         chain(
             CreateControlSchemaOperator(task_id="create_target_control_schema", conn_id=tgt, database=database,
-                                        control_schema=config.control_schema),
+                                        control_schema=config.control_schema, host=t_host, port=t_port),
             DisableTargetTriggersOperator(task_id="disable_target_triggers", target_conn_id=tgt, database=database,
-                                          schemas=schemas, control_schema=config.control_schema),
+                                          schemas=schemas, control_schema=config.control_schema,
+                                          target_host=t_host, target_port=t_port),
         )
 
     target_ready = prepare_target.expand_kwargs(plan)
 
-    captured_lsn = "{{ ti.xcom_pull(task_ids='capture_clone_lsn')['lsn'] }}"
+    captured_lsn = _xcom("capture_clone_lsn", "lsn")
+    before_cdc = []
+    if dms:
+        from operators.dms import DmsEnsureReplicationInstanceOperator
+
+        before_cdc.append(DmsEnsureReplicationInstanceOperator(
+            task_id="ensure_replication_instance", aws_conn_id=config.target.aws_conn_id,
+            migration_id=config.migration_id, replication_instance_identifier=naming.dms_instance_id(config.migration_id),
+            replication_instance_arn=config.dms.replication_instance_arn, instance_class=config.dms.instance_class,
+            allocated_storage_gb=config.dms.allocated_storage_gb, subnet_group=config.dms.subnet_group,
+            security_group_ids=list(config.dms.security_group_ids), multi_az=config.dms.multi_az))
 
     @task_group(group_id="start_cdc")
-    def start_cdc(database: str, schemas: list[str], slot_name: str, publication: str, subscription: str):
+    def start_cdc(database, schemas, slot_name, publication, subscription, dms_task_id, dms_source_endpoint,
+                  dms_target_endpoint, dms_source_settings, dms_table_mappings):
         """Start change data capture from exactly the clone's LSN, per database."""
-        CreateSubscriptionOperator(task_id="create_subscription", source_conn_id=src, target_conn_id=tgt,
-                                   database=database, subscription=subscription, publication=publication,
-                                   slot_name=slot_name, captured_lsn=captured_lsn)
+        if not dms:
+            from operators.native_cdc import CreateSubscriptionOperator
+
+            # "redo done at" names the last record the clone has; Aurora's function names the first it lacks.
+            boundary = ({"origin_lsn": captured_lsn} if config.initial_load == "aurora_clone"
+                        else {"captured_lsn": captured_lsn})
+            CreateSubscriptionOperator(task_id="create_subscription", source_conn_id=src, target_conn_id=tgt,
+                                       database=database, subscription=subscription, publication=publication,
+                                       slot_name=slot_name, target_host=t_host, target_port=t_port, **boundary)
+            return
+        _dms_start(config, database, slot_name, dms_task_id, dms_source_endpoint, dms_target_endpoint,
+                   dms_source_settings, dms_table_mappings, captured_lsn, t_host, t_port)
 
     cdc_started = start_cdc.expand_kwargs(plan)
 
     @task_group(group_id="wait_in_sync")
-    def wait_in_sync(database: str, schemas: list[str], slot_name: str, publication: str, subscription: str):
+    def wait_in_sync(database, schemas, slot_name, publication, subscription, dms_task_id, dms_source_endpoint,
+                     dms_target_endpoint, dms_source_settings, dms_table_mappings):
         """Deferred waits: CDC lag under the limit, then a clean validation, per database."""
-        lag = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id=src, target_conn_id=tgt, database=database,
-                           slot_name=slot_name, subscription=subscription,
-                           max_lag_bytes=config.cutover.max_lag_bytes,
-                           max_apply_age_seconds=config.cutover.max_apply_age_seconds,
-                           control_schema=config.control_schema, poll_interval=2)
-        clean = ValidationCleanSensor(task_id="wait_validation_clean", source_conn_id=src, target_conn_id=tgt,
-                                      database=database, schemas=schemas, validation_id=config.migration_id,
-                                      control_schema=config.control_schema, chunk_rows=config.validation.chunk_rows,
-                                      max_rechecks=config.validation.max_rechecks, poll_interval=2)
+        if dms:
+            from sensors.dms import DmsCdcLatencySensor, DmsValidationSensor
+
+            task_arn = _mapped_xcom("start_cdc.create_cdc_task")
+            lag = DmsCdcLatencySensor(
+                task_id="wait_cdc_lag", aws_conn_id=config.target.aws_conn_id, replication_task_arn=task_arn,
+                replication_instance_id=_xcom("ensure_replication_instance", "identifier"), source_conn_id=src,
+                database=database, slot_name=slot_name, max_latency_seconds=config.dms.max_latency_seconds,
+                consecutive_datapoints=config.dms.consecutive_datapoints,
+                max_slot_lag_bytes=config.cutover.max_lag_bytes)
+            clean = DmsValidationSensor(
+                task_id="wait_validation_clean", aws_conn_id=config.target.aws_conn_id, replication_task_arn=task_arn,
+                target_conn_id=tgt, database=database, control_schema=config.control_schema,
+                target_host=t_host, target_port=t_port)
+        else:
+            from sensors.cdc_lag import CdcLagSensor
+            from sensors.validation import ValidationCleanSensor
+
+            lag = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id=src, target_conn_id=tgt, database=database,
+                               slot_name=slot_name, subscription=subscription,
+                               max_lag_bytes=config.cutover.max_lag_bytes,
+                               max_apply_age_seconds=config.cutover.max_apply_age_seconds,
+                               control_schema=config.control_schema, target_host=t_host, target_port=t_port,
+                               poll_interval=2)
+            clean = ValidationCleanSensor(task_id="wait_validation_clean", source_conn_id=src, target_conn_id=tgt,
+                                          database=database, schemas=schemas, validation_id=config.migration_id,
+                                          control_schema=config.control_schema,
+                                          chunk_rows=config.validation.chunk_rows,
+                                          max_rechecks=config.validation.max_rechecks, slot_name=slot_name,
+                                          target_host=t_host, target_port=t_port, poll_interval=2)
         lag >> clean
 
     in_sync = wait_in_sync.expand_kwargs(plan)
@@ -207,7 +290,8 @@ def _build_tasks(config: MigrationConfig) -> None:
         gate = CutoverGateOperator(
             task_id="approve_cutover", migration_id=config.migration_id, source_conn_id=src, databases=databases,
             validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, steps=CUTOVER_STEPS,
-            auto=config.cutover.approval == "auto", **window,
+            auto=config.cutover.approval == "auto",
+            response_timeout=timedelta(hours=config.cutover.approval_timeout_hours), **window,
         )
         guard = CheckGuardrailsOperator(
             task_id="check_guardrails", migration_id=config.migration_id, source_conn_id=src, databases=databases,
@@ -217,30 +301,181 @@ def _build_tasks(config: MigrationConfig) -> None:
             task_id="switch_over", migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
             databases=databases, schemas=plan_schemas(), control_schema=config.control_schema,
             replication_role=f"{{{{ conn['{src}'].login }}}}", application_roles=list(config.cutover.application_roles),
-            drain_timeout_seconds=config.cutover.drain_timeout_seconds,
+            drain_timeout_seconds=config.cutover.drain_timeout_seconds, target_host=t_host, target_port=t_port,
+            **_cutover_strategies(config),
         )
         # Teardown of the critical section: after a failure (even a lost worker) it restores source
         # writes; once the target is open it leaves the fence in place.
         unblock = UnblockSourceWritesOperator(
             task_id="unblock_source_writes", migration_id=config.migration_id, source_conn_id=src,
-            control_database=first_db, control_schema=config.control_schema,
+            control_database=first_db, control_schema=config.control_schema, write_block=config.cutover.write_block,
+            source_aws_conn_id=config.source.aws_conn_id, cutover_task_id="cutover.switch_over",
             doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))
+        if aws and config.cutover.stop_source:
+            from operators.aws_cutover import AwsStopSourceOperator
+
+            switch >> AwsStopSourceOperator(task_id="stop_source", source_aws_conn_id=config.source.aws_conn_id,
+                                            db_type=_db_type(config), db_identifier=_source_identifier(config))
 
     # Teardowns: they run however the run ends, and a reject or dry run does not skip them.
-    cleanup = SourceSlotCleanupOperator(
+    cleanup = [SourceSlotCleanupOperator(
         task_id="cleanup", source_conn_id=src, plan=plan, cutover_task_id="cutover.switch_over",
-    ).as_teardown(setups=plan)
+    ).as_teardown(setups=plan)]
+    if aws:
+        cleanup.append(_aws_cleanup(config).as_teardown(setups=plan))
+    if dms:
+        # DMS resources go only after a completed cutover: until then a rerun resumes with them.
+        switch >> _dms_cleanup(config)
     report = MigrationReportOperator(
         task_id="report", migration_id=config.migration_id, config_summary={
             "initial_load": config.initial_load, "cdc_engine": config.cdc_engine, "platform": config.platform},
         databases=databases, validation_results=validation_results, cutover_task_id="cutover.switch_over",
-        cleanup_task_id="cleanup", target_conn_id=tgt, control_schema=config.control_schema,
+        cleanup_task_id="cleanup", target_conn_id=tgt, target_host=t_host, target_port=t_port,
+        control_schema=config.control_schema,
     ).as_teardown(setups=plan)
-    chain(plan, preflight, proceed(), source_ready, initial_load)
-    chain(clone_ready, capture, drop_slots, target_ready, cdc_started, in_sync, gate)
+
+    chain(plan, checks, proceed(), source_ready, load_first)
+    chain(clone_ready, capture, drop_slots)
+    chain(after_drop, target_ready, *before_cdc, cdc_started, in_sync, gate)
     chain(switch, cleanup, report)
+
+
+def _mapped_xcom(task_id: str, key: str | None = None) -> str:
+    """A value from the same map index of another task of this mapped group."""
+    pick = f"['{key}']" if key else ""
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}', map_indexes=ti.map_index){pick} }}}}"
+
+
+def _db_type(config: MigrationConfig) -> str:
+    return "cluster" if config.initial_load == "aurora_clone" else "instance"
+
+
+def _source_identifier(config: MigrationConfig) -> str:
+    return config.source.cluster_identifier if config.initial_load == "aurora_clone" else config.source.instance_identifier
+
+
+def _target_identifier(config: MigrationConfig) -> str:
+    return config.target.cluster_identifier if config.initial_load == "aurora_clone" else config.target.instance_identifier
+
+
+def _cutover_strategies(config: MigrationConfig) -> dict[str, Any]:
+    """The critical section's fence, CDC engine and target opener for this path."""
+    args: dict[str, Any] = {"write_block": config.cutover.write_block, "cdc_engine": config.cdc_engine}
+    if config.cutover.write_block == "security_group":
+        args.update(source_aws_conn_id=config.source.aws_conn_id,
+                    security_group_ids=list(config.source.security_group_ids),
+                    keep_security_group_ids=list(config.dms.security_group_ids) if config.cdc_engine == "dms" else [],
+                    keep_cidrs=list(config.cutover.keep_cidrs))
+    if config.cdc_engine == "dms":
+        args.update(target_aws_conn_id=config.target.aws_conn_id,
+                    dms_tasks="{{ ti.xcom_pull(task_ids='validate_run') }}",
+                    replication_instance_id=_xcom("ensure_replication_instance", "identifier"))
+    if config.cutover.dns_zone_id:
+        args.update(target_aws_conn_id=config.target.aws_conn_id, dns_zone_id=config.cutover.dns_zone_id,
+                    dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)
+    return args
+
+
+def _aws_preflight(config: MigrationConfig, first_db: str):
+    from operators.aws_preflight import AwsPreflightOperator
+
+    return AwsPreflightOperator(
+        task_id="preflight_aws", source_aws_conn_id=config.source.aws_conn_id,
+        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id, db_type=_db_type(config),
+        source_identifier=_source_identifier(config), source_kms_key_id=config.source.kms_key_id,
+        target_kms_key_id=config.target.kms_key_id, target_identifier=_target_identifier(config),
+        target_parameter_group=config.target.parameter_group,
+        set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
+        database=first_db)
+
+
+def _dms_start(config, database, slot_name, task_id, source_endpoint, target_endpoint, source_settings,
+               table_mappings, captured_lsn, t_host, t_port) -> None:
+    """DMS, per database: start LSN in the slot, endpoints, connection tests, the CDC-only task, running."""
+    from migration import dms
+    from operators.clone_lsn import ResolveCdcStartLsnOperator
+    from operators.dms import (
+        DmsCreateCdcTaskOperator,
+        DmsEnsurePostgresEndpointOperator,
+        DmsStartCdcTaskOperator,
+        DmsTestConnectionOperator,
+    )
+    from sensors.dms import DmsTaskRunningSensor
+
+    aws_conn = config.target.aws_conn_id
+    instance_arn = _xcom("ensure_replication_instance", "arn")
+    resolve = ResolveCdcStartLsnOperator(
+        task_id="resolve_start_lsn", source_conn_id=config.source.conn_id, database=database, slot_name=slot_name,
+        captured_lsn=captured_lsn, capture_method=_xcom("capture_clone_lsn", "method"))
+    source_ep = DmsEnsurePostgresEndpointOperator(
+        task_id="ensure_source_endpoint", aws_conn_id=aws_conn, endpoint_identifier=source_endpoint,
+        endpoint_type="source", database=database, postgres_conn_id=config.source.conn_id,
+        postgresql_settings=source_settings, migration_id=config.migration_id)
+    target_ep = DmsEnsurePostgresEndpointOperator(
+        task_id="ensure_target_endpoint", aws_conn_id=aws_conn, endpoint_identifier=target_endpoint,
+        endpoint_type="target", database=database, postgres_conn_id=config.target.conn_id, host=t_host, port=t_port,
+        postgresql_settings=dms.target_postgres_settings(
+            session_replication_role_replica=config.dms.session_replication_role_replica),
+        migration_id=config.migration_id)
+    tests = [DmsTestConnectionOperator(task_id=f"test_{side}_connection", aws_conn_id=aws_conn,
+                                       replication_instance_arn=instance_arn,
+                                       endpoint_arn=_mapped_xcom(f"start_cdc.ensure_{side}_endpoint", "arn"))
+             for side in ("source", "target")]
+    start_lsn = _mapped_xcom("start_cdc.resolve_start_lsn", "start_lsn")
+    create = DmsCreateCdcTaskOperator(
+        task_id="create_cdc_task", aws_conn_id=aws_conn, replication_task_id=task_id,
+        source_endpoint_arn=_mapped_xcom("start_cdc.ensure_source_endpoint", "arn"),
+        target_endpoint_arn=_mapped_xcom("start_cdc.ensure_target_endpoint", "arn"),
+        replication_instance_arn=instance_arn, table_mappings=table_mappings, cdc_start_position=start_lsn,
+        replication_task_settings=dms.cdc_task_settings(
+            control_schema=config.control_schema, validation_threads=config.dms.validation_threads,
+            lob_max_size_kb=config.dms.lob_max_size_kb))
+    start = DmsStartCdcTaskOperator(task_id="start_cdc_task", aws_conn_id=aws_conn,
+                                    replication_task_arn=_mapped_xcom("start_cdc.create_cdc_task"),
+                                    cdc_start_position=start_lsn)
+    running = DmsTaskRunningSensor(task_id="wait_task_running", aws_conn_id=aws_conn,
+                                   replication_task_arn=_mapped_xcom("start_cdc.create_cdc_task"))
+    chain(resolve, [source_ep, target_ep], tests, create, start, running)
+
+
+def _dms_cleanup(config: MigrationConfig):
+    """Delete the CDC tasks, then the endpoints, then the instance if this migration created it."""
+    from operators.dms import (
+        DmsDeleteCdcTaskOperator,
+        DmsDeleteEndpointsOperator,
+        DmsDeleteReplicationInstanceOperator,
+    )
+
+    aws_conn, mid = config.target.aws_conn_id, config.migration_id
+    # Every database of the config, not only this run's: deleting what does not exist is a no-op.
+    deletes = [DmsDeleteCdcTaskOperator(task_id=f"delete_cdc_task_{i}", aws_conn_id=aws_conn,
+                                        replication_task_id=naming.dms_task_id(mid, db))
+               for i, db in enumerate(config.databases)]
+    endpoints = DmsDeleteEndpointsOperator(
+        task_id="delete_dms_endpoints", aws_conn_id=aws_conn,
+        endpoint_identifiers=[naming.dms_endpoint_id(mid, db, side) for db in config.databases
+                              for side in ("source", "target")])
+    instance = DmsDeleteReplicationInstanceOperator(
+        task_id="delete_replication_instance", aws_conn_id=aws_conn,
+        replication_instance_identifier=naming.dms_instance_id(mid), migration_id=mid)
+    chain(deletes, endpoints, instance)
+    return deletes
+
+
+def _aws_cleanup(config: MigrationConfig):
+    from operators.aws_cleanup import AwsCleanupOperator
+
+    return AwsCleanupOperator(
+        task_id="cleanup_aws", source_aws_conn_id=config.source.aws_conn_id,
+        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id,
+        target_account_id=config.target.account_id, share_name=naming.ram_share_name(config.migration_id),
+        remove_share=config.initial_load == "aurora_clone", source_kms_key_id=config.source.kms_key_id,
+        source_snapshot_identifier=naming.snapshot_id(config.migration_id, "source")
+        if config.initial_load == "rds_snapshot" else None,
+        parameter_change="{{ ti.xcom_pull(task_ids='target_logical_replication_off') }}",
+    )
 
 
 def preflight_kwargs(item: dict[str, Any]) -> dict[str, Any]:
@@ -259,8 +494,15 @@ def _cutover_group():
     return TaskGroup(group_id="cutover", tooltip="Gate, guardrails and the critical section")
 
 
-def _initial_load(config: MigrationConfig, first_db: str, capture_cls: type):
-    """Tasks of the initial load for this config's path: (first task, clone-ready task, capture task)."""
+def _initial_load(config: MigrationConfig, first_db: str):
+    """Tasks of the initial load for this config's path: (first task, clone-ready task, capture task).
+
+    The clone-ready task of every path is `wait_clone_available`; on AWS its XCom carries the
+    target's endpoint ({host, port}) that every later task on the target connects to.
+    """
+    from operators.clone_lsn import CaptureCloneLsnOperator
+
+    tgt = config.target.conn_id
     if config.initial_load == "pg_basebackup":
         from migration.local_clone import clone_logfile
         from operators.local_clone import LocalCloneOperator
@@ -268,14 +510,75 @@ def _initial_load(config: MigrationConfig, first_db: str, capture_cls: type):
 
         clone = LocalCloneOperator(task_id="clone_source", source_conn_id=config.source.conn_id,
                                    data_directory=config.target.data_directory,
-                                   port=config.target.port or f"{{{{ conn['{config.target.conn_id}'].port }}}}")
-        wait = CloneAvailableSensor(task_id="wait_clone_available", target_conn_id=config.target.conn_id,
-                                    dbname=first_db, poll_interval=1)
-        capture = capture_cls(task_id="capture_clone_lsn", target_conn_id=config.target.conn_id, database=first_db,
-                              method="redo_done_at", log_path=str(clone_logfile(config.target.data_directory)))
+                                   port=config.target.port or f"{{{{ conn['{tgt}'].port }}}}")
+        wait = CloneAvailableSensor(task_id="wait_clone_available", target_conn_id=tgt, dbname=first_db,
+                                    poll_interval=1)
+        capture = CaptureCloneLsnOperator(task_id="capture_clone_lsn", target_conn_id=tgt, database=first_db,
+                                          method="redo_done_at", log_path=str(clone_logfile(config.target.data_directory)))
         clone >> wait
         return clone, wait, capture
-    raise NotImplementedError(f"initial_load {config.initial_load} is not wired yet")
+
+    from sensors.aws_rds import AwsDbAvailableSensor
+
+    src_aws, tgt_aws = config.source.aws_conn_id, config.target.aws_conn_id
+    endpoint = {"target_host": _xcom("wait_clone_available", "host"),
+                "target_port": _xcom("wait_clone_available", "port")}
+    if config.initial_load == "aurora_clone":
+        from operators.aws_clone import AwsCreateClusterCloneOperator, AwsShareClusterOperator
+
+        share = AwsShareClusterOperator(
+            task_id="share_cluster", source_aws_conn_id=src_aws, target_aws_conn_id=tgt_aws,
+            migration_id=config.migration_id, source_cluster_identifier=config.source.cluster_identifier,
+            target_account_id=config.target.account_id, share_name=naming.ram_share_name(config.migration_id))
+        clone = AwsCreateClusterCloneOperator(
+            task_id="create_clone", target_aws_conn_id=tgt_aws, migration_id=config.migration_id,
+            source_cluster_arn=_xcom("share_cluster", "source_cluster_arn"),
+            cluster_identifier=config.target.cluster_identifier,
+            writer_instance_identifier=config.target.instance_identifier, kms_key_id=config.target.kms_key_id,
+            subnet_group=config.target.subnet_group, security_group_ids=list(config.target.security_group_ids),
+            parameter_group=config.target.parameter_group, instance_class=config.target.instance_class)
+        wait = AwsDbAvailableSensor(task_id="wait_clone_available", aws_conn_id=tgt_aws, db_type="cluster",
+                                    db_identifier=config.target.cluster_identifier,
+                                    writer_instance_identifier=_xcom("create_clone", "writer_instance_identifier"))
+        # The clone has the source's roles: the target connection carries the same credentials.
+        capture = CaptureCloneLsnOperator(task_id="capture_clone_lsn", target_conn_id=tgt, database=first_db,
+                                          method="aurora_volume_logical_start_lsn", **endpoint)
+        chain(share, clone, wait)
+        return share, wait, capture
+
+    from operators.aws_snapshot import (
+        AwsCaptureRestoredInstanceLsnOperator,
+        AwsCopyDbSnapshotToTargetOperator,
+        AwsCreateDbSnapshotOperator,
+        AwsRestoreDbInstanceOperator,
+    )
+    from sensors.aws_rds import AwsDbSnapshotAvailableSensor
+
+    snapshot = AwsCreateDbSnapshotOperator(task_id="create_snapshot", source_aws_conn_id=src_aws,
+                                           migration_id=config.migration_id,
+                                           instance_identifier=config.source.instance_identifier)
+    source_ready = AwsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id=src_aws,
+                                                snapshot_identifier=_xcom("create_snapshot", "snapshot_identifier"))
+    copy = AwsCopyDbSnapshotToTargetOperator(
+        task_id="copy_snapshot", source_aws_conn_id=src_aws, target_aws_conn_id=tgt_aws,
+        migration_id=config.migration_id, target_account_id=config.target.account_id,
+        kms_key_id=config.target.kms_key_id, source_snapshot_identifier=_xcom("create_snapshot", "snapshot_identifier"))
+    copy_ready = AwsDbSnapshotAvailableSensor(task_id="wait_target_snapshot", aws_conn_id=tgt_aws,
+                                              snapshot_identifier=_xcom("copy_snapshot", "snapshot_identifier"))
+    restore = AwsRestoreDbInstanceOperator(
+        task_id="restore_instance", target_aws_conn_id=tgt_aws, migration_id=config.migration_id,
+        instance_identifier=config.target.instance_identifier,
+        snapshot_identifier=_xcom("copy_snapshot", "snapshot_identifier"), instance_class=config.target.instance_class,
+        subnet_group=config.target.subnet_group, security_group_ids=list(config.target.security_group_ids),
+        parameter_group=config.target.parameter_group)
+    wait = AwsDbAvailableSensor(task_id="wait_clone_available", aws_conn_id=tgt_aws, db_type="instance",
+                                db_identifier=config.target.instance_identifier)
+    capture = AwsCaptureRestoredInstanceLsnOperator(
+        task_id="capture_clone_lsn", target_aws_conn_id=tgt_aws,
+        db_instance_identifier=config.target.instance_identifier, target_conn_id=tgt, database=first_db,
+        method="redo_done_at", **endpoint)
+    chain(snapshot, source_ready, copy, copy_ready, restore, wait)
+    return snapshot, wait, capture
 
 
 def dag_for_file(dag_file: str) -> DAG:

@@ -177,6 +177,7 @@ class CutoverSettings:
     dns_ttl: int = 30
     stop_source: bool = False
     approval_timeout_hours: int = 24
+    keep_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,20 @@ def parse_time(value: Any, source: str, field_path: str) -> datetime:
     return parsed
 
 
+def _cidrs(r: _Reader, key: str) -> list[str]:
+    import ipaddress
+
+    value = r.get(key, [])
+    if not isinstance(value, list):
+        raise r.error(key, f"expected a list of CIDR blocks like 10.0.0.0/16, got {value!r}")
+    for item in value:
+        try:
+            ipaddress.ip_network(item)
+        except (TypeError, ValueError):
+            raise r.error(key, f"expected CIDR blocks like 10.0.0.0/16, got {item!r}") from None
+    return value
+
+
 def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
     aws = platform == "aws"
     port = r.get("port")
@@ -362,6 +377,10 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
             raise ConfigError(source, "target.region", f"must equal source.region ({source_ep.region}): a clone cannot cross regions")
         if source_ep.account_id == target_ep.account_id:
             raise ConfigError(source, "target.account_id", "must differ from source.account_id")
+        if not target_ep.parameter_group:
+            raise ConfigError(source, "target.parameter_group",
+                              "is required on AWS: a custom parameter group with rds.logical_replication=1 (the clone "
+                              "carries logical slots and cannot start without it; default groups cannot be changed)")
     if initial_load == "pg_basebackup" and not target_ep.data_directory:
         raise ConfigError(source, "target.data_directory", "is required for pg_basebackup: where the clone's data directory goes")
     if target_ep.data_directory and not Path(target_ep.data_directory).is_absolute():
@@ -406,6 +425,7 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         dns_ttl=cr.int("dns_ttl", 30, minimum=0),
         stop_source=cr.bool("stop_source", False),
         approval_timeout_hours=cr.int("approval_timeout_hours", 24, minimum=1),
+        keep_cidrs=tuple(_cidrs(cr, "keep_cidrs")),
     )
     cr.done()
     if cutover.write_block == "security_group" and platform != "aws":

@@ -43,7 +43,8 @@ class CutoverOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "databases", "schemas",
                                       "application_roles", "exclude_roles", "replication_role", "control_database",
-                                      "target_host", "target_port")
+                                      "target_host", "target_port", "keep_security_group_ids", "dms_tasks",
+                                      "replication_instance_id")
     ui_color = "#f4cccc"
 
     def __init__(self, *, migration_id: str, source_conn_id: str, target_conn_id: str, databases: Sequence[str],
@@ -53,8 +54,29 @@ class CutoverOperator(BaseOperator):
                  target_port: int | str | None = None, slot_names: dict[str, str] | None = None,
                  subscriptions: dict[str, str] | None = None, drain_timeout_seconds: float = 60,
                  apply_timeout_seconds: float | None = None, sync_sequences: bool = True,
-                 enable_triggers: bool = True, **kwargs: Any):
+                 enable_triggers: bool = True, write_block: str = "roles", source_aws_conn_id: str | None = None,
+                 security_group_ids: Sequence[str] = (), keep_security_group_ids: Sequence[str] = (),
+                 keep_cidrs: Sequence[str] = (), cdc_engine: str = "native", target_aws_conn_id: str | None = None,
+                 dms_tasks: Any = None, replication_instance_id: str | None = None,
+                 dns_zone_id: str | None = None, dns_record_name: str | None = None, dns_ttl: int = 30,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        if write_block not in ("roles", "security_group"):
+            raise ValueError(f"write_block: expected roles or security_group, got {write_block!r}")
+        if cdc_engine not in ("native", "dms"):
+            raise ValueError(f"cdc_engine: expected native or dms, got {cdc_engine!r}")
+        self.write_block = write_block
+        self.source_aws_conn_id = source_aws_conn_id
+        self.security_group_ids = security_group_ids
+        self.keep_security_group_ids = keep_security_group_ids
+        self.keep_cidrs = keep_cidrs
+        self.cdc_engine = cdc_engine
+        self.target_aws_conn_id = target_aws_conn_id
+        self.dms_tasks = dms_tasks
+        self.replication_instance_id = replication_instance_id
+        self.dns_zone_id = dns_zone_id
+        self.dns_record_name = dns_record_name
+        self.dns_ttl = dns_ttl
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
@@ -89,18 +111,11 @@ class CutoverOperator(BaseOperator):
                        for db in databases}
             targets = {db: stack.enter_context(connect(self.target_conn_id, dbname=db, host=host, port=port))
                        for db in databases}
-            fence = RoleFence(conn=control, fence_id=fence_id, databases=databases, control_schema=self.control_schema,
-                              replication_role=self.replication_role, roles=list(self.application_roles or []) or None,
-                              exclude_roles=list(self.exclude_roles or []))
+            fence = self._fence(context, control, databases)
             drain = SourceDrain(conn=control, databases=databases, control_schema=self.control_schema,
                                 fence_id=fence_id, allowed_roles=[self.replication_role])
-            cdc = NativeCdc(source_conn=control, links=[
-                NativeLink(db, self.slot_names.get(db) or naming.slot_name(self.migration_id, db),
-                           self.subscriptions.get(db) or naming.subscription_name(self.migration_id, db), targets[db])
-                for db in databases])
-            opener = LocalTargetOpener(conn=control, control_schema=self.control_schema, fence_id=fence_id,
-                                       endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
-                                                 "databases": databases})
+            cdc = self._cdc(stack, control, databases, targets)
+            opener = self._opener(control, host, port, databases)
             steps = []
             if self.sync_sequences:
                 steps += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
@@ -121,24 +136,116 @@ class CutoverOperator(BaseOperator):
         self.log.info("Cutover done: writes blocked for %.3f s", timeline["write_blocked_seconds"])
         return timeline
 
+    def _fence(self, context: Context, control: Any, databases: list[str]) -> Any:
+        if self.write_block == "roles":
+            return RoleFence(conn=control, fence_id=self.migration_id, databases=databases,
+                             control_schema=self.control_schema, replication_role=self.replication_role,
+                             roles=list(self.application_roles or []) or None,
+                             exclude_roles=list(self.exclude_roles or []))
+        from hooks.aws import aws_client
+        from migration.aws import SecurityGroupWriteBlock
+
+        def persist(record: list[dict[str, Any]]) -> None:
+            # Saved before any rule is revoked, so the teardown can put them back even after a lost worker.
+            context["ti"].xcom_push(key="revoked", value=record)
+
+        return SecurityGroupWriteBlock(
+            ec2=aws_client(self.source_aws_conn_id, "ec2"), security_group_ids=list(self.security_group_ids),
+            keep_security_group_ids=[g for g in list(self.keep_security_group_ids or []) if g],
+            keep_cidrs=list(self.keep_cidrs or []), persist=persist)
+
+    def _cdc(self, stack: ExitStack, control: Any, databases: list[str], targets: dict[str, Any]) -> Any:
+        if self.cdc_engine == "native":
+            return NativeCdc(source_conn=control, links=[
+                NativeLink(db, self.slot_names.get(db) or naming.slot_name(self.migration_id, db),
+                           self.subscriptions.get(db) or naming.subscription_name(self.migration_id, db), targets[db])
+                for db in databases])
+        from hooks.aws import aws_client
+        from migration.dms import DmsCdcEngine, find_task
+
+        # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
+        client = aws_client(self.target_aws_conn_id, "dms")
+        tasks = []
+        for item in list(self.dms_tasks or []):
+            if item["database"] not in databases:
+                continue
+            found = find_task(client, item["dms_task_id"])
+            if not found:
+                raise ValueError(f"dms_tasks: no DMS task {item['dms_task_id']} for database {item['database']}")
+            tasks.append({"database": item["database"], "slot_name": item["slot_name"],
+                          "replication_task_arn": found["ReplicationTaskArn"]})
+        engine = DmsCdcEngine.from_connections(
+            aws_conn_id=self.target_aws_conn_id, source_conn_id=self.source_conn_id, tasks=tasks,
+            replication_instance_id=self.replication_instance_id or None, marker_schema=self.control_schema)
+        stack.callback(engine.close)
+        return engine
+
+    def _opener(self, control: Any, host: str | None, port: int | None, databases: list[str]) -> Any:
+        # The note in cutover_state is what keeps the teardown from lifting the fence once the target is open.
+        local = LocalTargetOpener(conn=control, control_schema=self.control_schema, fence_id=self.migration_id,
+                                  endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
+                                            "databases": databases})
+        if not self.dns_zone_id:
+            return local
+        from hooks.aws import aws_client
+        from migration.aws import Route53TargetOpener
+
+        return _OpenBoth(dns=Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
+                                                 hosted_zone_id=self.dns_zone_id, record_name=self.dns_record_name,
+                                                 target_host=host, ttl=self.dns_ttl), note=local)
+
+
+class _OpenBoth:
+    """Switch DNS, then record that the target is open."""
+
+    name = "dns"
+
+    def __init__(self, *, dns: Any, note: LocalTargetOpener):
+        self.dns, self.note = dns, note
+
+    def open(self) -> dict[str, Any]:
+        change = self.dns.open()
+        self.note.endpoint = {**self.note.endpoint, "dns": change}
+        self.note.open()
+        return change
+
 
 class UnblockSourceWritesOperator(BaseOperator):
-    """Restore exactly what the cutover's write fence changed on the source (manual recovery, rejected runs).
+    """Restore exactly what the cutover's write fence changed on the source.
 
-    Safe to run any time: with nothing fenced it changes nothing. Returns ``{fence_id, restored}``.
+    Runs as the teardown of the critical section. With ``roles`` it undoes what
+    ``<control_schema>.cutover_state`` records; with ``security_group`` it puts back the inbound rules
+    the cutover saved in its XCom before revoking them. Once the target is open it changes nothing,
+    and with nothing fenced it changes nothing. Returns ``{restored, ...}``.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "control_database")
+    template_fields: Sequence[str] = ("source_conn_id", "control_database", "source_aws_conn_id")
     ui_color = "#d9ead3"
 
     def __init__(self, *, migration_id: str, source_conn_id: str, control_database: str,
-                 control_schema: str = "migration_control", **kwargs: Any):
+                 control_schema: str = "migration_control", write_block: str = "roles",
+                 source_aws_conn_id: str | None = None, cutover_task_id: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
         self.control_database = control_database
         self.control_schema = control_schema
+        self.write_block = write_block
+        self.source_aws_conn_id = source_aws_conn_id
+        self.cutover_task_id = cutover_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        with connect(self.source_conn_id, dbname=self.control_database) as conn:
-            return unblock_writes(conn, self.control_schema, self.migration_id)
+        if self.write_block == "roles":
+            with connect(self.source_conn_id, dbname=self.control_database) as conn:
+                return unblock_writes(conn, self.control_schema, self.migration_id)
+        from hooks.aws import aws_client
+        from migration.aws import restore_source_writes
+
+        ti = context["ti"]
+        timeline = ti.xcom_pull(task_ids=self.cutover_task_id) or {}
+        if timeline.get("status") == "completed":
+            return {"restored": [], "note": "the target is open; the source stays fenced"}
+        revoked = ti.xcom_pull(task_ids=self.cutover_task_id, key="revoked") or []
+        restored = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), revoked)
+        self.log.info("Restored %d inbound rule(s) of the source's security groups", restored)
+        return {"restored": restored}

@@ -35,7 +35,11 @@ def results_list(results: Any) -> list[dict[str, Any]]:
 
 
 def _validation_by_database(databases: Sequence[str], results: Any) -> dict[str, dict]:
-    by_name = {r.get("database"): r for r in results_list(results)}
+    results = results_list(results)
+    if all("database" in r for r in results):
+        by_name = {r["database"]: r for r in results}
+    else:  # mapped results come in the order of the run's databases
+        by_name = dict(zip(databases, results, strict=False))
     return {db: by_name.get(db, {"failures": "no validation result"}) for db in databases}
 
 

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator, Context
 from hooks.postgres import connect
 from migration import report as report_md
 from operators.cutover_gate import results_list
+from operators.replication_slot import endpoint_override
 
 
 def report_dir(dag_id: str, run_id: str) -> Path:
@@ -67,12 +68,15 @@ class SourceSlotCleanupOperator(BaseOperator):
 class MigrationReportOperator(BaseOperator):
     """Writes report.md, report.json and lag.png: timeline, validation, write-blocked window, cleanup."""
 
-    template_fields: Sequence[str] = ("databases", "validation_results", "target_conn_id")
+    template_fields: Sequence[str] = ("databases", "validation_results", "target_conn_id", "target_host",
+                                      "target_port")
 
     def __init__(self, *, migration_id: str, config_summary: dict[str, str], databases: Any, validation_results: Any,
                  cutover_task_id: str, cleanup_task_id: str, target_conn_id: str, control_schema: str,
-                 **kwargs: Any):
+                 target_host: str | None = None, target_port: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.target_host = target_host
+        self.target_port = target_port
         self.migration_id = migration_id
         self.config_summary = config_summary
         self.databases = databases
@@ -88,7 +92,8 @@ class MigrationReportOperator(BaseOperator):
         samples: list[dict[str, Any]] = []
         for database in databases:
             try:
-                with connect(self.target_conn_id, dbname=database) as conn:
+                host, port = endpoint_override(self.target_host, self.target_port)
+                with connect(self.target_conn_id, dbname=database, host=host, port=port) as conn:
                     samples += read_lag_samples(conn, self.control_schema, database)
             except Exception as exc:  # noqa: BLE001 - a report without a chart beats no report
                 self.log.warning("No lag samples from %s: %s", database, exc)
