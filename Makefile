@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 
-.PHONY: venv test test-fast lint demo clean pg-check
+.PHONY: venv test test-fast lint demo clean pg-check bench
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,6 @@ demo: pg-check
 
 clean:
 	rm -rf $(VENV) .demo
+
+bench: pg-check
+	PYTHONPATH=plugins:dags $(BIN)/python bench/resolve_start_lsn.py

@@ -1359,17 +1359,6 @@ def upsert_cname(route53: Any, *, hosted_zone_id: str, record_name: str, target_
     return {"change_id": change["Id"], "status": change.get("Status"), "previous": previous, "target": target_host}
 
 
-def dns_change_in_sync(route53: Any, *, change_id: str) -> tuple[bool, dict[str, Any]]:
-    status = route53.get_change(Id=change_id)["ChangeInfo"]["Status"]
-    return status == "INSYNC", {"change_id": change_id, "status": status}
-
-
-def check_dns_change_in_sync(*, aws_conn_id: str, change_id: str) -> tuple[bool, dict[str, Any]]:
-    from hooks.aws import aws_client
-
-    return dns_change_in_sync(aws_client(aws_conn_id, "route53"), change_id=change_id)
-
-
 def wait_dns_in_sync(route53: Any, *, change_id: str, delay: int = 2, max_attempts: int = 90) -> None:
     """Block until Route53 reports the change INSYNC on all its name servers."""
     route53.get_waiter("resource_record_sets_changed").wait(

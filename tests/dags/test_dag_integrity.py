@@ -95,3 +95,29 @@ def test_dag_files_do_no_io_beyond_their_yaml(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_LOCAL_SOURCE", "postgres://nobody@192.0.2.1:1/x")
     bag = _dagbag(ROOT / "dags")
     assert bag.import_errors == {}
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.stem)
+def test_dags_survive_serialization(project_bag, path):
+    """The scheduler runs the serialized DAG: every task and templated argument must come back intact."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = project_bag.dags[f"migrate__{path.stem}"]
+    restored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    assert set(restored.task_ids) == set(dag.task_ids)
+    for task in dag.tasks:
+        copy = restored.get_task(task.task_id)
+        assert tuple(copy.template_fields) == tuple(task.template_fields), task.task_id
+
+
+def test_aws_dags_take_the_target_endpoint_from_the_clone(project_bag):
+    dag = project_bag.dags["migrate__aurora_orders"]
+    assert {"share_cluster", "create_clone", "wait_clone_available", "target_logical_replication_off",
+            "start_cdc.create_cdc_task", "start_cdc.resolve_start_lsn", "cleanup_aws", "delete_replication_instance",
+            "preflight_aws"} <= set(dag.task_ids)
+    assert "wait_clone_available" in dag.get_task("prepare_target.disable_target_triggers").target_host
+    switch = dag.get_task("cutover.switch_over")
+    assert (switch.write_block, switch.cdc_engine, switch.dns_zone_id) == ("security_group", "dms", "Z0123456789ABCDEFGHIJ")
+    rds = project_bag.dags["migrate__rds_billing"]
+    assert {"create_snapshot", "copy_snapshot", "restore_instance", "start_cdc.create_subscription"} <= set(rds.task_ids)
+    assert "start_cdc.create_cdc_task" not in rds.task_ids
