@@ -10,6 +10,14 @@ rechecked on later calls until it matches (clean) or has differed on ``max_reche
 (persistent, which is an error naming the tables and key ranges). The open range above the source's
 highest key, where new rows land, is compared only up to the target's highest key there: rows the
 target does not have yet are lag (the CDC lag sensor's business), rows only the target has are not.
+
+A recheck counts only a mismatch proven on a stable source: it reads the source (S1), the source's WAL
+position (L1), waits until CDC has applied past L1 (the slot's confirmed position, when ``slot_name``
+is given; otherwise a settle pause), then reads the target (T) and the source again (S2). The target
+equal to S1 or to S2 is clean; S1 and S2 equal (every row's xmin included) with T different is one
+confirmed mismatch; a source that changed between S1 and S2 is in flux and is tried again, row by row
+for keyed tables, so that a chunk written to many times a second is settled by each row's quiet
+moments. Attempts that prove nothing are not counted.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from psycopg.rows import dict_row
 
 from migration import sql as q
 from migration.config import check_names
+from migration.lsn import LSN
+from migration.native_cdc import slot_positions
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +158,195 @@ def _compare(source_conn, target_conn, chunk: Chunk) -> tuple[bool, tuple | None
     return src == tgt and src is not None, src, tgt
 
 
-def _recheck(source_conn, target_conn, chunk: Chunk, attempts: int = 3, pause_s: float = 0.2):
-    # A chunk that rows are being written to matches only between writes: a few quick tries find that moment.
-    for attempt in range(attempts):
-        matched, src, tgt = _compare(source_conn, target_conn, chunk)
-        if matched or attempt == attempts - 1:
-            return matched, src, tgt
-        time.sleep(pause_s)
+@dataclass(frozen=True)
+class RecheckPolicy:
+    """How a recheck waits for CDC and how long it keeps trying a chunk whose source keeps changing."""
+
+    slot_name: str | None = None
+    cdc_wait_s: float = 15.0
+    settle_s: float = 1.0
+    attempts: int = 20
+    budget_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class RecheckOutcome:
+    """``state`` is clean, mismatch (confirmed on a stable source), in_flux or cdc_behind (both undetermined)."""
+
+    state: str
+    src: tuple[int, str] | None
+    tgt: tuple[int, str] | None
+    attempts: int
+    differing_keys: tuple[tuple[str, ...], ...] = ()
+
+
+# XLogPageHeaderData and XLogLongPageHeaderData, MAXALIGNed: the insert position skips them at a page start.
+_SHORT_PAGE_HEADER, _LONG_PAGE_HEADER = 24, 40
+
+
+def wal_position(source_conn: psycopg.Connection) -> LSN:
+    """The end of the WAL the source has inserted: every commit a statement before this one saw ends at or before it."""
+    try:
+        position, block, segment = source_conn.execute(q.load("validation_wal_position")).fetchone()
+    except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFunction):
+        return LSN(source_conn.execute(q.load("validation_wal_write_position")).fetchone()[0])
+    lsn = LSN(position)
+    # Just past a page header the WAL before ends at the page boundary, and that is where decoding stops.
+    header = _LONG_PAGE_HEADER if lsn % segment < block else _SHORT_PAGE_HEADER
+    return LSN(lsn - header) if lsn % block == header else lsn
+
+
+def cdc_applied_past(source_conn: psycopg.Connection, slot_name: str, position: LSN, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` for the slot's confirmed position to reach ``position``; whether it did."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        slot = slot_positions(source_conn, [slot_name]).get(slot_name)
+        if slot is None:
+            raise ValueError(f"validation: slot_name: slot {slot_name!r} does not exist on the source, so "
+                             "CDC progress cannot be proven; pass the slot the subscription uses")
+        confirmed = slot["confirmed_flush_lsn"]
+        if confirmed is not None and LSN(confirmed) >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def _source_versioned(source_conn, chunk: Chunk) -> tuple[int, str, str] | None:
+    predicate, params = _predicate(chunk)
+    query = q.compose("validation_chunk_digest_versioned", table=_table_ident(chunk.schema, chunk.table),
+                      predicate=predicate)
+    try:
+        count, digest, version = source_conn.execute(query, params).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return int(count), digest, version
+
+
+def chunk_rows(conn: psycopg.Connection, chunk: Chunk) -> dict[tuple[str, ...], tuple[str, str]] | None:
+    """Every row of a chunk on one server, as {identity: (compared value, version)}; None when the table is missing.
+
+    A keyed row is identified by its key, compared by its md5 slice, and versioned by that slice and its
+    xmin. Rows of a table without a key are grouped by content: identified by their md5 slice, compared by
+    how many copies there are, and versioned by those copies' xmins.
+    """
+    predicate, params = _predicate(chunk)
+    table = _table_ident(chunk.schema, chunk.table)
+    if chunk.keys:
+        key_text = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("_r", k)) for k in chunk.keys)
+        query = q.compose("validation_chunk_rows", key_text=key_text, table=table, predicate=predicate)
+    else:
+        query = q.compose("validation_chunk_row_groups", table=table, predicate=predicate)
+    width = max(len(chunk.keys), 1)
+    try:
+        rows = conn.execute(query, params).fetchall()
+    except psycopg.errors.UndefinedTable:
+        return None
+    if chunk.keys:
+        return {tuple(row[:width]): (row[width], (row[width], row[width + 1])) for row in rows}
+    return {(row[0],): (row[1], row[2]) for row in rows}
+
+
+def _digest_of(chunk: Chunk, rows: dict[tuple[str, ...], tuple[str, Any]] | None) -> tuple[int, str] | None:
+    # The chunk's (rows, digest) from its rows, summed as validation_chunk_digest sums them (signed 64-bit).
+    if rows is None:
+        return None
+    count = total = 0
+    for identity, (compared, _) in rows.items():
+        hash_hex, copies = (compared, 1) if chunk.keys else (identity[0], int(compared))
+        value = int(hash_hex, 16)
+        total += copies * (value - (1 << 64) if value >= 1 << 63 else value)
+        count += copies
+    return count, str(total)
+
+
+def _clamped(target_conn, chunk: Chunk) -> Chunk | None:
+    # The open range is compared only up to the target's highest key there; None when the target has none.
+    if not chunk.keys or chunk.hi is not None:
+        return chunk
+    try:
+        top = last_key(target_conn, chunk)
+    except psycopg.errors.UndefinedTable:
+        return chunk
+    return None if top is None else Chunk(chunk.schema, chunk.table, chunk.keys, chunk.lo, top)
+
+
+def _wait_for_cdc(source_conn, policy: RecheckPolicy, position: LSN) -> bool:
+    if policy.slot_name is None:
+        # Without a slot to ask, a pause stands in for proof that CDC has applied what the source had.
+        time.sleep(policy.settle_s)
+        return True
+    return cdc_applied_past(source_conn, policy.slot_name, position, policy.cdc_wait_s)
+
+
+def _chunk_attempt(source_conn, target_conn, chunk: Chunk, policy: RecheckPolicy) -> tuple[str, tuple | None, tuple | None]:
+    s1 = _source_versioned(source_conn, chunk)
+    proven = _wait_for_cdc(source_conn, policy, wal_position(source_conn))
+    tgt = chunk_digest(target_conn, chunk)
+    s2 = _source_versioned(source_conn, chunk)
+    if tgt in (s1[:2] if s1 else None, s2[:2] if s2 else None):
+        return "clean", s2[:2] if s2 else None, tgt
+    if not proven:
+        return "cdc_behind", s2[:2] if s2 else None, tgt
+    return ("mismatch" if s1 == s2 else "in_flux"), s2[:2] if s2 else None, tgt
+
+
+def _compared(row: tuple[str, Any] | None) -> str | None:
+    return row[0] if row else None
+
+
+def _rows_attempt(source_conn, target_conn, chunk: Chunk, policy: RecheckPolicy, matched: set):
+    source_before = chunk_rows(source_conn, chunk)
+    proven = _wait_for_cdc(source_conn, policy, wal_position(source_conn))
+    target_rows = chunk_rows(target_conn, chunk)
+    source_after = chunk_rows(source_conn, chunk)
+    m1, mt, m2 = source_before or {}, target_rows or {}, source_after or {}
+    # A row absent from both source reads may still have come and gone in between; only a chunk that did
+    # not change at all proves that a row the target alone has is extra.
+    chunk_stable = source_before == source_after
+    differing, unsettled = [], 0
+    for identity in m1.keys() | mt.keys() | m2.keys():
+        s1, t, s2 = m1.get(identity), mt.get(identity), m2.get(identity)
+        if _compared(t) in (_compared(s1), _compared(s2)):
+            matched.add(identity)
+        elif proven and s1 == s2 and (s1 is not None or chunk_stable):
+            differing.append(identity)
+        elif identity not in matched:
+            unsettled += 1
+    src, tgt = _digest_of(chunk, source_after), _digest_of(chunk, target_rows)
+    if differing:
+        return "mismatch", src, tgt, sorted(differing)
+    if unsettled:
+        return ("in_flux" if proven else "cdc_behind"), src, tgt, []
+    return "clean", src, tgt, []
+
+
+def _recheck(source_conn, target_conn, chunk: Chunk, policy: RecheckPolicy) -> RecheckOutcome:
+    """Settle one recorded chunk: clean, a mismatch proven on a stable source, or undetermined."""
+    matched, src, tgt = _compare(source_conn, target_conn, chunk)
+    if matched:
+        return RecheckOutcome("clean", src, tgt, 0)
+    effective = _clamped(target_conn, chunk)
+    if effective is None:
+        return RecheckOutcome("clean", (0, "0"), (0, "0"), 0)
+    started = time.monotonic()
+    by_rows = False
+    matched_keys: set[tuple[str, ...]] = set()
+    state = "in_flux"
+    attempt = 0
+    while attempt < policy.attempts and (attempt == 0 or time.monotonic() - started < policy.budget_s):
+        attempt += 1
+        if by_rows:
+            state, src, tgt, differing = _rows_attempt(source_conn, target_conn, effective, policy, matched_keys)
+            if state == "mismatch":
+                return RecheckOutcome(state, src, tgt, attempt, tuple(differing))
+        else:
+            state, src, tgt = _chunk_attempt(source_conn, target_conn, effective, policy)
+        if state != "in_flux":
+            return RecheckOutcome(state, src, tgt, attempt)
+        # A chunk that keeps changing is settled row by row: each row needs only its own quiet moment.
+        by_rows = True
+    return RecheckOutcome(state, src, tgt, attempt)
 
 
 def _record(target_conn, control_schema: str, validation_id: str, chunk: Chunk, matched: bool, src, tgt,
@@ -225,39 +417,79 @@ def _chunk_of(row: dict[str, Any]) -> Chunk:
                  tuple(lo) if lo is not None else None, tuple(hi) if hi is not None else None)
 
 
+def _number(value: Any, field: str, *, whole: bool = False, minimum: float = 0) -> Any:
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or value < minimum:
+        raise ValueError(f"validation: {field}: expected {kind} of at least {minimum:g}, got {value!r}")
+    return value
+
+
 def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connection, *, schemas: Sequence[str],
-                   control_schema: str, validation_id: str, chunk_rows: int = 10000,
-                   max_rechecks: int = 3) -> dict[str, Any]:
+                   control_schema: str, validation_id: str, chunk_rows: int = 10000, max_rechecks: int = 3,
+                   slot_name: str | None = None, cdc_wait_s: float = 15.0, settle_s: float = 1.0,
+                   recheck_attempts: int = 20, recheck_budget_s: float = 5.0) -> dict[str, Any]:
     """One validation step; call it again (a sensor poke) until it says clean.
 
     The first call compares every chunk of every table in ``schemas``; later calls recheck only the
-    chunks that differed. Returns ``{tables, rows_compared, chunks, mismatched_chunks, persistent,
-    pass_complete, clean, failures}``; raises ValidationError when rechecks prove a mismatch
-    persistent. Both connections keep the pinned print settings (TimeZone UTC, DateStyle ISO,
-    search_path pg_catalog, ...) for the rest of their session.
+    chunks that differed. A recheck counts only a mismatch proven on a stable source after CDC has
+    applied past the source's WAL position (``slot_name``: the source slot the subscription uses,
+    waited on for at most ``cdc_wait_s``; without it a ``settle_s`` pause). A chunk whose source keeps
+    changing is tried up to ``recheck_attempts`` times within ``recheck_budget_s`` seconds, then left
+    undetermined (``in_flux``) for the next call. Returns ``{tables, rows_compared, chunks,
+    mismatched_chunks, persistent, in_flux, pass_complete, clean, failures}``; raises ValidationError
+    when rechecks prove a mismatch persistent. Both connections keep the pinned print settings
+    (TimeZone UTC, DateStyle ISO, search_path pg_catalog, ...) for the rest of their session.
     """
     schemas = check_names(list(schemas) if not isinstance(schemas, str) else schemas, "validation", "schemas")
     control_schema = check_names([control_schema], "validation", "control_schema")[0]
     if not isinstance(validation_id, str) or not validation_id:
         raise ValueError("validation: validation_id: a non-empty id derived from the migration and database is required")
-    for field, value in (("chunk_rows", chunk_rows), ("max_rechecks", max_rechecks)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"validation: {field}: expected a whole number of at least 1, got {value!r}")
+    for field, value in (("chunk_rows", chunk_rows), ("max_rechecks", max_rechecks),
+                         ("recheck_attempts", recheck_attempts)):
+        _number(value, field, whole=True, minimum=1)
+    for field, value in (("cdc_wait_s", cdc_wait_s), ("settle_s", settle_s), ("recheck_budget_s", recheck_budget_s)):
+        _number(value, field)
+    if slot_name is not None:
+        slot_name = check_names([slot_name], "validation", "slot_name")[0]
+        if slot_name not in slot_positions(source_conn, [slot_name]):
+            raise ValueError(f"validation: slot_name: slot {slot_name!r} does not exist on the source; pass the "
+                             "slot the subscription uses")
+    policy = RecheckPolicy(slot_name=slot_name, cdc_wait_s=float(cdc_wait_s), settle_s=float(settle_s),
+                           attempts=recheck_attempts, budget_s=float(recheck_budget_s))
     prepare_session(source_conn)
     prepare_session(target_conn)
     ensure_control_tables(target_conn, control_schema)
 
     run = target_conn.execute(q.compose("validation_run_get", schema=control_schema),
                               {"validation_id": validation_id}).fetchone()
+    in_flux = 0
     if not run or not run[3]:
         _full_pass(source_conn, target_conn, schemas=schemas, control_schema=control_schema,
                    validation_id=validation_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks)
     else:
+        cdc_behind = False
         for row in _open_failures(target_conn, control_schema, validation_id):
             chunk = _chunk_of(row)
-            matched, src, tgt = _recheck(source_conn, target_conn, chunk)
-            state = _record(target_conn, control_schema, validation_id, chunk, matched, src, tgt, max_rechecks)
-            log.info("Validation %s: recheck of %s: %s", validation_id, chunk.describe(), state)
+            if cdc_behind:
+                # CDC did not reach a recent position in time: only a plain compare, nothing to prove now.
+                matched, src, tgt = _compare(source_conn, target_conn, chunk)
+                outcome = RecheckOutcome("clean" if matched else "cdc_behind", src, tgt, 0)
+            else:
+                outcome = _recheck(source_conn, target_conn, chunk, policy)
+            if outcome.state in ("clean", "mismatch"):
+                state = _record(target_conn, control_schema, validation_id, chunk, outcome.state == "clean",
+                                outcome.src, outcome.tgt, max_rechecks)
+            else:
+                in_flux += 1
+                cdc_behind = cdc_behind or outcome.state == "cdc_behind"
+                state = f"{outcome.state}, not counted"
+            keys = ""
+            if outcome.differing_keys:
+                shown = "; ".join(f"({', '.join(k)})" for k in outcome.differing_keys[:5])
+                more = f" and {len(outcome.differing_keys) - 5} more" if len(outcome.differing_keys) > 5 else ""
+                keys = f"; rows differing: {shown}{more}"
+            log.info("Validation %s: recheck of %s: %s after %d attempt(s)%s", validation_id, chunk.describe(), state,
+                     outcome.attempts, keys)
 
     tables, chunks, rows, _ = target_conn.execute(q.compose("validation_run_get", schema=control_schema),
                                                   {"validation_id": validation_id}).fetchone()
@@ -265,7 +497,7 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     persistent = [f for f in failures if f["state"] == "persistent"]
     result = {
         "tables": tables, "rows_compared": rows, "chunks": chunks, "mismatched_chunks": len(failures),
-        "persistent": len(persistent), "pass_complete": True, "clean": not failures,
+        "persistent": len(persistent), "in_flux": in_flux, "pass_complete": True, "clean": not failures,
         "failures": [_chunk_of(f).describe() for f in failures[:20]],
     }
     if persistent:
@@ -280,14 +512,16 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
 
 def check_validation(*, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
                      control_schema: str, validation_id: str, chunk_rows: int = 10000, max_rechecks: int = 3,
+                     slot_name: str | None = None, cdc_wait_s: float = 15.0,
                      source_host: str | None = None, source_port: int | None = None,
                      target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """Sensor check: (clean, {tables, rows_compared, mismatched_chunks, persistent, ...}) for one database."""
+    """Sensor check: (clean, {tables, rows_compared, mismatched_chunks, persistent, in_flux, ...}) for one database."""
     from hooks.postgres import connect  # Airflow is imported only where a check actually runs
 
     with connect(source_conn_id, dbname=database, host=source_host, port=source_port) as source, \
             connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
         result = run_validation(source, target, schemas=schemas, control_schema=control_schema,
-                                validation_id=validation_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks)
+                                validation_id=validation_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks,
+                                slot_name=slot_name, cdc_wait_s=cdc_wait_s)
     result["database"] = database
     return result["clean"], result
