@@ -113,7 +113,6 @@ def build_dag(config: MigrationConfig) -> DAG:
         params=params,
         tags=["migration", f"platform:{config.platform}", f"load:{config.initial_load}", f"cdc:{config.cdc_engine}"],
         default_args={"owner": config.owner, "retries": 0},
-        render_template_as_native_obj=True,
     )
     with dag:
         _build_tasks(config)
@@ -299,10 +298,10 @@ def _build_tasks(config: MigrationConfig) -> None:
         )
         switch = CutoverOperator(
             task_id="switch_over", migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
-            databases=databases, schemas=plan_schemas(), control_schema=config.control_schema,
+            databases=databases, schemas=plan["schemas"], control_schema=config.control_schema,
             replication_role=f"{{{{ conn['{src}'].login }}}}", application_roles=list(config.cutover.application_roles),
             drain_timeout_seconds=config.cutover.drain_timeout_seconds, target_host=t_host, target_port=t_port,
-            **_cutover_strategies(config),
+            **_cutover_strategies(config, plan),
         )
         # Teardown of the critical section: after a failure (even a lost worker) it restores source
         # writes; once the target is open it leaves the fence in place.
@@ -324,7 +323,7 @@ def _build_tasks(config: MigrationConfig) -> None:
         task_id="cleanup", source_conn_id=src, plan=plan, cutover_task_id="cutover.switch_over",
     ).as_teardown(setups=plan)]
     if aws:
-        cleanup.append(_aws_cleanup(config).as_teardown(setups=plan))
+        cleanup.append(_aws_cleanup(config, logical_off.output).as_teardown(setups=plan))
     if dms:
         # DMS resources go only after a completed cutover: until then a rerun resumes with them.
         switch >> _dms_cleanup(config)
@@ -360,7 +359,7 @@ def _target_identifier(config: MigrationConfig) -> str:
     return config.target.cluster_identifier if config.initial_load == "aurora_clone" else config.target.instance_identifier
 
 
-def _cutover_strategies(config: MigrationConfig) -> dict[str, Any]:
+def _cutover_strategies(config: MigrationConfig, plan: Any) -> dict[str, Any]:
     """The critical section's fence, CDC engine and target opener for this path."""
     args: dict[str, Any] = {"write_block": config.cutover.write_block, "cdc_engine": config.cdc_engine}
     if config.cutover.write_block == "security_group":
@@ -370,7 +369,7 @@ def _cutover_strategies(config: MigrationConfig) -> dict[str, Any]:
                     keep_cidrs=list(config.cutover.keep_cidrs))
     if config.cdc_engine == "dms":
         args.update(target_aws_conn_id=config.target.aws_conn_id,
-                    dms_tasks="{{ ti.xcom_pull(task_ids='validate_run') }}",
+                    dms_tasks=plan,
                     replication_instance_id=_xcom("ensure_replication_instance", "identifier"))
     if config.cutover.dns_zone_id:
         args.update(target_aws_conn_id=config.target.aws_conn_id, dns_zone_id=config.cutover.dns_zone_id,
@@ -408,7 +407,8 @@ def _dms_start(config, database, slot_name, task_id, source_endpoint, target_end
     instance_arn = _xcom("ensure_replication_instance", "arn")
     resolve = ResolveCdcStartLsnOperator(
         task_id="resolve_start_lsn", source_conn_id=config.source.conn_id, database=database, slot_name=slot_name,
-        captured_lsn=captured_lsn, capture_method=_xcom("capture_clone_lsn", "method"))
+        captured_lsn=captured_lsn, capture_method=_xcom("capture_clone_lsn", "method"), aws_conn_id=aws_conn,
+        replication_task_id=task_id)
     source_ep = DmsEnsurePostgresEndpointOperator(
         task_id="ensure_source_endpoint", aws_conn_id=aws_conn, endpoint_identifier=source_endpoint,
         endpoint_type="source", database=database, postgres_conn_id=config.source.conn_id,
@@ -464,7 +464,7 @@ def _dms_cleanup(config: MigrationConfig):
     return deletes
 
 
-def _aws_cleanup(config: MigrationConfig):
+def _aws_cleanup(config: MigrationConfig, parameter_change: Any):
     from operators.aws_cleanup import AwsCleanupOperator
 
     return AwsCleanupOperator(
@@ -474,18 +474,13 @@ def _aws_cleanup(config: MigrationConfig):
         remove_share=config.initial_load == "aurora_clone", source_kms_key_id=config.source.kms_key_id,
         source_snapshot_identifier=naming.snapshot_id(config.migration_id, "source")
         if config.initial_load == "rds_snapshot" else None,
-        parameter_change="{{ ti.xcom_pull(task_ids='target_logical_replication_off') }}",
+        parameter_change=parameter_change,
     )
 
 
 def preflight_kwargs(item: dict[str, Any]) -> dict[str, Any]:
     """PreflightOperator's mapped arguments from one per-database plan entry."""
     return {"database": item["database"], "schemas": item["schemas"], "slot_names": [item["slot_name"]]}
-
-
-def plan_schemas() -> Any:
-    """The run's schemas (validated), for tasks outside the mapped groups."""
-    return "{{ ti.xcom_pull(task_ids='validate_run', key='schemas') }}"  # native rendering keeps the list
 
 
 def _cutover_group():

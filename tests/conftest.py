@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,11 +21,14 @@ for folder in (ROOT / "plugins", ROOT / "dags"):
         sys.path.insert(0, str(folder))
 
 # Airflow reads its configuration when first imported: give the test session its own home.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-tests-"))
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-tests-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
-os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
-os.environ.setdefault("MIGRATION_REPORT_DIR", str(Path(os.environ["AIRFLOW_HOME"]) / "migration_reports"))
+# The DAG folder that dag.test() syncs is read once per session: whole-DAG tests put their DAG files
+# here; tests of the project's own DAGs read dags/ explicitly.
+SESSION_DAGS = Path(tempfile.mkdtemp(prefix="airflow-test-dags-"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(SESSION_DAGS)
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["MIGRATION_REPORT_DIR"] = str(Path(os.environ["AIRFLOW_HOME"]) / "migration_reports")
 
 from migration.localpg import LocalServer, find_bindir, free_port, make_workdir  # noqa: E402
 
@@ -83,3 +87,16 @@ def pg_servers_fn(pg_bindir):
     factory = ServerFactory(pg_bindir)
     yield factory
     factory.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_db(tmp_path_factory):
+    """A migrated metadata database (sqlite) in the session's AIRFLOW_HOME, and one DAG folder and one
+    migrations folder for every whole-DAG test of the session (Airflow reads its bundle folder once)."""
+    dags_dir = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    migrations_dir = tmp_path_factory.mktemp("migrations")
+    os.environ["MIGRATIONS_DIR"] = str(migrations_dir)
+    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=dict(os.environ))
+    return dags_dir, migrations_dir

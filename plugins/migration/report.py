@@ -26,12 +26,6 @@ def render_markdown(report: dict[str, Any]) -> str:
             detail = str(step.get("detail", "")).replace("|", "\\|")
             lines.append(f"| {step['name']} | {step.get('started_at', '')} | {step.get('seconds', 0):.3f} | {detail} |")
         lines.append("")
-    events = report.get("events") or []
-    if events:
-        lines += ["## Run timeline", "", "| task | state | started | ended |", "|---|---|---|---|"]
-        for event in events:
-            lines.append(f"| {event['task_id']} | {event.get('state')} | {event.get('start_date') or ''} | {event.get('end_date') or ''} |")
-        lines.append("")
     validation = report.get("validation") or []
     if validation:
         lines += ["## Validation", "", "| database | tables | rows compared | mismatched chunks |", "|---|---|---|---|"]

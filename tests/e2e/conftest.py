@@ -9,10 +9,7 @@ the UI's Required Actions page uses.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,25 +26,18 @@ from migration.localpg import LocalServer, free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def airflow_db(tmp_path_factory):
-    """A migrated metadata database (sqlite) in the session's AIRFLOW_HOME, and one DAG folder and one
-    migrations folder for every test of the session (Airflow reads its bundle folder once)."""
-    folders = tmp_path_factory.mktemp("e2e")
-    dags_dir, migrations_dir = folders / "dags", folders / "migrations"
-    dags_dir.mkdir(), migrations_dir.mkdir()
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_dir)
-    os.environ["MIGRATIONS_DIR"] = str(migrations_dir)
-    os.environ.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=dict(os.environ))
-    return dags_dir, migrations_dir
-
-
 class HitlResponder:
     """Answers the next pending approval through the REST API, as a person in the UI would."""
 
     def __init__(self, choice: str, timeout: float = 600):
+        # Built here, in the main thread: importing the API app from the responder thread while
+        # dag.test() configures the ORM deadlocks on Python's import lock.
+        from airflow.api_fastapi.app import create_app
+        from airflow.models import import_all_models
+        from fastapi.testclient import TestClient
+
+        import_all_models()
+        self.client = TestClient(create_app())
         self.choice = choice
         self.timeout = timeout
         self.answered: list[dict[str, Any]] = []
@@ -70,10 +60,7 @@ class HitlResponder:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _answer(self) -> None:
-        from airflow.api_fastapi.app import create_app
-        from fastapi.testclient import TestClient
-
-        client = TestClient(create_app())
+        client = self.client
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline and not self.done.is_set():
             reply = client.get("/api/v2/dags/~/dagRuns/~/hitlDetails", params={"response_received": False})

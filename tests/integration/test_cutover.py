@@ -340,10 +340,14 @@ def test_cutover_with_a_concurrent_writer(pg_servers, source):
         target = src.execute(f"SELECT previous FROM {CONTROL}.cutover_state WHERE fence_id = 'mig_ok' AND kind = 'target'").fetchone()[0]
         assert target["port"] == repl.target.port
 
-        # The source stays fenced after a cutover; the unblock operator's function undoes it exactly.
+        # The source stays fenced after a cutover: once the target is open, unblocking changes nothing
+        # unless forced (the application moved back); forced, it undoes the fence exactly.
         with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
             connect(source, "appdb", user="app_rw")
-        unblock_writes(src, CONTROL, "mig_ok")
+        assert unblock_writes(src, CONTROL, "mig_ok")["restored"] == []
+        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
+            connect(source, "appdb", user="app_rw")
+        assert unblock_writes(src, CONTROL, "mig_ok", force=True)["restored"]
     with connect(source, "appdb") as src:
         assert security_snapshot(src) == before
     repl.drop_slot(source)
@@ -439,8 +443,11 @@ def test_operators_run_the_cutover_and_undo_the_fence(pg_servers, source, monkey
     unblock = UnblockSourceWritesOperator(task_id="unblock_source_writes", migration_id="opcut",
                                           source_conn_id="cut_source", control_database="appdb",
                                           control_schema=CONTROL)
-    assert unblock.execute({})["restored"]
-    assert unblock.execute({})["restored"] == []
+    # As the DAG's teardown after a completed cutover it leaves the fence in place.
+    assert unblock.execute({}) == {"fence_id": "opcut", "restored": [],
+                                   "note": "the target is open; the source stays fenced"}
+    with connect(source, "appdb") as src:
+        assert unblock_writes(src, CONTROL, "opcut", force=True)["restored"]
     with connect(source, "appdb") as src:
         assert security_snapshot(src) == before
     repl.drop_slot(source)
