@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,14 @@ def render_lag_chart(samples: list[dict[str, Any]], path: str | Path) -> Path | 
         times = [s["sampled_at"] if isinstance(s["sampled_at"], datetime) else datetime.fromisoformat(s["sampled_at"])
                  for s in points]
         ax.plot(times, [s["lag_bytes"] for s in points], marker=".", label=database)
+    import matplotlib.dates as mdates
+
+    every = [s["sampled_at"] if isinstance(s["sampled_at"], datetime) else datetime.fromisoformat(s["sampled_at"])
+             for s in samples]
+    if max(every) == min(every):  # one sample: give it a minute of axis instead of matplotlib's years
+        ax.set_xlim(min(every) - timedelta(seconds=30), max(every) + timedelta(seconds=30))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("lag (bytes)")
     ax.set_title("Replication lag")
     ax.legend(loc="upper right")
