@@ -61,16 +61,19 @@ class ResolveCdcStartLsnOperator(BaseOperator):
     else the first change after it (peeking only, never consuming).
 
     ``captured_lsn`` and ``capture_method`` usually come from CaptureCloneLsnOperator's XCom.
-    ``publication`` is required for a pgoutput (native) slot. Returns
-    ``{start_lsn, exact, decoded_changes, reason}``.
+    ``publication`` is required for a pgoutput (native) slot. With ``replication_task_id`` (and
+    ``aws_conn_id``), a DMS task that already exists keeps the CdcStartPosition it was created with:
+    on a rerun its slot has moved past the captured LSN, and the task resumes from the slot anyway.
+    Returns ``{start_lsn, exact, decoded_changes, reason}``.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "database", "slot_name", "captured_lsn", "capture_method",
-                                      "publication")
+                                      "publication", "replication_task_id")
     ui_color = "#fce5cd"
 
     def __init__(self, *, source_conn_id: str, database: str, slot_name: str, captured_lsn: str,
-                 capture_method: str = METHOD_REDO_DONE_AT, publication: str | None = None, **kwargs: Any):
+                 capture_method: str = METHOD_REDO_DONE_AT, publication: str | None = None,
+                 aws_conn_id: str | None = None, replication_task_id: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.database = database
@@ -78,8 +81,21 @@ class ResolveCdcStartLsnOperator(BaseOperator):
         self.captured_lsn = captured_lsn
         self.capture_method = capture_method
         self.publication = publication
+        self.aws_conn_id = aws_conn_id
+        self.replication_task_id = replication_task_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.replication_task_id:
+            from hooks.aws import aws_client
+            from migration.dms import find_task
+
+            task = find_task(aws_client(self.aws_conn_id, "dms"), self.replication_task_id)
+            if task and task.get("CdcStartPosition"):
+                self.log.info("Replication task %s exists (%s); it keeps its start position %s",
+                              self.replication_task_id, task.get("Status"), task["CdcStartPosition"])
+                return {"start_lsn": task["CdcStartPosition"], "exact": None, "decoded_changes": 0,
+                        "reason": f"replication task {self.replication_task_id} exists ({task.get('Status')}) "
+                                  f"and started at {task['CdcStartPosition']}; the slot is not resolved again"}
         with connect(self.source_conn_id, dbname=self.database) as conn:
             return resolve_start_lsn(conn, self.slot_name, self.captured_lsn, capture_method=self.capture_method,
                                      publication=self.publication or None)
