@@ -554,7 +554,7 @@ def aurora_dms(airflow_db, aws_connections, standins, admin, dms_moto, pg_server
     world.close()
 
 
-def test_aurora_clone_and_dms_through_the_cutover(aurora_dms, admin, dms_moto):  # noqa: F811
+def test_aurora_clone_and_dms_through_the_cutover(aurora_dms, admin, dms_moto, record_aws_calls):  # noqa: F811
     world, source, groups, route53, zone = (aurora_dms.world, aurora_dms.source, aurora_dms.groups,
                                             aurora_dms.route53, aurora_dms.zone)
     migration, replicator, changes = aurora_dms.migration, aurora_dms.replicator, aurora_dms.changes

@@ -35,6 +35,8 @@ def implied(call: dict) -> set[str]:
     extra = set()
     if call["service"] == "rds" and params.get("Tags"):
         extra.add("rds:AddTagsToResource")  # tag-on-create is authorized as AddTagsToResource
+    if call["service"] == "dms" and params.get("Tags"):
+        extra.add("dms:AddTagsToResource")  # likewise for DMS resources created with tags
     if call["service"] == "rds" and params.get("KmsKeyId"):
         extra |= {"kms:CreateGrant", "kms:DescribeKey"}  # RDS encrypts through a grant on the named key
     return extra
