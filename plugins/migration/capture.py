@@ -12,7 +12,6 @@ Three ways, tried in this order unless one is named:
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import psycopg
 
 from migration import sql
-from migration.lsn import LSN
+from migration.lsn import LSN, redo_done_lsns
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,6 @@ CAPTURE_METHODS = (METHOD_AURORA, METHOD_REDO_DONE_AT, METHOD_SLOT)
 
 LogReader = Callable[[], str]
 
-_REDO_DONE_RE = re.compile(r"redo done at ([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})")
 
 
 class CaptureError(RuntimeError):
@@ -65,7 +63,7 @@ def _from_aurora(conn: psycopg.Connection, where: tuple[str, str]) -> LSN:
 
 
 def _from_log(log_reader: LogReader) -> LSN | None:
-    found = [LSN(m) for m in _REDO_DONE_RE.findall(log_reader())]
+    found = redo_done_lsns(log_reader())
     if not found:
         return None
     if len(set(found)) > 1:

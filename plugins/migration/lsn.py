@@ -59,7 +59,15 @@ class LSN(int):
 _REDO_DONE_RE = re.compile(r"redo done at ([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})")
 
 
+def redo_done_lsns(log_text: str) -> list[LSN]:
+    """Every ``redo done at X/Y`` LSN in a server log, in log order."""
+    return [LSN(match) for match in _REDO_DONE_RE.findall(log_text)]
+
+
 def find_redo_done(log_text: str) -> LSN | None:
-    """Return the LSN of the last ``redo done at X/Y`` line in a server log, or None."""
-    found = _REDO_DONE_RE.findall(log_text)
-    return LSN(found[-1]) if found else None
+    """The clone point: the first ``redo done at X/Y`` of a clone's log, or None.
+
+    A later line comes from a later crash recovery of the clone itself, not from the copy.
+    """
+    found = redo_done_lsns(log_text)
+    return found[0] if found else None

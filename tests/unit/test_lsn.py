@@ -76,3 +76,10 @@ def test_find_redo_done_reads_the_server_log_line():
     )
     assert find_redo_done(log) == LSN("0/2000100")
     assert find_redo_done("LOG:  database system is ready to accept connections\n") is None
+
+
+def test_find_redo_done_takes_the_clone_point_not_a_later_recovery():
+    log = ("LOG:  redo done at 0/2000100 system usage: CPU\n"
+           "LOG:  database system was interrupted\n"
+           "LOG:  redo done at 0/5000028 system usage: CPU\n")
+    assert find_redo_done(log) == LSN("0/2000100")
