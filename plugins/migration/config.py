@@ -19,12 +19,30 @@ INITIAL_LOADS = {"aurora_clone": "aws", "rds_snapshot": "aws", "pg_basebackup": 
 CDC_ENGINES = ("dms", "native")
 APPROVALS = ("manual", "auto")
 WRITE_BLOCKS = ("roles", "security_group")
-DMS_PLUGINS = ("test_decoding", "pglogical")
+# The source's slot is created by the project (migration/slots.py) with test_decoding; pglogical is not supported.
+DMS_PLUGINS = ("test_decoding",)
+# Fields that only mean something on AWS: set on the local platform they would be silently ignored.
+AWS_ONLY_ENDPOINT_FIELDS = ("aws_conn_id", "account_id", "region", "cluster_identifier", "instance_identifier",
+                            "kms_key_id", "security_group_ids", "subnet_group", "parameter_group", "instance_class")
+AWS_ONLY_CUTOVER_FIELDS = ("dns_zone_id", "dns_record_name", "dns_ttl", "stop_source", "keep_cidrs")
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _AWS_ACCOUNT_RE = re.compile(r"^\d{12}$")
 _PG_NAME_MAX = 63
+
+
+def is_system_schema(name: str) -> bool:
+    """PostgreSQL's own schemas: pg_catalog, pg_toast, pg_temp_N, any pg_* name, and information_schema."""
+    return name == "information_schema" or name.startswith("pg_")
+
+
+def check_user_schemas(names: list[str], source: str, field_path: str) -> list[str]:
+    """Refuse PostgreSQL's own schemas where user schemas are expected."""
+    system = [name for name in names if is_system_schema(name)]
+    if system:
+        raise ConfigError(source, field_path, f"{system[0]!r} is a PostgreSQL system schema; name user schemas only")
+    return names
 
 
 class ConfigError(ValueError):
@@ -197,6 +215,8 @@ class MigrationConfig:
     databases: tuple[str, ...]
     schemas: tuple[str, ...]
     control_schema: str = "migration_control"
+    # User schemas with tables that are deliberately not migrated (the target still holds their clone-time copy).
+    exclude_schemas: tuple[str, ...] = ()
     description: str = ""
     owner: str = "migration"
     allow_replica_identity_full: bool = False
@@ -224,7 +244,10 @@ class MigrationConfig:
             },
             "schemas": {
                 "default": list(self.schemas), "type": "array", "items": {"type": "string"}, "minItems": 1,
-                "title": "Schemas", "description": "Schemas whose tables are replicated and validated.",
+                "title": "Schemas",
+                "description": f"Schemas whose tables are replicated and validated; each must be one of "
+                               f"{list(self.schemas)}. A schema left out here that has tables fails preflight "
+                               f"(the target is a clone of whole databases); exclude_schemas in the YAML says so.",
             },
             "cutover_not_before": {
                 "default": self.cutover.not_before, "type": ["null", "string"],
@@ -255,6 +278,13 @@ class MigrationConfig:
         if extra:
             raise ConfigError(source, "databases", f"{extra[0]!r} is not in the migration's databases {list(self.databases)}")
         schemas = check_names(conf.get("schemas", list(self.schemas)), source, "schemas")
+        if self.control_schema in schemas:
+            raise ConfigError(source, "schemas", f"{self.control_schema!r} is the control schema; it is never migrated")
+        extra = [name for name in schemas if name not in self.schemas]
+        if extra:
+            raise ConfigError(source, "schemas",
+                              f"{extra[0]!r} is not in the migration's schemas {list(self.schemas)}; a run may only "
+                              f"narrow them (add a schema in the YAML)")
         window = {}
         for key in ("cutover_not_before", "cutover_not_after"):
             value = conf.get(key, getattr(self.cutover, key.removeprefix("cutover_")))
@@ -315,16 +345,30 @@ def _cidrs(r: _Reader, key: str) -> list[str]:
     return value
 
 
-def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
-    aws = platform == "aws"
-    port = r.get("port")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
-        raise r.error("port", f"expected a TCP port from 1 to 65535, got {port!r}")
-    groups = r.get("security_group_ids", [])
+def _refuse_aws_only(r: _Reader, keys: tuple[str, ...], platform: str) -> None:
+    if platform == "aws":
+        return
+    for key in keys:
+        if r.data.get(key) is not None:
+            raise r.error(key, f"is only used on platform aws; the platform is {platform}: remove it")
+
+
+def _security_groups(r: _Reader, key: str) -> list[str]:
+    groups = r.get(key, [])
     if isinstance(groups, str):
         groups = [groups]
     if not isinstance(groups, list) or not all(isinstance(g, str) and g.startswith("sg-") for g in groups):
-        raise r.error("security_group_ids", f"expected a list of security group ids like sg-0123abcd, got {groups!r}")
+        raise r.error(key, f"expected a list of security group ids like sg-0123abcd, got {groups!r}")
+    return groups
+
+
+def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
+    aws = platform == "aws"
+    _refuse_aws_only(r, AWS_ONLY_ENDPOINT_FIELDS, platform)
+    port = r.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise r.error("port", f"expected a TCP port from 1 to 65535, got {port!r}")
+    groups = _security_groups(r, "security_group_ids")
     endpoint = Endpoint(
         conn_id=r.str("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
         aws_conn_id=r.str("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
@@ -387,7 +431,12 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         raise ConfigError(source, "target.data_directory", f"expected an absolute path, got {target_ep.data_directory!r}")
 
     dr = r.sub("dms")
-    dms_groups = dr.get("security_group_ids", [])
+    if platform != "aws" and dr.data:
+        raise dr.error(sorted(dr.data)[0], f"dms settings are only used on platform aws; the platform is {platform}")
+    if dr.data.get("plugin") == "pglogical":
+        raise dr.error("plugin", "pglogical is not supported: the migration creates the source's replication slot "
+                                 "with test_decoding, and DMS must read it with the same plugin; use test_decoding")
+    dms_groups = _security_groups(dr, "security_group_ids")
     dms = DmsSettings(
         replication_instance_arn=dr.str("replication_instance_arn"),
         instance_class=dr.str("instance_class", "dms.t3.medium"),
@@ -411,6 +460,7 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         raise ConfigError(source, "dms.secrets_manager_access_role_arn", "is required with dms.secrets_manager_secret_id")
 
     cr = r.sub("cutover")
+    _refuse_aws_only(cr, AWS_ONLY_CUTOVER_FIELDS, platform)
     cutover = CutoverSettings(
         approval=cr.str("approval", "manual", choices=APPROVALS),
         max_lag_bytes=cr.int("max_lag_bytes", 1024 * 1024),
@@ -428,6 +478,10 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         keep_cidrs=tuple(_cidrs(cr, "keep_cidrs")),
     )
     cr.done()
+    if cutover.not_before and cutover.not_after and \
+            datetime.fromisoformat(cutover.not_after) <= datetime.fromisoformat(cutover.not_before):
+        raise ConfigError(source, "cutover.not_after", f"must be later than cutover.not_before ({cutover.not_before}), "
+                                                      f"got {cutover.not_after}")
     if cutover.write_block == "security_group" and platform != "aws":
         raise ConfigError(source, "cutover.write_block", "security_group needs platform aws; use roles")
     if cutover.write_block == "security_group" and not source_ep.security_group_ids:
@@ -442,6 +496,21 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
                                     max_rechecks=vr.int("max_rechecks", 3, minimum=0))
     vr.done()
 
+    if platform != "aws" and r.data.get("set_logical_replication") is not None:
+        raise r.error("set_logical_replication", f"is only used on platform aws; the platform is {platform}: remove it")
+    schemas = check_user_schemas(r.names("schemas", required=True), source, "schemas")
+    control_schema = r.str("control_schema", "migration_control")
+    control_schema = check_user_schemas(check_names(control_schema, source, "control_schema"), source,
+                                        "control_schema")[0]
+    exclude_schemas = check_user_schemas(r.names("exclude_schemas", [], required=False), source, "exclude_schemas")
+    both = [name for name in exclude_schemas if name in schemas]
+    if both:
+        raise ConfigError(source, "exclude_schemas", f"{both[0]!r} is also in schemas; a schema is either migrated "
+                                                     f"or excluded")
+    if control_schema in exclude_schemas:
+        raise ConfigError(source, "exclude_schemas", f"{control_schema!r} is the control schema, the migration's "
+                                                     f"own; it needs no listing")
+
     config = MigrationConfig(
         migration_id=migration_id,
         platform=platform,
@@ -450,8 +519,9 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         source=source_ep,
         target=target_ep,
         databases=tuple(r.names("databases", required=True)),
-        schemas=tuple(r.names("schemas", required=True)),
-        control_schema=check_names(r.get("control_schema", "migration_control"), source, "control_schema")[0],
+        schemas=tuple(schemas),
+        control_schema=control_schema,
+        exclude_schemas=tuple(exclude_schemas),
         description=r.str("description", "") or "",
         owner=r.str("owner", "migration") or "migration",
         allow_replica_identity_full=r.bool("allow_replica_identity_full", False),
@@ -468,11 +538,44 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     return config
 
 
+def _duplicate_key(node: yaml.Node | None, path: str = "") -> tuple[str, int] | None:
+    """The dotted path and line of the first key that repeats within one mapping, if any."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            where = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                if key in seen:
+                    return where, key_node.start_mark.line + 1
+                seen.add(key)
+            found = _duplicate_key(value_node, where)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML, refusing a key given twice in one mapping (PyYAML would keep the last silently)."""
+    try:
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicate:
+            raise ConfigError(source, duplicate[0], f"is given twice (line {duplicate[1]}); keep one")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "(file)", f"is not valid YAML: {exc}") from None
+
+
 def load_config(path: str | Path) -> MigrationConfig:
     """Read and validate one migration YAML."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), "(file)", f"is not valid YAML: {exc}") from None
     except OSError as exc:

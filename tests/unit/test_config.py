@@ -95,7 +95,7 @@ BAD_AURORA = [
     ("target.kms_key_id", _DELETE, "target.kms_key_id", "is required"),
     ("source.cluster_identifier", _DELETE, "source.cluster_identifier", "aurora_clone"),
     ("source.security_group_ids", ["0a1b"], "source.security_group_ids", "sg-"),
-    ("dms.plugin", "wal2json", "dms.plugin", "test_decoding, pglogical"),
+    ("dms.plugin", "wal2json", "dms.plugin", "expected one of test_decoding"),
     ("dms.validation_threads", 0, "dms.validation_threads", "at least 1"),
     ("dms.secrets_manager_access_role_arn", _DELETE, "dms.secrets_manager_access_role_arn", "is required"),
     ("cutover.dns_record_name", _DELETE, "cutover.dns_record_name", "go together"),
@@ -166,3 +166,115 @@ def test_config_is_not_mutated_by_run_settings():
     before = copy.deepcopy(data)
     parse_config(data, "local_demo.yaml").run_settings({"databases": ["app"]})
     assert data == before
+
+
+# --- issue 8, scenario 17: the loader refuses what it used to accept silently -------------------------
+
+LOCAL_AWS_ONLY = [
+    ("cutover.dns_zone_id", "Z0123456789ABCDEFGHIJ"),
+    ("cutover.dns_record_name", "db.example.com"),
+    ("cutover.stop_source", True),
+    ("cutover.keep_cidrs", ["10.0.0.0/16"]),
+    ("source.kms_key_id", "arn:aws:kms:eu-west-1:614400000000:key/1111"),
+    ("source.security_group_ids", ["sg-0a1b2c3d"]),
+    ("target.parameter_group", "pg15-logical"),
+    ("target.account_id", "263400000000"),
+    ("set_logical_replication", True),
+    ("dms.plugin", "test_decoding"),
+]
+
+
+@pytest.mark.safety
+@pytest.mark.parametrize(("field", "value"), LOCAL_AWS_ONLY, ids=[b[0] for b in LOCAL_AWS_ONLY])
+def test_aws_only_fields_are_refused_on_the_local_platform(field, value):
+    data = _local()
+    _set(data, field, value)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "local_demo.yaml")
+    assert caught.value.field_path == field
+    assert "only used on platform aws" in str(caught.value)
+
+
+@pytest.mark.safety
+def test_duplicate_yaml_keys_are_refused_naming_the_key(tmp_path):
+    text = (ROOT / "include" / "migrations" / "local_demo.yaml").read_text()
+    top = tmp_path / "local_demo.yaml"
+    top.write_text(text + "schemas: [public]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(top)
+    assert caught.value.field_path == "schemas" and "given twice" in str(caught.value)
+    nested = tmp_path / "nested" / "local_demo.yaml"
+    nested.parent.mkdir()
+    nested.write_text(text.replace("  approval: auto", "  approval: auto\n  approval: manual"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(nested)
+    assert caught.value.field_path == "cutover.approval" and "given twice" in str(caught.value)
+
+
+SCHEMA_CASES = [
+    ("control_schema", ["a", "b"], "control_schema", "expected a string"),
+    ("control_schema", "pg_catalog", "control_schema", "system schema"),
+    ("control_schema", "information_schema", "control_schema", "system schema"),
+    ("schemas", ["dms_sample", "pg_toast"], "schemas", "system schema"),
+    ("schemas", ["pg_temp_3"], "schemas", "system schema"),
+    ("schemas", ["information_schema"], "schemas", "system schema"),
+    ("cutover.not_after", "2026-12-01T00:00:00+00:00", "cutover.not_after", "later than cutover.not_before"),
+    ("dms.security_group_ids", "x", "dms.security_group_ids", "sg-"),
+]
+
+
+@pytest.mark.safety
+@pytest.mark.parametrize(("field", "value", "named", "says"), SCHEMA_CASES,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(SCHEMA_CASES)])
+def test_lists_system_schemas_and_reversed_windows_are_refused(field, value, named, says):
+    data = _aurora() if field.startswith("dms.") else _local()
+    data.setdefault("cutover", {})["not_before"] = "2026-12-02T00:00:00+00:00"
+    _set(data, field, value)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "x.yaml")
+    assert caught.value.field_path == named
+    assert says in str(caught.value)
+
+
+@pytest.mark.safety
+def test_pglogical_is_refused_because_the_slot_is_made_with_test_decoding():
+    from migration.slots import plugin_for
+
+    # The slot the DMS path creates decodes with test_decoding, whatever dms.plugin says.
+    assert plugin_for("dms") == "test_decoding"
+    data = _aurora()
+    data["dms"]["plugin"] = "pglogical"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "aurora_orders.yaml")
+    assert caught.value.field_path == "dms.plugin"
+    assert "pglogical is not supported" in str(caught.value)
+
+
+# --- issue 8, scenario 8: schemas left out ------------------------------------------------------------
+
+@pytest.mark.safety
+def test_exclude_schemas_is_checked_and_kept():
+    data = _local()
+    data["exclude_schemas"] = ["public", "archive"]
+    config = parse_config(data, "local_demo.yaml")
+    assert config.exclude_schemas == ("public", "archive")
+    for value, says in ((["dms_sample"], "also in schemas"), (["migration_control"], "control schema"),
+                        (["pg_catalog"], "system schema")):
+        data["exclude_schemas"] = value
+        with pytest.raises(ConfigError) as caught:
+            parse_config(data, "local_demo.yaml")
+        assert caught.value.field_path == "exclude_schemas" and says in str(caught.value)
+
+
+@pytest.mark.safety
+def test_run_conf_may_only_narrow_the_yaml_schemas():
+    data = _local()
+    data["schemas"] = ["dms_sample", "extra"]
+    config = parse_config(data, "local_demo.yaml")
+    assert config.run_settings({"schemas": ["extra"]}).schemas == ["extra"]
+    for schemas, says in ((["dms_sample", "public"], "not in the migration's schemas"),
+                          (["migration_control"], "control schema"),
+                          (["pg_catalog"], "not in the migration's schemas")):
+        with pytest.raises(ConfigError) as caught:
+            config.run_settings({"schemas": schemas})
+        assert caught.value.field_path == "schemas" and says in str(caught.value), schemas
