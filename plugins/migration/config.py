@@ -145,6 +145,8 @@ class Endpoint:
     """One side of the migration: how to reach it, and its AWS identity when on AWS."""
 
     conn_id: str
+    # source only: the role CDC connects as (pg_basebackup, the subscription); None: conn_id
+    replication_conn_id: str | None = None
     aws_conn_id: str | None = None
     account_id: str | None = None
     region: str | None = None
@@ -371,6 +373,8 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
     groups = _security_groups(r, "security_group_ids")
     endpoint = Endpoint(
         conn_id=r.str("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
+        replication_conn_id=(r.str("replication_conn_id", pattern=_CONN_ID_RE, hint="expected an Airflow connection id")
+                             if side == "source" else None),
         aws_conn_id=r.str("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
         account_id=r.str("account_id", required=aws, pattern=_AWS_ACCOUNT_RE, hint="expected a 12-digit AWS account id"),
         region=r.str("region", required=aws),
