@@ -236,7 +236,11 @@ def _build_tasks(config: MigrationConfig) -> None:
                         else {"captured_lsn": captured_lsn})
             CreateSubscriptionOperator(task_id="create_subscription", source_conn_id=src, target_conn_id=tgt,
                                        database=database, subscription=subscription, publication=publication,
-                                       slot_name=slot_name, target_host=t_host, target_port=t_port, **boundary)
+                                       slot_name=slot_name, target_host=t_host, target_port=t_port,
+                                       replication_conn_id=config.source.replication_conn_id,
+                                       passfile_directory=(config.target.data_directory
+                                                           if config.initial_load == "pg_basebackup" else None),
+                                       **boundary)
             return
         _dms_start(config, database, slot_name, dms_task_id, dms_source_endpoint, dms_target_endpoint,
                    dms_source_settings, dms_table_mappings, captured_lsn, t_host, t_port)
@@ -504,6 +508,7 @@ def _initial_load(config: MigrationConfig, first_db: str):
         from sensors.clone_available import CloneAvailableSensor
 
         clone = LocalCloneOperator(task_id="clone_source", source_conn_id=config.source.conn_id,
+                                   replication_conn_id=config.source.replication_conn_id,
                                    data_directory=config.target.data_directory,
                                    port=config.target.port or f"{{{{ conn['{tgt}'].port }}}}")
         wait = CloneAvailableSensor(task_id="wait_clone_available", target_conn_id=tgt, dbname=first_db,
