@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from migration import sql as q
+from migration.credentials import temporary_passfile
 from migration.localpg import LocalPgError, LocalServer, _give_to_server_user, _write_as_server_user, find_bindir
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ def clone_local(source_conninfo: str, datadir: str | Path, port: int, bindir: st
                 timeout: int = 1800) -> dict[str, Any]:
     """Copy the source with pg_basebackup into ``datadir`` and start it on ``port``; safe to rerun.
 
-    ``source_conninfo`` must allow replication connections. A finished clone is started if stopped
+    ``source_conninfo`` must allow replication connections; its password, if any, reaches pg_basebackup
+    through a temporary 0600 password file, not the command line. A finished clone is started if stopped
     and never copied again; a partial copy from a failed run is removed and copied again. Returns
     ``{host, port, datadir, logfile, copied, started}``.
     """
@@ -97,7 +99,9 @@ def clone_local(source_conninfo: str, datadir: str | Path, port: int, bindir: st
             datadir.parent.mkdir(parents=True)
             _give_to_server_user(datadir.parent)
         log.info("Copying the source into %s with pg_basebackup", datadir)
-        server = LocalServer.basebackup(source_conninfo, datadir, port, bindir, timeout=timeout)
+        # The password goes through a temporary password file: a command line is visible to `ps`.
+        with temporary_passfile(source_conninfo) as conninfo:
+            server = LocalServer.basebackup(conninfo, datadir, port, bindir, timeout=timeout)
         _write_as_server_user(marker, json.dumps({"port": port}), append=False)
         copied = True
 

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 
 from migration import sql as q
 from migration.config import check_names
+from migration.credentials import remove_subscription_passfile, subscription_conninfo
 from migration.lsn import LSN
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,18 @@ def subscription_state(target_conn: psycopg.Connection, name: str) -> dict[str, 
 
 
 def create_subscription(target_conn: psycopg.Connection, name: str, source_conninfo: str, publication: str,
-                        slot_name: str) -> dict[str, Any]:
+                        slot_name: str, *, passfile_directory: str | None = None) -> dict[str, Any]:
     """Create a disabled subscription on ``slot_name`` that neither creates a slot nor copies data.
 
     Rerunning finds the existing subscription and leaves it as it is; one that uses another slot or
     publication is an error (drop it with drop_subscription first).
+
+    The connection string never appears in a statement's text or bind parameters (it is loaded by
+    COPY and the statement is built in the server), so a server logging statements does not log the
+    password. With ``passfile_directory`` (a folder the target server reads: the local platform's
+    data directory) the password goes into a 0600 password file there and pg_subscription stores
+    only its path; without it pg_subscription stores the password (readable by superusers only) until
+    the subscription is dropped.
     """
     name = _name(name, "subscription")
     publication = _name(publication, "publication")
@@ -165,10 +173,19 @@ def create_subscription(target_conn: psycopg.Connection, name: str, source_conni
             )
         log.info("Subscription %s already exists (enabled=%s)", name, state["enabled"])
         return {"subscription": name, "created": False, "enabled": state["enabled"]}
-    # Utility statements take no bind parameters, so the two values are quoted as literals.
-    target_conn.execute(q.compose("native_cdc_create_subscription", subscription=name, publication=publication,
-                                  conninfo=sql.Literal(source_conninfo), slot_name=sql.Literal(slot_name)))
-    log.info("Subscription %s created on slot %s, disabled", name, slot_name)
+    conninfo = subscription_conninfo(source_conninfo, name, passfile_directory)
+    try:
+        with target_conn.transaction():
+            target_conn.execute(q.load("native_cdc_subscription_args_table"))
+            with target_conn.cursor().copy(q.load("native_cdc_subscription_args_copy")) as copy:
+                copy.write_row((name, publication, slot_name, conninfo))
+            target_conn.execute(q.load("native_cdc_create_subscription"))
+    except BaseException:
+        if conninfo != source_conninfo:
+            remove_subscription_passfile(conninfo)
+        raise
+    log.info("Subscription %s created on slot %s, disabled%s", name, slot_name,
+             " (password in a password file of the target server)" if conninfo != source_conninfo else "")
     return {"subscription": name, "created": True, "enabled": False}
 
 
@@ -232,9 +249,23 @@ def drop_subscription(target_conn: psycopg.Connection, name: str, *, drop_slot: 
         target_conn.execute(q.compose("native_cdc_disable_subscription", subscription=name))
     if not drop_slot and state["slot_name"] is not None:
         target_conn.execute(q.compose("native_cdc_detach_slot", subscription=name))
+    stored = _stored_conninfo(target_conn, name)
     target_conn.execute(q.compose("native_cdc_drop_subscription", subscription=name))
-    log.info("Subscription %s dropped (source slot %s)", name, "dropped" if drop_slot else "kept")
+    # The stored credential goes with the subscription: a password file this package wrote is removed.
+    removed = remove_subscription_passfile(stored)
+    log.info("Subscription %s dropped (source slot %s)%s", name, "dropped" if drop_slot else "kept",
+             f"; its password file {removed} removed" if removed else "")
     return True
+
+
+def _stored_conninfo(target_conn: psycopg.Connection, name: str) -> str | None:
+    # subconninfo is readable by superusers only; without it there is no password file of ours to find.
+    try:
+        with target_conn.transaction():
+            row = target_conn.execute(q.load("native_cdc_subscription_conninfo"), {"name": name}).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return row[0] if row else None
 
 
 # ---------------------------------------------------------------- lag

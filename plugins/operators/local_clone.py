@@ -14,18 +14,22 @@ from migration.local_clone import clone_local
 class LocalCloneOperator(BaseOperator):
     """Copy the source server into ``data_directory`` and start it on ``port``; safe to rerun.
 
-    A finished clone is started if stopped and never copied again. The source connection's user
-    needs the REPLICATION attribute. Returns ``{host, port, datadir, logfile, copied, started}``;
+    A finished clone is started if stopped and never copied again. ``replication_conn_id`` (default:
+    the source connection) is the role pg_basebackup connects as; it needs the REPLICATION attribute.
+    Its password reaches pg_basebackup through a temporary 0600 password file, never its command line. Returns ``{host, port, datadir, logfile, copied, started}``;
     ``logfile`` holds the ``redo done at`` line the capture step reads.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "data_directory", "port", "source_dbname")
+    template_fields: Sequence[str] = ("source_conn_id", "replication_conn_id", "data_directory", "port",
+                                      "source_dbname")
     ui_color = "#cfe2f3"
 
     def __init__(self, *, source_conn_id: str, data_directory: str, port: int | str, source_dbname: str | None = None,
-                 bindir: str | None = None, timeout: int = 1800, **kwargs: Any):
+                 bindir: str | None = None, timeout: int = 1800, replication_conn_id: str | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
+        self.replication_conn_id = replication_conn_id
         self.data_directory = data_directory
         self.port = port
         self.source_dbname = source_dbname
@@ -37,5 +41,5 @@ class LocalCloneOperator(BaseOperator):
             port = int(self.port)
         except (TypeError, ValueError):
             raise ValueError(f"port: expected a TCP port number, got {self.port!r}") from None
-        conninfo = conninfo_for(self.source_conn_id, dbname=self.source_dbname)
+        conninfo = conninfo_for(self.replication_conn_id or self.source_conn_id, dbname=self.source_dbname)
         return clone_local(conninfo, self.data_directory, port, self.bindir, timeout=self.timeout)

@@ -45,8 +45,12 @@ class CreateSubscriptionOperator(BaseOperator):
     ``redo done at``) its origin is set to ``origin_position_for(captured_lsn)``, so the last
     transaction the clone holds is not applied again; with ``origin_lsn`` (already a start point:
     a slot's consistent point, Aurora's aurora_volume_logical_start_lsn()) it is used as it is.
-    ``replication_conn_id`` (default: the source connection) is the role the target connects as; its
-    password is stored in the target's pg_subscription. Returns the origin LSN as text.
+    ``replication_conn_id`` (default: the source connection) is the role the target connects as
+    (least privilege: REPLICATION and SELECT on the published tables). With ``passfile_directory`` (a
+    folder the target server reads: the local platform's data directory) its password goes into a
+    0600 password file there and pg_subscription holds only the file's path; otherwise pg_subscription
+    holds the password until the subscription is dropped. The statement is never logged with the
+    password in it. Returns the origin LSN as text.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "replication_conn_id", "database",
@@ -57,8 +61,9 @@ class CreateSubscriptionOperator(BaseOperator):
     def __init__(self, *, source_conn_id: str, target_conn_id: str, database: str, subscription: str,
                  publication: str, slot_name: str, captured_lsn: str | None = None, origin_lsn: str | None = None,
                  target_host: str | None = None, target_port: int | str | None = None,
-                 replication_conn_id: str | None = None, **kwargs: Any):
+                 replication_conn_id: str | None = None, passfile_directory: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.passfile_directory = passfile_directory
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.replication_conn_id = replication_conn_id
@@ -83,7 +88,8 @@ class CreateSubscriptionOperator(BaseOperator):
         host, port = endpoint_override(self.target_host, self.target_port)
         source_conninfo = conninfo_for(self.replication_conn_id or self.source_conn_id, dbname=self.database)
         with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
-            create_subscription(target, self.subscription, source_conninfo, self.publication, self.slot_name)
+            create_subscription(target, self.subscription, source_conninfo, self.publication, self.slot_name,
+                                passfile_directory=self.passfile_directory)
             origin = advance_origin(target, self.subscription, captured, origin_lsn=origin_lsn)
         self.log.info("Subscription %s applies from %s (captured LSN %s, origin LSN %s)", self.subscription, origin,
                       self.captured_lsn, self.origin_lsn)

@@ -1,0 +1,1 @@
+COPY pg_temp.migration_subscription_args (subscription, publication, slot_name, conninfo) FROM STDIN
