@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from migration.drift import drift_message
+
 
 @dataclass(frozen=True)
 class Guardrails:
@@ -25,8 +27,13 @@ def window_state(now: datetime, not_before: str | None, not_after: str | None) -
 
 
 def problems(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[str, dict[str, Any]],
-             now: datetime) -> list[str]:
-    """Everything that forbids the cutover now; empty means go."""
+             now: datetime, drift: dict[str, list[str]] | None = None, run_id: str | None = None) -> list[str]:
+    """Everything that forbids the cutover now; empty means go.
+
+    ``drift``: per database, the objects whose definitions differ between source and target
+    (``migration.drift.schema_drift``); any at all refuses the cutover. ``run_id``: the current run; a
+    validation result that names another run is not this run's and refuses it too.
+    """
     found = []
     for database, lag in sorted(lag_bytes.items()):
         if lag > rails.max_lag_bytes:
@@ -34,27 +41,58 @@ def problems(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[s
     for database, result in sorted(validation.items()):
         if result.get("mismatched_chunks") or result.get("failures"):
             found.append(f"database {database}: validation is not clean ({result})")
+        elif run_id and result.get("run_id") not in (None, run_id):
+            found.append(f"database {database}: the validation result is from run {result['run_id']}, not this run "
+                         f"({run_id}); validate again in this run")
+    for database, differences in sorted((drift or {}).items()):
+        if differences:
+            found.append(drift_message(differences, database=database))
     state = window_state(now, rails.not_before, rails.not_after)
     if state == "closed":
         found.append(f"the cutover window closed at {rails.not_after}")
     return found
 
 
+def _compared(result: dict[str, Any]) -> str:
+    # What one database's validation compared in this run: tables and rows, per schema when known.
+    rows = result.get("rows_compared", result.get("rows", "?"))
+    text = f"{result.get('tables', '?')} tables, {rows} rows compared"
+    by_schema = result.get("by_schema") or {}
+    if by_schema:
+        text += " (" + "; ".join(f"`{s}`: {v.get('tables', '?')} tables, {v.get('rows', '?')} rows"
+                                 for s, v in sorted(by_schema.items())) + ")"
+    if result.get("run_id"):
+        text += f" in run `{result['run_id']}`"
+    if result.get("compared_at"):
+        text += f" at {result['compared_at']}"
+    return text
+
+
 def summary(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[str, dict[str, Any]],
-            steps: list[str], now: datetime) -> str:
-    """Markdown body for the approval gate: lag, validation and the planned steps."""
+            steps: list[str], now: datetime, drift: dict[str, list[str]] | None = None,
+            run_id: str | None = None) -> str:
+    """Markdown body for the approval gate: lag, validation, schema drift and the planned steps."""
     lines = ["### Replication lag", ""]
     lines += [f"- `{db}`: {lag} bytes (limit {rails.max_lag_bytes})" for db, lag in sorted(lag_bytes.items())]
-    lines += ["", "### Validation", ""]
+    lines += ["", "### Validation (this run)", ""]
     for db, result in sorted(validation.items()):
-        lines.append(f"- `{db}`: {result.get('rows_compared', result.get('rows', '?'))} rows compared, "
-                     f"{result.get('mismatched_chunks', 0)} mismatched chunks")
+        lines.append(f"- `{db}`: {_compared(result)}, {result.get('mismatched_chunks', 0)} mismatched chunks")
+    if drift is not None:
+        lines += ["", "### Schema drift (source vs target catalogs)", ""]
+        for db, differences in sorted(drift.items()):
+            if not differences:
+                lines.append(f"- `{db}`: none")
+                continue
+            lines.append(f"- `{db}`: {len(differences)} object(s) differ")
+            lines += [f"  - {d}" for d in differences[:20]]
+            if len(differences) > 20:
+                lines.append(f"  - and {len(differences) - 20} more")
     lines += ["", "### Window", "", f"- not before: {rails.not_before or 'any time'}",
               f"- not after: {rails.not_after or 'any time'}",
               f"- now: {now.isoformat()} ({window_state(now, rails.not_before, rails.not_after)})",
               "", "### Planned steps", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
-    found = problems(rails, lag_bytes=lag_bytes, validation=validation, now=now)
+    found = problems(rails, lag_bytes=lag_bytes, validation=validation, now=now, drift=drift, run_id=run_id)
     lines += ["", "### Guardrails", ""]
     lines += [f"- ⚠ {p}" for p in found] or ["- all clear"]
     lines += ["", "Rejecting leaves the source untouched."]

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 from migration import sql as q
 from migration.config import check_names
 from migration.credentials import remove_subscription_passfile, subscription_conninfo
+from migration.drift import drift_message, schema_drift
 from migration.lsn import LSN
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,20 @@ def measure_lag(source_conn: psycopg.Connection, target_conn: psycopg.Connection
     }
 
 
+def apply_problem(lag: dict[str, Any], subscription: str) -> str | None:
+    """Words for an apply worker that keeps failing (PostgreSQL 15+ counts its errors); None when it does not.
+
+    The error text itself is only in the target server's log, which SQL cannot read on every platform.
+    """
+    errors = lag.get("apply_error_count")
+    if not errors:
+        return None
+    state = "" if lag.get("worker_running") else ", no apply worker running now"
+    return (f"subscription {subscription}: the apply worker keeps failing (apply_error_count {errors}{state}) and "
+            "CDC is not caught up: check the target server's log for the error; likely schema drift (DDL on the "
+            "source after the clone point that the target does not have)")
+
+
 def lag_ready(lag: dict[str, Any], max_lag_bytes: int, max_apply_age_s: float) -> bool:
     """Caught up: lag under ``max_lag_bytes`` and the apply worker heard from the source recently."""
     return (lag["worker_running"] and lag["lag_bytes"] is not None and lag["lag_bytes"] <= max_lag_bytes
@@ -333,11 +348,14 @@ def read_lag_samples(target_conn: psycopg.Connection, control_schema: str, datab
 
 def check_lag(*, source_conn_id: str, target_conn_id: str, database: str, slot_name: str, subscription: str,
               max_lag_bytes: int, max_apply_age_s: float, control_schema: str | None = None,
-              source_host: str | None = None, source_port: int | None = None, target_host: str | None = None,
-              target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
+              schemas: Sequence[str] | None = None, source_host: str | None = None, source_port: int | None = None,
+              target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
     """Sensor check: (caught up, {lag_bytes, apply_age_s, ...}) for one database's slot and subscription.
 
-    With ``control_schema`` every check is also kept as a lag sample on the target.
+    With ``control_schema`` every check is also kept as a lag sample on the target. While CDC is not
+    caught up and the apply worker has failed, the payload starts with ``problem`` (what fails and where
+    to look) and, with ``schemas``, carries ``schema_drift``: the objects whose definitions differ
+    between source and target (migration.drift), named in the problem too.
     """
     from hooks.postgres import connect  # Airflow is imported only where a check actually runs
 
@@ -346,5 +364,18 @@ def check_lag(*, source_conn_id: str, target_conn_id: str, database: str, slot_n
         lag = measure_lag(source, target, slot_name, subscription)
         if control_schema:
             record_lag_sample(target, control_schema, database, lag)
+        ready = lag_ready(lag, max_lag_bytes, max_apply_age_s)
+        problem = None if ready else apply_problem(lag, subscription)
+        if problem and schemas:
+            try:
+                drift = schema_drift(source, target, list(schemas))
+            except psycopg.Error as exc:
+                problem += f"; the schema drift check could not run ({type(exc).__name__}: {exc})"
+            else:
+                lag["schema_drift"] = drift
+                problem += f"; {drift_message(drift)}" if drift else "; the migrated schemas' catalogs match"
     lag["database"] = database
-    return lag_ready(lag, max_lag_bytes, max_apply_age_s), lag
+    if problem:
+        log.warning("Database %s: %s", database, problem)
+        lag = {"problem": problem, **lag}
+    return ready, lag

@@ -44,12 +44,16 @@ def _validation_by_database(databases: Sequence[str], results: Any) -> dict[str,
 
 
 class _GuardrailInputs:
-    """What the gate and the re-check both read: the lag now, the validation results and the window."""
+    """What the gate and the re-check both read: the lag now, this run's validation results, the schema
+    drift between source and target (when ``target_conn_id`` and ``schemas`` are given) and the window."""
 
-    guard_fields = ("source_conn_id", "databases", "validation_results", "not_before", "not_after")
+    guard_fields = ("source_conn_id", "databases", "validation_results", "not_before", "not_after",
+                    "target_conn_id", "schemas", "target_host", "target_port")
 
     def _set_guard_inputs(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
-                          max_lag_bytes: int, not_before: str | None, not_after: str | None) -> None:
+                          max_lag_bytes: int, not_before: str | None, not_after: str | None,
+                          target_conn_id: str | None = None, schemas: Any = None, target_host: str | None = None,
+                          target_port: int | str | None = None) -> None:
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
         self.databases = databases
@@ -57,15 +61,34 @@ class _GuardrailInputs:
         self.max_lag_bytes = max_lag_bytes
         self.not_before = not_before
         self.not_after = not_after
+        self.target_conn_id = target_conn_id
+        self.schemas = schemas
+        self.target_host = target_host
+        self.target_port = target_port
 
-    def _measure(self) -> tuple[guardrails.Guardrails, dict[str, int], dict[str, dict], datetime]:
+    def _drift(self) -> dict[str, list[str]] | None:
+        if not self.target_conn_id or not self.schemas:
+            return None
+        from migration.drift import drift_by_database
+        from operators.replication_slot import endpoint_override
+
+        host, port = endpoint_override(self.target_host, self.target_port)
+        return drift_by_database(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id,
+                                 databases=list(self.databases), schemas=list(self.schemas),
+                                 target_host=host, target_port=port)
+
+    def measure(self, context: Context) -> dict[str, Any]:
+        """Everything the guardrails judge, measured now: keyword arguments of guardrails.problems/summary."""
         rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
         lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
-        return rails, lag, _validation_by_database(self.databases, self.validation_results), datetime.now(UTC)
+        return {"rails": rails, "lag_bytes": lag,
+                "validation": _validation_by_database(self.databases, self.validation_results),
+                "drift": self._drift(), "run_id": (context or {}).get("run_id"), "now": datetime.now(UTC)}
 
 
 class CutoverGateOperator(_GuardrailInputs, ApprovalOperator):
-    """Asks a human to approve the cutover, showing lag, validation and the planned steps.
+    """Asks a human to approve the cutover, showing lag, what this run's validation compared, schema drift
+    between source and target, and the planned steps.
 
     With ``auto=True`` the same guardrails decide instead: all clear approves, anything else rejects.
     Rejecting skips the whole cutover and leaves the source untouched.
@@ -75,23 +98,29 @@ class CutoverGateOperator(_GuardrailInputs, ApprovalOperator):
 
     def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
                  max_lag_bytes: int, not_before: str | None, not_after: str | None, steps: list[str],
-                 auto: bool = False, **kwargs: Any):
+                 auto: bool = False, target_conn_id: str | None = None, schemas: Any = None,
+                 target_host: str | None = None, target_port: int | str | None = None, **kwargs: Any):
         kwargs.setdefault("subject", f"Approve the cutover of migration {migration_id}?")
         kwargs.setdefault("ignore_downstream_trigger_rules", True)
         super().__init__(**kwargs)
         self._set_guard_inputs(migration_id=migration_id, source_conn_id=source_conn_id, databases=databases,
                                validation_results=validation_results, max_lag_bytes=max_lag_bytes,
-                               not_before=not_before, not_after=not_after)
+                               not_before=not_before, not_after=not_after, target_conn_id=target_conn_id,
+                               schemas=schemas, target_host=target_host, target_port=target_port)
         self.steps = steps
         self.auto = auto
 
+    def review(self, context: Context) -> tuple[str, list[str], datetime]:
+        """(approval body, guardrail problems, time of measurement), as the gate shows and decides them."""
+        measured = self.measure(context)
+        body = guardrails.summary(**measured, steps=self.steps)
+        return body, guardrails.problems(**measured), measured["now"]
+
     def execute(self, context: Context) -> Any:
-        rails, lag, validation, now = self._measure()
-        self.body = guardrails.summary(rails, lag_bytes=lag, validation=validation, steps=self.steps, now=now)
+        self.body, found, now = self.review(context)
         self.log.info("Cutover summary:\n%s", self.body)
         if not self.auto:
             return super().execute(context)
-        found = guardrails.problems(rails, lag_bytes=lag, validation=validation, now=now)
         for problem in found:
             self.log.warning("Guardrail: %s", problem)
         choice = self.REJECT if found else self.APPROVE
@@ -104,24 +133,29 @@ class CutoverGateOperator(_GuardrailInputs, ApprovalOperator):
 
 class CheckGuardrailsOperator(_GuardrailInputs, BaseOperator):
     """Re-checks the guardrails after approval: waits (deferred) for the window to open, fails if it
-    closed or if lag grew past the limit. Nothing has been changed on the source at this point."""
+    closed, if lag grew past the limit or if the schemas drifted apart (DDL on either side that CDC does
+    not carry; refused until resolved). Nothing has been changed on the source at this point."""
 
     template_fields: Sequence[str] = _GuardrailInputs.guard_fields
 
     def __init__(self, *, migration_id: str, source_conn_id: str, databases: Any, validation_results: Any,
-                 max_lag_bytes: int, not_before: str | None, not_after: str | None, **kwargs: Any):
+                 max_lag_bytes: int, not_before: str | None, not_after: str | None,
+                 target_conn_id: str | None = None, schemas: Any = None, target_host: str | None = None,
+                 target_port: int | str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self._set_guard_inputs(migration_id=migration_id, source_conn_id=source_conn_id, databases=databases,
                                validation_results=validation_results, max_lag_bytes=max_lag_bytes,
-                               not_before=not_before, not_after=not_after)
+                               not_before=not_before, not_after=not_after, target_conn_id=target_conn_id,
+                               schemas=schemas, target_host=target_host, target_port=target_port)
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if guardrails.window_state(datetime.now(UTC), self.not_before or None, self.not_after or None) == "early":
             self.log.info("Approved before the window opens; waiting until %s", self.not_before)
             self.defer(trigger=DateTimeTrigger(moment=datetime.fromisoformat(self.not_before)), method_name="execute")
-        rails, lag, validation, now = self._measure()
-        found = guardrails.problems(rails, lag_bytes=lag, validation=validation, now=now)
+        measured = self.measure(context)
+        found = guardrails.problems(**measured)
         if found:
             raise AirflowException("Cutover stopped before any change to the source: " + "; ".join(found))
-        self.log.info("Guardrails clear: lag %s", lag)
-        return {"lag_bytes": lag, "checked_at": now.isoformat()}
+        self.log.info("Guardrails clear: lag %s, schema drift %s", measured["lag_bytes"], measured["drift"])
+        return {"lag_bytes": measured["lag_bytes"], "checked_at": measured["now"].isoformat(),
+                "schema_drift": measured["drift"]}

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException
 
 from operators.replication_slot import endpoint_override
 from sensors.base import DeferrablePollSensor
@@ -16,16 +17,22 @@ class CdcLagSensor(DeferrablePollSensor):
     the subscription's apply worker heard from the source within ``max_apply_age_seconds``. Each check
     is kept in ``<control_schema>.cdc_lag_samples`` on the target for the report's lag chart.
 
+    While the subscription's apply worker keeps failing, each check's message starts with that problem
+    and, with ``schemas``, names the objects whose definitions differ between source and target (schema
+    drift, the usual cause); the sensor keeps waiting, so fixing the target lets CDC resume, and a
+    timeout fails with that problem first.
+
     Returns ``{lag_bytes, apply_age_s, confirmed_flush_lsn, current_lsn, worker_running, apply_error_count, ...}``.
     """
 
     check_path = "migration.native_cdc:check_lag"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "slot_name", "subscription",
-                                      "target_host", "target_port")
+                                      "target_host", "target_port", "schemas")
 
     def __init__(self, *, source_conn_id: str, target_conn_id: str, database: str, slot_name: str, subscription: str,
                  max_lag_bytes: int = 1024 * 1024, max_apply_age_seconds: float = 60,
-                 control_schema: str | None = "migration_control", target_host: str | None = None, target_port: int | str | None = None, **kwargs: Any):
+                 control_schema: str | None = "migration_control", target_host: str | None = None,
+                 target_port: int | str | None = None, schemas: Sequence[str] | None = None, **kwargs: Any):
         kwargs.setdefault("poll_interval", 10.0)
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
@@ -38,11 +45,18 @@ class CdcLagSensor(DeferrablePollSensor):
         self.control_schema = control_schema
         self.target_host = target_host
         self.target_port = target_port
+        self.schemas = schemas
 
     def check_kwargs(self, context: Context) -> dict[str, Any]:
         host, port = endpoint_override(self.target_host, self.target_port)
         return {"source_conn_id": self.source_conn_id, "target_conn_id": self.target_conn_id,
                 "database": self.database, "slot_name": self.slot_name, "subscription": self.subscription,
                 "max_lag_bytes": int(self.max_lag_bytes), "max_apply_age_s": float(self.max_apply_age_seconds),
-                "control_schema": self.control_schema,
+                "control_schema": self.control_schema, "schemas": list(self.schemas) if self.schemas else None,
                 "target_host": host, "target_port": port}
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        problem = ((event or {}).get("payload") or {}).get("problem")
+        if event and event.get("status") != "success" and problem:
+            raise AirflowException(f"{self.task_id}: {problem}. Last state: {event.get('message', event)}")
+        return super().execute_complete(context, event)

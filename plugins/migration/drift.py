@@ -1,0 +1,122 @@
+"""Schema drift: DDL run on one side after the clone point, found by comparing the migrated schemas' catalogs.
+
+Logical replication carries rows, not DDL. An ``ADD COLUMN``, ``CREATE TABLE`` or ``ALTER TYPE`` on the
+source after the clone either stops the subscription's apply worker (the target lacks the column or
+table) or is silently not carried (a new index, default, constraint, enum label or sequence). Both
+sides answer one catalog statement (``drift_catalog``): a digest over every object that matters for
+the data, and per object its kind, name and definition. Equal digests mean no drift; otherwise the
+objects are compared one by one so the message names each differing object and how it differs.
+
+The check is read-only and takes no lock on user tables, so it also runs inside the cutover's
+critical section, after writes are blocked and before the target opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from migration import sql as q
+from migration.config import check_names
+
+# How many differing objects a message names before it says "and N more".
+SHOWN = 20
+
+
+class SchemaDriftError(RuntimeError):
+    """Source and target schemas differ; the message names the differing objects."""
+
+    def __init__(self, message: str, differences: list[str]):
+        super().__init__(message)
+        self.differences = differences
+
+
+def _schemas(schemas: Any) -> list[str]:
+    return check_names(schemas if isinstance(schemas, str | list) or schemas is None else list(schemas),
+                       "schema drift", "schemas")
+
+
+def catalog(conn: psycopg.Connection, schemas: Sequence[str], *,
+            detail: bool = True) -> tuple[str, dict[tuple[str, str], str]]:
+    """(digest, {(kind, name): definition}) of the migrated schemas on one server; no objects with ``detail=False``.
+
+    The session's search_path is pg_catalog while the statement runs (so names print qualified alike
+    on both servers) and is put back as it was afterwards.
+    """
+    previous = conn.execute(q.load("drift_search_path_get")).fetchone()[0]
+    conn.execute(q.load("drift_search_path_set"), {"search_path": "pg_catalog, pg_temp"})
+    try:
+        rows = conn.execute(q.load("drift_catalog"), {"schemas": list(schemas), "detail": detail}).fetchall()
+    finally:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute(q.load("drift_search_path_set"), {"search_path": previous})
+    digest = rows[0][0]
+    objects = {(kind, name): detail_text or "" for _, _, kind, name, detail_text in rows if kind is not None}
+    return digest, objects
+
+
+def describe(kind: str, name: str, source: str | None, target: str | None) -> str:
+    """One difference in words: the object, and what each side has."""
+    if target is None:
+        return f"{kind} {name}: only on the source ({source})"
+    if source is None:
+        return f"{kind} {name}: only on the target ({target})"
+    return f"{kind} {name}: the source has {source}; the target has {target}"
+
+
+def schema_drift(source_conn: psycopg.Connection, target_conn: psycopg.Connection,
+                 schemas: Sequence[str]) -> list[str]:
+    """Every object of ``schemas`` whose definition differs between source and target; empty means none.
+
+    Each item names the object (kind and qualified name) and how it differs, for example
+    ``column "app"."orders"."note": only on the source (text null)``. Costs one digest query per side
+    when nothing differs, and one more per side to name the differences when something does.
+    """
+    schemas = _schemas(schemas)
+    source_digest, _ = catalog(source_conn, schemas, detail=False)
+    target_digest, _ = catalog(target_conn, schemas, detail=False)
+    if source_digest == target_digest:
+        return []
+    _, source = catalog(source_conn, schemas)
+    _, target = catalog(target_conn, schemas)
+    found = [describe(kind, name, source.get((kind, name)), target.get((kind, name)))
+             for kind, name in sorted(source.keys() | target.keys())
+             if source.get((kind, name)) != target.get((kind, name))]
+    if not found:  # the catalog changed between the digest and the detail reads
+        found = [f"the schemas' catalog digests differ (source {source_digest}, target {target_digest}) "
+                 "but no single object was named; check again"]
+    return found
+
+
+def drift_message(differences: Sequence[str], *, database: str | None = None) -> str:
+    """The error text for a list of differences (the first SHOWN of them, and how many more)."""
+    where = f"database {database}: " if database else ""
+    shown = "; ".join(differences[:SHOWN])
+    more = f"; and {len(differences) - SHOWN} more" if len(differences) > SHOWN else ""
+    return (f"{where}schema drift between source and target in {len(differences)} object(s): {shown}{more}. "
+            "DDL run after the clone point is not carried by CDC: apply the same DDL on the target (or undo it "
+            "on the source) until the schemas match, then check again")
+
+
+def check_no_drift(source_conn: psycopg.Connection, target_conn: psycopg.Connection, schemas: Sequence[str], *,
+                   database: str | None = None) -> None:
+    """Raise SchemaDriftError naming every differing object; return None when source and target match."""
+    found = schema_drift(source_conn, target_conn, schemas)
+    if found:
+        raise SchemaDriftError(drift_message(found, database=database), found)
+
+
+def drift_by_database(*, source_conn_id: str, target_conn_id: str, databases: Sequence[str], schemas: Sequence[str],
+                      target_host: str | None = None, target_port: int | None = None) -> dict[str, list[str]]:
+    """{database: differences} through Airflow connections (the gate and the guardrail re-check)."""
+    from hooks.postgres import connect  # Airflow is imported only where a check actually runs
+
+    schemas = _schemas(schemas)
+    found = {}
+    for database in databases:
+        with connect(source_conn_id, dbname=database) as source, \
+                connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
+            found[database] = schema_drift(source, target, schemas)
+    return found

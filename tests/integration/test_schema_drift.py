@@ -1,0 +1,234 @@
+"""Schema drift (issue 8, scenario 9) on real PostgreSQL 15 servers and real pg_basebackup clones.
+
+DDL on the source after the clone point is not carried by logical replication. These tests make a
+source with the kinds of objects that matter for the data, clone it, and check that:
+- identical sides show no drift;
+- ADD COLUMN, CREATE TABLE, ALTER TYPE ... ADD VALUE and ALTER COLUMN ... TYPE on the source are each
+  named, and the gate shows them while the guardrail re-check refuses the cutover until they are resolved;
+- the native engine's lag check names the failing apply worker and the drift behind it.
+
+Nothing is stood in: the Airflow connections come from AIRFLOW_CONN_* variables as Airflow resolves them,
+and the operators are called the way the DAG's tasks call them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from migration import naming
+from migration.drift import SchemaDriftError, catalog, check_no_drift, schema_drift
+from migration.lsn import find_redo_done
+from migration.native_cdc import advance_origin, check_lag, create_publication, create_subscription
+
+pytestmark = [pytest.mark.integration]
+
+SCHEMA = "Shop Floor"
+OTHER = "other"
+MIGRATION = "drift_mig"
+
+SETUP = f'''
+CREATE SCHEMA "{SCHEMA}";
+CREATE SCHEMA {OTHER};
+CREATE TYPE "{SCHEMA}".mood AS ENUM ('happy', 'sad');
+CREATE DOMAIN "{SCHEMA}".positive AS numeric(12, 2) CHECK (VALUE > 0);
+CREATE TABLE "{SCHEMA}".customers (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL,
+                                   mood "{SCHEMA}".mood DEFAULT 'happy');
+CREATE TABLE "{SCHEMA}"."Orders" (id bigserial PRIMARY KEY, customer int REFERENCES "{SCHEMA}".customers,
+                                  amount "{SCHEMA}".positive, at timestamptz DEFAULT now(),
+                                  total numeric GENERATED ALWAYS AS (amount * 2) STORED, UNIQUE (customer, at));
+CREATE INDEX orders_at ON "{SCHEMA}"."Orders" (at DESC) WHERE amount > 10;
+CREATE TABLE "{SCHEMA}".events (id int, at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE "{SCHEMA}".events_2026 PARTITION OF "{SCHEMA}".events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE VIEW "{SCHEMA}".big_orders AS SELECT * FROM "{SCHEMA}"."Orders" WHERE amount > 100;
+CREATE FUNCTION "{SCHEMA}".touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := now(); RETURN NEW; END $$;
+CREATE TRIGGER touch BEFORE UPDATE ON "{SCHEMA}"."Orders" FOR EACH ROW EXECUTE FUNCTION "{SCHEMA}".touch();
+CREATE SEQUENCE "{SCHEMA}".tickets INCREMENT 5;
+CREATE TABLE {OTHER}.untouched (id int PRIMARY KEY);
+INSERT INTO "{SCHEMA}".customers (name) SELECT 'c' || g FROM generate_series(1, 10) g;
+INSERT INTO "{SCHEMA}"."Orders" (customer, amount) SELECT g, g * 3 FROM generate_series(1, 10) g;
+'''
+
+
+def connect(server, dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(server.conninfo(dbname), autocommit=True)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+@pytest.fixture
+def pair(pg_servers_fn, monkeypatch):
+    """A source with a varied schema, its logical slot (so the gate can read the lag) and a clone of it."""
+    source = pg_servers_fn.new("driftsrc")
+    with connect(source) as src:
+        src.execute(SETUP)
+        src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                    (naming.slot_name(MIGRATION, "postgres"),))
+    clone = pg_servers_fn.clone(source)
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFT_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
+    # The target connection points nowhere: the run-time endpoint (as on AWS) must be used.
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFT_TGT", "postgres://postgres@127.0.0.1:1/postgres")
+    return source, clone
+
+
+def guard(clone, **overrides):
+    from operators.cutover_gate import CheckGuardrailsOperator
+
+    kwargs = {"task_id": "check_guardrails", "migration_id": MIGRATION, "source_conn_id": "drift_src",
+              "databases": ["postgres"], "validation_results": [{"database": "postgres", "mismatched_chunks": 0,
+                                                                 "failures": [], "tables": 4, "rows_compared": 20}],
+              "max_lag_bytes": 1 << 40, "not_before": "", "not_after": "", "target_conn_id": "drift_tgt",
+              "schemas": [SCHEMA], "target_host": "127.0.0.1", "target_port": str(clone.port)}
+    kwargs.update(overrides)
+    return CheckGuardrailsOperator(**kwargs)
+
+
+def gate(clone):
+    from operators.cutover_gate import CutoverGateOperator
+
+    return CutoverGateOperator(
+        task_id="approve_cutover", migration_id=MIGRATION, source_conn_id="drift_src", databases=["postgres"],
+        validation_results=[{"database": "postgres", "mismatched_chunks": 0, "tables": 4, "rows_compared": 20}],
+        max_lag_bytes=1 << 40, not_before="", not_after="", steps=["block writes"], target_conn_id="drift_tgt",
+        schemas=[SCHEMA], target_host="127.0.0.1", target_port=str(clone.port))
+
+
+@pytest.mark.safety
+def test_identical_clone_has_no_drift_and_the_guardrails_pass(pair):
+    source, clone = pair
+    with connect(source) as src, connect(clone) as tgt:
+        src.execute("SET search_path = other, public")  # a session's own search_path changes nothing
+        assert schema_drift(src, tgt, [SCHEMA, OTHER]) == []
+        check_no_drift(src, tgt, [SCHEMA, OTHER])
+        assert src.execute("SHOW search_path").fetchone()[0] == "other, public"
+        digest, objects = catalog(src, [SCHEMA])
+        kinds = {kind for kind, _ in objects}
+        assert {"schema", "table", "column", "constraint", "index", "sequence", "type", "view", "trigger",
+                "function"} <= kinds, kinds
+        assert catalog(tgt, [SCHEMA], detail=False) == (digest, {})
+    result = guard(clone).execute({"run_id": "r1"})
+    assert result["schema_drift"] == {"postgres": []}
+    body, found, _ = gate(clone).review({"run_id": "r1"})
+    assert found == [] and "`postgres`: none" in body and "all clear" in body
+
+
+@pytest.mark.safety
+def test_ddl_on_the_source_after_the_clone_is_named_shown_at_the_gate_and_refused(pair):
+    from airflow.sdk.exceptions import AirflowException
+
+    source, clone = pair
+    with connect(source) as src:
+        src.execute(f'ALTER TABLE "{SCHEMA}"."Orders" ADD COLUMN note text')
+        src.execute(f'CREATE TABLE "{SCHEMA}".returns (id int PRIMARY KEY, reason text)')
+        src.execute(f"ALTER TYPE \"{SCHEMA}\".mood ADD VALUE 'angry'")
+        src.execute(f'ALTER TABLE "{SCHEMA}".customers ALTER COLUMN name TYPE varchar(40)')
+        src.execute(f"CREATE TABLE {OTHER}.not_migrated (id int)")  # outside the migrated schemas
+    with connect(source) as src, connect(clone) as tgt:
+        found = schema_drift(src, tgt, [SCHEMA])
+        with pytest.raises(SchemaDriftError, match='column "Shop Floor"."Orders".note: only on the source') as err:
+            check_no_drift(src, tgt, [SCHEMA], database="postgres")
+    text = "\n".join(found)
+    assert 'column "Shop Floor"."Orders".note: only on the source (text null)' in found
+    assert 'table "Shop Floor".returns: only on the source' in text
+    assert 'column "Shop Floor".returns.reason: only on the source' in text
+    assert "type \"Shop Floor\".mood: the source has enum ('happy', 'sad', 'angry'); " \
+           "the target has enum ('happy', 'sad')" in found
+    assert 'column "Shop Floor".customers.name: the source has character varying(40) not null; ' \
+           "the target has text not null" in found
+    assert "not_migrated" not in text
+    assert err.value.differences == found and "database postgres" in str(err.value)
+
+    # The gate shows each differing object and the automatic decision would reject.
+    body, problems, _ = gate(clone).review({"run_id": "r1"})
+    assert "### Schema drift" in body and 'column "Shop Floor"."Orders".note: only on the source' in body
+    assert any("schema drift" in p and '"Orders".note' in p for p in problems)
+    # The guardrail re-check refuses the cutover before anything changes on the source.
+    with pytest.raises(AirflowException, match=r"Cutover stopped before any change.*schema drift.*\"Orders\"\.note"):
+        guard(clone).execute({"run_id": "r1"})
+
+    # Resolved by applying the same DDL on the target: the cutover may go on.
+    with connect(clone) as tgt:
+        tgt.execute(f'ALTER TABLE "{SCHEMA}"."Orders" ADD COLUMN note text')
+        tgt.execute(f'CREATE TABLE "{SCHEMA}".returns (id int PRIMARY KEY, reason text)')
+        tgt.execute(f"ALTER TYPE \"{SCHEMA}\".mood ADD VALUE 'angry'")
+        tgt.execute(f'ALTER TABLE "{SCHEMA}".customers ALTER COLUMN name TYPE varchar(40)')
+    assert guard(clone).execute({"run_id": "r1"})["schema_drift"] == {"postgres": []}
+
+
+@pytest.mark.safety
+def test_drift_inputs_are_checked(pair):
+    source, clone = pair
+    with connect(source) as src, connect(clone) as tgt:
+        with pytest.raises(ValueError, match="schemas"):
+            schema_drift(src, tgt, [])
+        with pytest.raises(ValueError, match="schemas"):
+            schema_drift(src, tgt, ["x" * 64])
+
+
+@pytest.mark.safety
+def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers_fn, monkeypatch):
+    source = pg_servers_fn.new("applysrc")
+    with connect(source) as src:
+        src.execute(f'CREATE SCHEMA "{SCHEMA}"')
+        src.execute(f'CREATE TABLE "{SCHEMA}".items (id int PRIMARY KEY, name text)')
+        src.execute(f"INSERT INTO \"{SCHEMA}\".items SELECT g, 'i' || g FROM generate_series(1, 5) g")
+        create_publication(src, "pub", [SCHEMA])
+        src.execute("SELECT pg_create_logical_replication_slot('slot', 'pgoutput')")
+    clone = pg_servers_fn.clone(source)
+    with connect(clone) as tgt:
+        create_subscription(tgt, "sub", source.conninfo(), "pub", "slot")
+        advance_origin(tgt, "sub", find_redo_done(clone.log_text()))
+    monkeypatch.setenv("AIRFLOW_CONN_APPLY_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
+    monkeypatch.setenv("AIRFLOW_CONN_APPLY_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
+    lag_args = {"source_conn_id": "apply_src", "target_conn_id": "apply_tgt", "database": "postgres",
+                "slot_name": "slot", "subscription": "sub", "max_lag_bytes": 0, "max_apply_age_s": 60,
+                "schemas": [SCHEMA]}
+
+    with connect(source) as src:
+        src.execute(f'ALTER TABLE "{SCHEMA}".items ADD COLUMN price numeric')
+        src.execute(f"INSERT INTO \"{SCHEMA}\".items VALUES (6, 'i6', 9.5)")
+    with connect(clone) as tgt:
+        wait_for(lambda: tgt.execute("SELECT apply_error_count FROM pg_stat_subscription_stats "
+                                     "WHERE subname = 'sub'").fetchone()[0] > 0, 60, "the apply worker to fail")
+
+    done, payload = check_lag(**lag_args)
+    assert not done
+    problem = payload["problem"]
+    assert "the apply worker keeps failing (apply_error_count" in problem
+    assert "check the target server's log" in problem and "schema drift" in problem
+    assert 'column "Shop Floor".items.price: only on the source (numeric null)' in problem
+    assert payload["schema_drift"] == ['column "Shop Floor".items.price: only on the source (numeric null)']
+    assert list(payload)[0] == "problem"
+
+    # The same check without schemas still names the failing worker.
+    done, payload = check_lag(**{**lag_args, "schemas": None})
+    assert not done and "apply_error_count" in payload["problem"] and "schema_drift" not in payload
+
+    # The lag sensor's timeout says what is wrong first.
+    from airflow.sdk.exceptions import AirflowException
+
+    from sensors.cdc_lag import CdcLagSensor
+
+    sensor = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id="apply_src", target_conn_id="apply_tgt",
+                          database="postgres", slot_name="slot", subscription="sub", max_lag_bytes=0,
+                          schemas=[SCHEMA])
+    assert sensor.check_kwargs({})["schemas"] == [SCHEMA]
+    with pytest.raises(AirflowException, match=r"wait_cdc_lag: subscription sub: the apply worker keeps failing"):
+        sensor.execute_complete({}, {"status": "timeout", "payload": payload, "message": "not done after 1 s"})
+
+    # Fixing the target lets CDC resume: the row arrives and the problem goes away.
+    with connect(clone) as tgt:
+        tgt.execute(f'ALTER TABLE "{SCHEMA}".items ADD COLUMN price numeric')
+        wait_for(lambda: tgt.execute(f'SELECT price FROM "{SCHEMA}".items WHERE id = 6').fetchone(), 60,
+                 "the row written after the ADD COLUMN")
+    done, payload = check_lag(**{**lag_args, "max_lag_bytes": 1 << 30})
+    assert done and "problem" not in payload
