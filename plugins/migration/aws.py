@@ -577,18 +577,11 @@ def preflight(
                            logical_replication_fixable=fixable)
 
 
-def enable_logical_replication(rds: Any, *, db_type: str, identifier: str) -> dict[str, Any]:
-    """Set rds.logical_replication=1 in the source's own parameter group and reboot its writer.
-
-    Returns what changed; the caller waits for the writer to be available with parameters in sync.
-    """
-    desc = require_db(rds, db_type=db_type, identifier=identifier, field="the source identifier")
-    if not desc.parameter_group or desc.parameter_group.startswith("default."):
-        raise AwsMigrationError(logical_replication_problem(desc, "0") or "no parameter group")
-    previous = set_parameter(rds, db_type=db_type, parameter_group=desc.parameter_group,
-                             name=LOGICAL_REPLICATION, value="1")
-    writer = reboot_writer(rds, desc)
-    return {"parameter_group": desc.parameter_group, "previous": previous, "value": "1", "rebooted": writer}
+def planned_logical_replication_change(source: dict[str, Any]) -> str:
+    """What ``set_logical_replication`` will change after ``proceed``, for the preflight's report."""
+    return (f"set rds.logical_replication=1 in parameter group {source.get('parameter_group')} and reboot the "
+            f"writer {source.get('writer_instance') or source.get('identifier')} (task source_logical_replication_on, "
+            f"after proceed)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,15 +1,18 @@
 """Preflight: everything that would make the migration fail later, found before anything is created.
 
 ``run_preflight`` reads the source and returns findings; ``raise_for_failures`` turns all failing
-findings into one ``PreflightError`` so the user fixes everything in one pass. The only change
-preflight ever makes is the opted-in ``REPLICA IDENTITY FULL`` on tables that have no key.
+findings into one ``PreflightError`` so the user fixes everything in one pass. Preflight changes
+nothing, so a dry run changes nothing: what the migration would change on the source (the opted-in
+``REPLICA IDENTITY FULL`` on tables without a key) is reported as an info finding and made after
+``proceed`` by ``apply_source_changes``, which records each table's previous replica identity in the
+source's control schema; ``restore_replica_identity`` puts it back after a completed cutover.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import psycopg
@@ -100,26 +103,51 @@ def run_preflight(
     allow_replica_identity_full: bool,
     extra_settings: Mapping[str, str] | None = None,
     slot_names: Sequence[str] = (),
+    exclude_schemas: Sequence[str] = (),
+    control_schema: str | None = None,
+    logical_replication_set_later: bool = False,
 ) -> list[Finding]:
     """Check the source database ``conn`` is connected to; return every finding (fail, warn, info).
 
+    Read-only: it runs in a read-only transaction, so it cannot change the source.
     ``extra_settings`` adds required settings (name -> value) to ``wal_level=logical``.
     ``slot_names`` are the migration's own slots: when they already exist (a rerun) they need no new room.
+    Every user schema with tables must be migrated (``schemas``), excluded (``exclude_schemas``) or the
+    ``control_schema``. ``logical_replication_set_later``: a later task sets logical replication
+    (AWS ``set_logical_replication``), so a wrong ``wal_level`` is reported, not failed.
     """
     names = _validate_inputs(schemas, engine, slots_needed, max_xact_age_s, extra_settings)
+    excluded = validate_schemas(list(exclude_schemas), field="exclude_schemas") if exclude_schemas else []
+    if control_schema is not None:
+        validate_identifier(control_schema, field="control_schema")
     findings: list[Finding] = []
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql.load("preflight_read_only"))
         facts = cur.execute(sql.load("preflight_server_facts"), {"slot_names": list(slot_names)}).fetchone()
         findings += _server_findings(facts, slots_needed)
-        findings += _settings_findings(cur, {**REQUIRED_SETTINGS, **(extra_settings or {})})
+        settings = _settings_findings(cur, {**REQUIRED_SETTINGS, **(extra_settings or {})})
+        if logical_replication_set_later:
+            settings = [replace(f, level="info", problem=f"{f.problem} After proceed, set_logical_replication sets "
+                                "rds.logical_replication=1 and reboots the writer.", fix="Nothing to do.")
+                        if f.object == "setting wal_level" else f for f in settings]
+        findings += settings
         missing = [r["name"] for r in cur.execute(sql.load("preflight_missing_schemas"), {"schemas": names})]
         findings += [
             Finding(f"schema {name!r}", "does not exist in this database.",
                     "Correct the schema list, or connect to the database that holds it.")
             for name in missing
         ]
+        accounted = [*names, *excluded, *([control_schema] if control_schema else [])]
+        findings += [
+            Finding(f"schema {r['name']!r}",
+                    f"has {r['tables']} table(s) but is neither migrated nor excluded: the target is a clone of the "
+                    "whole database, so changes made in it after the clone point would be left behind.",
+                    "Add it to the migration's schemas (and to this run's), or list it under exclude_schemas in the "
+                    "YAML if its changes after the clone point may be lost.")
+            for r in cur.execute(sql.load("preflight_left_out_schemas"), {"accounted": accounted})
+        ]
         params = {"schemas": names}
-        findings += _identity_findings(conn, cur, params, engine, allow_replica_identity_full)
+        findings += _identity_findings(cur, params, engine, allow_replica_identity_full)
         findings += _transaction_findings(cur, max_xact_age_s, facts)
         findings += [
             Finding(f"table {r['qualified']}", "is UNLOGGED: a clone or snapshot restores it empty and CDC never carries its changes.",
@@ -182,22 +210,20 @@ def _settings_findings(cur: psycopg.Cursor, wanted: Mapping[str, str]) -> list[F
     return found
 
 
-def _identity_findings(conn: psycopg.Connection, cur: psycopg.Cursor, params: dict, engine: str,
-                       allow_full: bool) -> list[Finding]:
+def _identity_findings(cur: psycopg.Cursor, params: dict, engine: str, allow_full: bool) -> list[Finding]:
     found = []
     consequence = ("UPDATE and DELETE on it are skipped by DMS" if engine == "dms"
                    else "UPDATE and DELETE on it fail on the source once it is published")
     for row in cur.execute(sql.load("preflight_tables_without_identity"), params).fetchall():
         what = f"table {row['qualified']}"
-        if allow_full:
-            try:
-                conn.execute(sql.compose("preflight_set_replica_identity_full",
-                                         schema=row["schema_name"], table=row["table_name"]))
-            except psycopg.errors.InsufficientPrivilege as exc:
-                found.append(Finding(what, f"has no primary key or replica identity and REPLICA IDENTITY FULL could not be set: {exc.diag.message_primary}",
-                                     f"As the table owner: ALTER TABLE {row['qualified']} REPLICA IDENTITY FULL;"))
-                continue
-            found.append(Finding(what, "had no primary key or replica identity; REPLICA IDENTITY FULL was set.",
+        if allow_full and not row["is_owner"]:
+            found.append(Finding(what, f"has no primary key or replica identity, and role {row['role_name']!r} does "
+                                       "not own it, so REPLICA IDENTITY FULL cannot be set.",
+                                 f"As the table owner: ALTER TABLE {row['qualified']} REPLICA IDENTITY FULL;"))
+        elif allow_full:
+            found.append(Finding(what, "has no primary key or replica identity: after proceed, apply_source_changes "
+                                       "sets REPLICA IDENTITY FULL (a brief ACCESS EXCLUSIVE lock, bounded by "
+                                       "lock_timeout); cleanup restores the previous setting after the cutover.",
                                  "Nothing to do; a primary key would make CDC on this table cheaper.", level="info"))
         else:
             found.append(Finding(what, f"has no primary key or usable replica identity: {consequence}.",
@@ -238,3 +264,112 @@ def _large_object_findings(cur: psycopg.Cursor, params: dict, facts: dict) -> li
             "Migrate the data to bytea, or confirm the column holds plain numbers.",
             level="fail" if facts["large_objects"] else "warn"))
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Source changes after proceed, and their undo after a completed cutover
+# ---------------------------------------------------------------------------------------------
+
+IDENTITY_NAMES = {"d": "DEFAULT", "n": "NOTHING", "i": "USING INDEX", "f": "FULL"}
+
+
+def _ensure_identity_table(conn: psycopg.Connection, control_schema: str) -> None:
+    for name in ("target_prep_create_schema", "preflight_replica_identity_table"):
+        try:
+            conn.execute(sql.compose(name, schema=control_schema))
+        except psycopg.errors.UniqueViolation:
+            pass  # created by a concurrent task between its check and its insert
+
+
+def apply_source_changes(conn: psycopg.Connection, *, schemas: Sequence[str], control_schema: str,
+                         allow_replica_identity_full: bool, lock_timeout_ms: int = 5000) -> list[dict[str, str]]:
+    """Set REPLICA IDENTITY FULL on the migrated tables that have no usable key (when allowed).
+
+    Each table's previous replica identity is recorded in ``<control_schema>.replica_identity_changes``
+    in the same transaction as its ALTER, which waits at most ``lock_timeout_ms`` for its lock. A rerun
+    finds nothing left to change and keeps the first record. Returns every recorded change not yet
+    restored: ``{table, previous, now}``.
+    """
+    names = validate_schemas(schemas)
+    validate_identifier(control_schema, field="control_schema")
+    if isinstance(lock_timeout_ms, bool) or not isinstance(lock_timeout_ms, int) or lock_timeout_ms < 1:
+        raise ValueError(f"lock_timeout_ms: expected a whole number >= 1, got {lock_timeout_ms!r}")
+    if not allow_replica_identity_full:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        pending = cur.execute(sql.load("preflight_tables_without_identity"), {"schemas": names}).fetchall()
+    if pending:
+        _ensure_identity_table(conn, control_schema)
+    for row in pending:
+        with conn.transaction():
+            conn.execute(sql.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
+            conn.execute(sql.compose("preflight_replica_identity_record", schema=control_schema),
+                         {"schema_name": row["schema_name"], "table_name": row["table_name"],
+                          "previous": row["replident"]})
+            try:
+                conn.execute(sql.compose("preflight_set_replica_identity_full",
+                                         schema=row["schema_name"], table=row["table_name"]))
+            except psycopg.errors.LockNotAvailable:
+                raise RuntimeError(
+                    f"table {row['qualified']}: REPLICA IDENTITY FULL was not set: its lock was not granted within "
+                    f"{lock_timeout_ms} ms (a long transaction holds it). Nothing was changed on it; rerun the task "
+                    "when the transaction has ended.") from None
+        log.info("Set REPLICA IDENTITY FULL on %s (was %s)", row["qualified"], IDENTITY_NAMES[row["replident"]])
+    return recorded_changes(conn, control_schema)
+
+
+def recorded_changes(conn: psycopg.Connection, control_schema: str) -> list[dict[str, str]]:
+    """The replica identity changes recorded in this database and not yet restored."""
+    validate_identifier(control_schema, field="control_schema")
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not cur.execute(sql.load("preflight_replica_identity_table_exists"),
+                           {"schema": control_schema}).fetchone()["present"]:
+            return []
+        rows = cur.execute(sql.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
+    return [{"table": r["qualified"], "previous": IDENTITY_NAMES.get(r["previous"], r["previous"]), "now": "FULL"}
+            for r in rows]
+
+
+def restore_replica_identity(conn: psycopg.Connection, *, control_schema: str,
+                             lock_timeout_ms: int = 5000) -> list[str]:
+    """Put back every replica identity ``apply_source_changes`` recorded and has not restored yet.
+
+    A table whose replica identity is no longer FULL was changed by someone since: it is left as it
+    is and its record is closed. A table whose lock is not granted within ``lock_timeout_ms`` keeps its
+    record, so a rerun restores it. Returns one line per table.
+    """
+    validate_identifier(control_schema, field="control_schema")
+    lines: list[str] = []
+    with conn.cursor(row_factory=dict_row) as cur:
+        if not cur.execute(sql.load("preflight_replica_identity_table_exists"),
+                           {"schema": control_schema}).fetchone()["present"]:
+            return lines
+        rows = cur.execute(sql.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
+    for row in rows:
+        target = {"schema": row["schema_name"], "table": row["table_name"]}
+        key = {"schema_name": row["schema_name"], "table_name": row["table_name"]}
+        previous = IDENTITY_NAMES.get(row["previous"], row["previous"])
+        try:
+            with conn.transaction():
+                conn.execute(sql.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
+                if row["current"] is None:
+                    line = f"table {row['qualified']} no longer exists; nothing to restore"
+                elif row["current"] != "f":
+                    line = f"left replica identity of {row['qualified']} as it is (changed since the migration set it)"
+                elif row["previous"] == "d":
+                    conn.execute(sql.compose("preflight_restore_replica_identity_default", **target))
+                    line = f"restored REPLICA IDENTITY DEFAULT on {row['qualified']}"
+                else:
+                    # NOTHING, or an index identity whose index was gone: both replicate no old key.
+                    conn.execute(sql.compose("preflight_restore_replica_identity_nothing", **target))
+                    line = f"restored REPLICA IDENTITY NOTHING on {row['qualified']}"
+                    if row["previous"] == "i":
+                        line += " (it was USING INDEX with the index gone, which replicates no key either)"
+                conn.execute(sql.compose("preflight_replica_identity_restored", schema=control_schema), key)
+        except psycopg.errors.LockNotAvailable:
+            line = (f"could not restore REPLICA IDENTITY {previous} on {row['qualified']}: its lock was not granted "
+                    f"within {lock_timeout_ms} ms; rerun cleanup, or ALTER TABLE {row['qualified']} REPLICA "
+                    f"IDENTITY {previous};")
+            log.warning(line)
+        lines.append(line)
+    return lines

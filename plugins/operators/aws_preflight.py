@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException
 
 from hooks.aws import aws_client
 from migration.aws import (
     PreflightFailed,
     aurora_lsn_function_problem,
     check_db_type,
-    enable_logical_replication,
+    planned_logical_replication_change,
     preflight,
 )
-from triggers.poll import PollTrigger
 
 GIB = 1024 ** 3
 
@@ -33,10 +30,11 @@ class AwsPreflightOperator(BaseOperator):
     and for Aurora that ``aurora_volume_logical_start_lsn()`` exists (SQL on the source, when
     ``source_postgres_conn_id`` is given).
 
-    With ``set_logical_replication`` and rds.logical_replication as the only problem, it sets the
-    parameter in the source's custom group, reboots the writer, waits (deferred) until it is
-    available with parameters in sync, and checks again. Returns the facts (source description,
-    key ARNs, region, free storage) for XCom.
+    Read-only, so a dry run changes nothing. With ``set_logical_replication`` and
+    rds.logical_replication as the only problem, it does not fail: the facts it returns list the
+    change under ``planned_changes``, and the factory's ``source_logical_replication_on`` task
+    (after ``proceed``) sets the parameter and reboots the writer. Returns the facts (source
+    description, key ARNs, region, free storage) for XCom.
     """
 
     template_fields: Sequence[str] = (
@@ -62,8 +60,6 @@ class AwsPreflightOperator(BaseOperator):
         storage_lookback_minutes: int = 30,
         source_postgres_conn_id: str | None = None,
         database: str | None = None,
-        poll_interval: float = 30.0,
-        wait_timeout: float = 3600.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -81,8 +77,6 @@ class AwsPreflightOperator(BaseOperator):
         self.storage_lookback_minutes = storage_lookback_minutes
         self.source_postgres_conn_id = source_postgres_conn_id
         self.database = database
-        self.poll_interval = poll_interval
-        self.wait_timeout = wait_timeout
 
     def _check(self):
         result = preflight(
@@ -113,32 +107,9 @@ class AwsPreflightOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         result = self._check()
         if not result.problems:
-            return result.facts
+            return {**result.facts, "planned_changes": []}
         if not (self.set_logical_replication and result.only_logical_replication):
             raise PreflightFailed(result.problems)
-        change = enable_logical_replication(aws_client(self.source_aws_conn_id, "rds"), db_type=self.db_type,
-                                            identifier=self.source_identifier)
-        self.log.info("Set rds.logical_replication=1 in %s and rebooted %s; waiting until it is available",
-                      change["parameter_group"], change["rebooted"])
-        self.defer(
-            trigger=PollTrigger(
-                check="migration.aws:check_db_available",
-                kwargs={"aws_conn_id": self.source_aws_conn_id, "db_type": self.db_type,
-                        "identifier": self.source_identifier,
-                        "writer_instance_identifier": change["rebooted"] if self.db_type == "cluster" else None,
-                        "require_parameters_in_sync": True},
-                poke_interval=self.poll_interval, timeout=self.wait_timeout),
-            method_name="execute_complete",
-            kwargs={"change": change},
-            timeout=timedelta(seconds=self.wait_timeout),
-        )
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
-                         change: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not event or event.get("status") != "success":
-            raise AirflowException(f"{self.task_id}: waiting for the source after the reboot failed: "
-                                   f"{(event or {}).get('message', event)}")
-        result = self._check()
-        if result.problems:
-            raise PreflightFailed(result.problems)
-        return {**result.facts, "logical_replication_change": change}
+        planned = planned_logical_replication_change(result.facts["source"])
+        self.log.info("Planned after proceed (set_logical_replication): %s", planned)
+        return {**result.facts, "planned_changes": [planned]}

@@ -30,19 +30,23 @@ def cutover_timeline(ti: Any, cutover_task_id: str) -> dict[str, Any] | None:
 
 class SourceSlotCleanupOperator(BaseOperator):
     """After a completed cutover, drop the source's slots and publications: kept, they would hold WAL
-    on the source forever. After anything else they stay, so a rerun resumes where CDC stood.
-    Never touches table data. Returns the list of what was removed or kept."""
+    on the source forever; and put back the replica identities ``apply_source_changes`` changed (as
+    recorded in the source's control schema). After anything else all of it stays, so a rerun resumes
+    where CDC stood. Never touches table data. Returns the list of what was removed, restored or kept."""
 
     template_fields: Sequence[str] = ("source_conn_id", "plan")
 
-    def __init__(self, *, source_conn_id: str, plan: Any, cutover_task_id: str, **kwargs: Any):
+    def __init__(self, *, source_conn_id: str, plan: Any, cutover_task_id: str, control_schema: str | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.plan = plan
         self.cutover_task_id = cutover_task_id
+        self.control_schema = control_schema
 
     def execute(self, context: Context) -> list[str]:
         from migration.native_cdc import drop_publication
+        from migration.preflight import restore_replica_identity
         from migration.slots import drop_slot
 
         timeline = cutover_timeline(context["ti"], self.cutover_task_id)
@@ -60,6 +64,9 @@ class SourceSlotCleanupOperator(BaseOperator):
                     done.append(f"dropped slot {item['slot_name']} on source database {item['database']}")
                 if drop_publication(conn, item["publication"]):
                     done.append(f"dropped publication {item['publication']} on source database {item['database']}")
+                if self.control_schema:
+                    done += [f"{line} (source database {item['database']})"
+                             for line in restore_replica_identity(conn, control_schema=self.control_schema)]
         for line in done:
             self.log.info(line)
         return done

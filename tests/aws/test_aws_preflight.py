@@ -1,5 +1,6 @@
-"""AWS preflight: every failure names the resource and the fix, nothing is created or changed,
-and rds.logical_replication is set (group change, writer reboot, deferred wait) only when asked.
+"""AWS preflight: every failure names the resource and the fix, nothing is created or changed, and
+with set_logical_replication the parameter change and writer reboot are only planned: the task after
+`proceed` (AwsSetLogicalReplicationOperator) makes them, so a dry run changes nothing.
 
 Stand-ins:
 - AWS managed keys: moto reports every key, aws/rds included, as KeyManager CUSTOMER; the test
@@ -42,8 +43,7 @@ def preflight_operator(world, **overrides):
     kwargs = dict(task_id="preflight_aws", source_aws_conn_id="aws_source", target_aws_conn_id="aws_target",
                   migration_id="orders", db_type=world["db_type"], source_identifier=world["source_id"],
                   source_kms_key_id=world["source_key_arn"], target_kms_key_id=world["target_key_arn"],
-                  target_identifier="orders-tgt", target_parameter_group=world["target_parameter_group"],
-                  poll_interval=0.05)
+                  target_identifier="orders-tgt", target_parameter_group=world["target_parameter_group"])
     return AwsPreflightOperator(**{**kwargs, **overrides})
 
 
@@ -139,22 +139,39 @@ def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins
            f"{world['source_key_arn']}: set source.kms_key_id to {world['source_key_arn']}" in result.problems
 
 
+@pytest.mark.safety
 @pytest.mark.parametrize("db_type", ["cluster", "instance"])
-def test_logical_replication_is_set_and_applied_only_when_asked(admin, standins, db_type):
+def test_preflight_only_plans_logical_replication_and_the_task_after_proceed_sets_it(admin, standins, db_type,
+                                                                                   record_aws_calls):
+    from operators.aws_clone import AwsSetLogicalReplicationOperator
+
     world = make_world(admin, db_type=db_type, logical_replication="0")
     group_kind = "DB cluster parameter group" if db_type == "cluster" else "DB parameter group"
     with pytest.raises(PreflightFailed, match=f"rds.logical_replication is 0 in {group_kind} {world['parameter_group']}"):
         run_operator(preflight_operator(world))
     source_rds = aws_client("aws_source", "rds")
-    assert get_parameter(source_rds, db_type=db_type, parameter_group=world["parameter_group"],
-                         name="rds.logical_replication") == "0"
 
+    def value():
+        return get_parameter(source_rds, db_type=db_type, parameter_group=world["parameter_group"],
+                             name="rds.logical_replication")
+
+    # A dry run stops after preflight: with set_logical_replication it passes, plans the change, makes none.
+    first = len(record_aws_calls.calls)
     facts = run_operator(preflight_operator(world, set_logical_replication=True))
-    assert facts["logical_replication"] == "1"
-    assert facts["logical_replication_change"] == {"parameter_group": world["parameter_group"], "previous": "0",
-                                                   "value": "1", "rebooted": world["writer"]}
-    assert get_parameter(source_rds, db_type=db_type, parameter_group=world["parameter_group"],
-                         name="rds.logical_replication") == "1"
+    assert value() == "0"
+    assert facts["planned_changes"] == [
+        f"set rds.logical_replication=1 in parameter group {world['parameter_group']} and reboot the writer "
+        f"{world['writer']} (task source_logical_replication_on, after proceed)"]
+    made = [c["operation"] for c in record_aws_calls.calls[first:] if c["service"] != "sts"]
+    assert made and not [op for op in made if not op.startswith(("Describe", "Get", "List"))], made
+
+    # After proceed the factory's task makes the change, reboots the writer and waits for it.
+    change = run_operator(AwsSetLogicalReplicationOperator(
+        task_id="source_logical_replication_on", aws_conn_id="aws_source", db_type=db_type,
+        db_identifier=world["source_id"], enabled=True, poll_interval=0.05))
+    assert value() == "1"
+    assert (change["previous"], change["value"], change["rebooted"]) == ("0", "1", world["writer"])
+    assert run_operator(preflight_operator(world))["planned_changes"] == []
 
 
 def test_default_parameter_group_is_reported_not_changed(admin, standins):

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migration.preflight import raise_for_failures, run_preflight
+from migration.preflight import apply_source_changes, raise_for_failures, restore_replica_identity, run_preflight
 from migration.sequences import read_sequences, sync_sequences
 from migration.target_prep import create_control_schema, disable_user_triggers, enable_triggers, saved_trigger_ddl
 
@@ -81,15 +81,24 @@ def test_preflight_with_hostile_names(servers):
     source, _ = servers
     with connect(source) as conn:
         findings = run_preflight(conn, schemas=SCHEMAS, engine="dms", slots_needed=1, max_xact_age_s=300,
-                                 allow_replica_identity_full=True)
+                                 allow_replica_identity_full=True, exclude_schemas=["public"], control_schema=CONTROL)
         notes = raise_for_failures(findings)
         assert [f.object for f in notes] == [
             'table "Mixed Case ""Schema"""."Order Items"',
             'table "x""; drop table t; --"."x""; drop table t; --"',
         ]
-        full = conn.execute("SELECT relreplident::text FROM pg_class WHERE oid = %s::regclass",
-                            (qualified(conn, SCHEMAS[0], "Order Items"),)).fetchone()[0]
-        assert full == "f"
+
+        def identity():
+            return conn.execute("SELECT relreplident::text FROM pg_class WHERE oid = %s::regclass",
+                                (qualified(conn, SCHEMAS[0], "Order Items"),)).fetchone()[0]
+
+        assert identity() == "d"  # preflight only reports; the change comes after proceed
+        changes = apply_source_changes(conn, schemas=SCHEMAS, control_schema=CONTROL, allow_replica_identity_full=True)
+        assert [c["table"] for c in changes] == [f.object.removeprefix("table ") for f in notes]
+        assert identity() == "f"
+        assert restore_replica_identity(conn, control_schema=CONTROL) == [
+            f"restored REPLICA IDENTITY DEFAULT on {f.object.removeprefix('table ')}" for f in notes]
+        assert identity() == "d"
         assert sentinel_alive(conn)
 
 

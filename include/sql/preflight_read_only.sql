@@ -1,0 +1,2 @@
+-- Preflight only reads: its transaction is read-only, so no check can change the source.
+SET TRANSACTION READ ONLY;

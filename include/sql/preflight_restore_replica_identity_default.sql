@@ -1,0 +1,1 @@
+ALTER TABLE {schema}.{table} REPLICA IDENTITY DEFAULT;
