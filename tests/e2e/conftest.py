@@ -19,9 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from migration import sample
-from migration.localpg import LocalServer, free_port
+from migration.localpg import LocalServer, _write_as_server_user, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,6 +85,24 @@ def hitl(airflow_db):
     return lambda choice: HitlResponder(choice).start()
 
 
+def require_password(server: LocalServer, role: str) -> None:
+    """pg_hba.conf: ``role`` must authenticate with scram-sha-256 (everyone else stays trusted)."""
+    hba = server.datadir / "pg_hba.conf"
+    rules = (f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+             f"host replication {role} 127.0.0.1/32 scram-sha-256\n")
+    _write_as_server_user(hba, rules + hba.read_text(), append=False)
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 10
+    while True:  # the reload is asynchronous: wait until a login without the password is refused
+        try:
+            psycopg.connect(server.conninfo(user=role), connect_timeout=5).close()
+        except psycopg.OperationalError:
+            return
+        assert time.monotonic() < deadline, f"{server.datadir}: {role} still logs in without a password"
+        time.sleep(0.1)
+
+
 @dataclass
 class LocalMigration:
     """A source server with the sample workload and a migration YAML + DAG file pointing at it."""
@@ -131,12 +150,27 @@ class LocalMigration:
 def local_migration(pg_servers_fn, airflow_db, tmp_path, monkeypatch, request):
     """Builds a LocalMigration; ``request.param``-free: tests call it with overrides for the YAML."""
 
-    def make(migration_id: str, *, cutover: dict[str, Any] | None = None, rows: int = 3000) -> LocalMigration:
+    def make(migration_id: str, *, cutover: dict[str, Any] | None = None, rows: int = 3000,
+             admin_password: str | None = None,
+             replication: tuple[str, str] | None = None) -> LocalMigration:
+        """``admin_password`` goes into the source connection (the server still trusts its login);
+        ``replication`` = (role, password) creates that role with least privilege (REPLICATION, SELECT on
+        the sample tables), makes the source require its password, and sets ``source.replication_conn_id``."""
         source = pg_servers_fn.new("source", synchronous_commit="on")
         with psycopg.connect(source.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE app")
         with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
             sample.create_sample(conn, people=rows, events=50, tickets=rows * 2, mlb=rows, seats=500)
+            if admin_password:
+                conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(admin_password))
+            if replication:
+                role, password = replication
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
+                    sql.Identifier(role), password))
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {r}; GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}")
+                             .format(s=sql.Identifier(sample.SAMPLE_SCHEMA), r=sql.Identifier(role)))
+        if replication:
+            require_password(source, replication[0])
         clone_dir = pg_servers_fn.workdir / f"{migration_id}_clone"
         target_port = free_port()
         dags_dir, migrations_dir = airflow_db
@@ -145,11 +179,18 @@ def local_migration(pg_servers_fn, airflow_db, tmp_path, monkeypatch, request):
                       target={"conn_id": f"{migration_id}_target", "data_directory": str(clone_dir)})
         config["cutover"].update(cutover or {})
         config["validation"]["chunk_rows"] = 1000
+        if replication:
+            config["source"]["replication_conn_id"] = f"{migration_id}_replication"
         (migrations_dir / f"{migration_id}.yaml").write_text(yaml.safe_dump(config))
         shutil.copy(ROOT / "dags" / "migrate__local_demo.py", dags_dir / f"migrate__{migration_id}.py")
         for side, port in (("source", source.port), ("target", target_port)):
             monkeypatch.setenv(f"AIRFLOW_CONN_{migration_id.upper()}_{side.upper()}", json.dumps(
-                {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "app"}))
+                {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres", "schema": "app",
+                 **({"password": admin_password} if admin_password and side == "source" else {})}))
+        if replication:
+            monkeypatch.setenv(f"AIRFLOW_CONN_{migration_id.upper()}_REPLICATION", json.dumps(
+                {"conn_type": "postgres", "host": "127.0.0.1", "port": source.port, "login": replication[0],
+                 "password": replication[1], "schema": "app"}))
         migration = LocalMigration(migration_id, source, target_port, clone_dir, dags_dir)
         # The clone is registered for teardown so a failed test leaves no server running.
         pg_servers_fn.servers.append(LocalServer(datadir=clone_dir, port=target_port, bindir=pg_servers_fn.bindir))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 from migration import sample
+from migration.local_clone import clone_logfile
 
 pytestmark = pytest.mark.e2e
 
@@ -151,3 +154,130 @@ def _subscription_enabled(migration) -> bool:
     except psycopg.Error:
         return False
 
+
+
+ADMIN_NEEDLE = "Kp4-admin-Sekret-91ab"
+REPL_NEEDLE = "Wm2-repl-Sekret-7e3f"
+
+
+class RunWatcher:
+    """Samples while a run goes on: every process's command line (what `ps -eo args` prints, read from
+    /proc), the target's pg_subscription.subconninfo, and the users of the source's replication
+    connections."""
+
+    def __init__(self, migration):
+        self.migration = migration
+        self.cmdlines: set[str] = set()
+        self.subconninfos: set[str] = set()
+        self.replication_users: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RunWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        next_query = 0.0
+        while not self._stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    continue
+                if text:
+                    self.cmdlines.add(text)
+            if time.monotonic() >= next_query:
+                next_query = time.monotonic() + 0.3
+                self._query()
+            time.sleep(0.005)
+
+    def _query(self) -> None:
+        try:
+            with self.migration.source_conn() as src:
+                self.replication_users |= {r[0] for r in src.execute("SELECT usename FROM pg_stat_replication")}
+        except psycopg.Error:
+            pass
+        try:
+            with psycopg.connect(f"host=127.0.0.1 port={self.migration.target_port} dbname=app user=postgres "
+                                 "connect_timeout=2", autocommit=True) as dst:
+                self.subconninfos |= {r[0] for r in dst.execute("SELECT subconninfo FROM pg_subscription")}
+        except psycopg.Error:
+            pass
+
+
+def _run_records(dag_id: str, run_id: str) -> tuple[list[str], list[str]]:
+    """(XCom values, rendered template fields) the metadata database keeps for one run, as JSON text."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        xcoms = session.scalars(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id))
+        xcom_texts = [f"{x.task_id}[{x.map_index}].{x.key}: {json.dumps(x.value, default=str)}" for x in xcoms]
+        rendered = session.scalars(select(RenderedTaskInstanceFields).where(
+            RenderedTaskInstanceFields.dag_id == dag_id, RenderedTaskInstanceFields.run_id == run_id))
+        rendered_texts = [f"{r.task_id}[{r.map_index}]: {json.dumps(r.rendered_fields, default=str)}"
+                          for r in rendered]
+    return xcom_texts, rendered_texts
+
+
+@pytest.mark.safety
+def test_passwords_stay_out_of_logs_xcom_rendered_fields_reports_catalog_and_ps(local_migration, capfd, caplog):
+    """Scenario 13: the source's admin and replication passwords appear nowhere a run leaves text.
+
+    The source requires the replication role's password (scram-sha-256), so the clone and the
+    subscription prove they authenticated through password files; both servers log every DDL statement.
+    """
+    caplog.set_level(logging.DEBUG)
+    migration = local_migration("e2e_creds", cutover={"approval": "auto"}, rows=500,
+                                admin_password=f"{ADMIN_NEEDLE}:a\\b", replication=("mig_repl", f"{REPL_NEEDLE}'q"))
+    with migration.source_conn() as src:
+        src.execute("ALTER SYSTEM SET log_statement = 'ddl'")  # the clone inherits it with postgresql.auto.conf
+        src.execute("SELECT pg_reload_conf()")
+    temp_before = set(Path(tempfile.gettempdir()).glob("pgmig-pass-*"))
+    with RunWatcher(migration) as watch:
+        dagrun = migration.run()
+    states = migration.task_states(dagrun)
+    assert dagrun.state == "success", states
+
+    with migration.source_conn() as src, migration.target_conn() as dst:
+        result = sample.compare(src, dst, migration.schemas)
+        assert (result.lost, result.mismatched, result.extra) == (0, 0, 0), result.details
+        assert dst.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+
+    # The least-privileged role did the replication work, through password files that are gone now.
+    assert watch.replication_users == {"mig_repl"}
+    assert watch.subconninfos and all("passfile=" in c for c in watch.subconninfos), watch.subconninfos
+    assert not list(migration.clone_dir.glob("*.pgpass")), "the subscription's password file is removed"
+    assert set(Path(tempfile.gettempdir()).glob("pgmig-pass-*")) == temp_before
+    assert any("pg_basebackup" in line for line in watch.cmdlines), "the sampler saw the copy run"
+
+    captured = capfd.readouterr()
+    log_files = [p for p in Path(os.environ["AIRFLOW_HOME"], "logs").rglob("*") if p.is_file()]
+    logs = "\n".join([captured.out, captured.err, caplog.text, *(p.read_text(errors="replace") for p in log_files)])
+    assert "create_subscription" in logs, "the task logs were captured"
+    xcoms, rendered = _run_records(migration.dag_id, dagrun.run_id)
+    assert xcoms and rendered
+    reports = [p for p in Path(os.environ["MIGRATION_REPORT_DIR"], migration.dag_id).rglob("*") if p.is_file()]
+    assert any(p.name == "report.json" for p in reports)
+    clone_log = clone_logfile(migration.clone_dir).read_text(errors="replace")
+    assert "statement: CREATE" in clone_log, "the target logged DDL statements"
+    places = {
+        "task logs": logs,
+        "XComs": "\n".join(xcoms),
+        "rendered fields": "\n".join(rendered),
+        "report files": "\n".join(p.read_bytes().decode(errors="replace") for p in reports),
+        "ps": "\n".join(watch.cmdlines),
+        "pg_subscription": "\n".join(watch.subconninfos),
+        "source server log": migration.source.log_text(),
+        "target server log": clone_log,
+    }
+    leaks = {place: needle for place, text in places.items() for needle in (ADMIN_NEEDLE, REPL_NEEDLE)
+             if needle in text}
+    assert leaks == {}
