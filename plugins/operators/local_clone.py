@@ -41,5 +41,8 @@ class LocalCloneOperator(BaseOperator):
             port = int(self.port)
         except (TypeError, ValueError):
             raise ValueError(f"port: expected a TCP port number, got {self.port!r}") from None
+        if not self.replication_conn_id:
+            self.log.info("No replication_conn_id: pg_basebackup connects as the source connection %s",
+                          self.source_conn_id)
         conninfo = conninfo_for(self.replication_conn_id or self.source_conn_id, dbname=self.source_dbname)
         return clone_local(conninfo, self.data_directory, port, self.bindir, timeout=self.timeout)

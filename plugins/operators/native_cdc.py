@@ -86,6 +86,9 @@ class CreateSubscriptionOperator(BaseOperator):
         else:
             LSN.parse(origin_lsn, field="origin_lsn")
         host, port = endpoint_override(self.target_host, self.target_port)
+        if not self.replication_conn_id:
+            self.log.info("No replication_conn_id: the subscription connects as the source connection %s",
+                          self.source_conn_id)
         source_conninfo = conninfo_for(self.replication_conn_id or self.source_conn_id, dbname=self.database)
         with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
             create_subscription(target, self.subscription, source_conninfo, self.publication, self.slot_name,
