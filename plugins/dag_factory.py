@@ -126,7 +126,7 @@ def _xcom(task_id: str, key: str) -> str:
 def _build_tasks(config: MigrationConfig) -> None:
     from operators.cutover import CutoverOperator, UnblockSourceWritesOperator
     from operators.cutover_gate import CheckGuardrailsOperator, CutoverGateOperator
-    from operators.preflight import PreflightOperator
+    from operators.preflight import ApplySourceChangesOperator, PreflightOperator
     from operators.replication_slot import CreateReplicationSlotOperator, DropCopiedSlotsOperator
     from operators.report import MigrationReportOperator, SourceSlotCleanupOperator
     from operators.target_prep import CreateControlSchemaOperator, DisableTargetTriggersOperator
@@ -155,9 +155,23 @@ def _build_tasks(config: MigrationConfig) -> None:
         task_id="preflight", source_conn_id=src, engine=config.cdc_engine,
         max_xact_age_s=config.max_transaction_age_seconds,
         allow_replica_identity_full=config.allow_replica_identity_full,
+        exclude_schemas=list(config.exclude_schemas), control_schema=config.control_schema,
+        logical_replication_set_later=aws and config.set_logical_replication,
     ).expand_kwargs(plan.map(preflight_kwargs))]
     if aws:
         checks.append(_aws_preflight(config, first_db))
+
+    # After proceed (a dry run never gets here): the source changes preflight reported it would make.
+    source_changes = [ApplySourceChangesOperator.partial(
+        task_id="apply_source_changes", source_conn_id=src, control_schema=config.control_schema,
+        allow_replica_identity_full=config.allow_replica_identity_full,
+    ).expand_kwargs(plan.map(apply_source_changes_kwargs))]
+    if aws and config.set_logical_replication:
+        from operators.aws_clone import AwsSetLogicalReplicationOperator
+
+        source_changes.insert(0, AwsSetLogicalReplicationOperator(
+            task_id="source_logical_replication_on", aws_conn_id=config.source.aws_conn_id,
+            db_type=_db_type(config), db_identifier=_source_identifier(config), enabled=True))
 
     @task.short_circuit(ignore_downstream_trigger_rules=True)
     def proceed(**context: Any) -> bool:
@@ -325,6 +339,7 @@ def _build_tasks(config: MigrationConfig) -> None:
     # Teardowns: they run however the run ends, and a reject or dry run does not skip them.
     cleanup = [SourceSlotCleanupOperator(
         task_id="cleanup", source_conn_id=src, plan=plan, cutover_task_id="cutover.switch_over",
+        control_schema=config.control_schema,
     ).as_teardown(setups=plan)]
     if aws:
         cleanup.append(_aws_cleanup(config, logical_off.output).as_teardown(setups=plan))
@@ -339,7 +354,7 @@ def _build_tasks(config: MigrationConfig) -> None:
         control_schema=config.control_schema,
     ).as_teardown(setups=plan)
 
-    chain(plan, checks, proceed(), source_ready, load_first)
+    chain(plan, checks, proceed(), *source_changes, source_ready, load_first)
     chain(clone_ready, capture, drop_slots)
     chain(after_drop, target_ready, *before_cdc, cdc_started, in_sync, gate)
     chain(switch, cleanup, report)
@@ -480,6 +495,11 @@ def _aws_cleanup(config: MigrationConfig, parameter_change: Any):
         if config.initial_load == "rds_snapshot" else None,
         parameter_change=parameter_change,
     )
+
+
+def apply_source_changes_kwargs(item: dict[str, Any]) -> dict[str, Any]:
+    """ApplySourceChangesOperator's mapped arguments from one per-database plan entry."""
+    return {"database": item["database"], "schemas": item["schemas"]}
 
 
 def preflight_kwargs(item: dict[str, Any]) -> dict[str, Any]:
