@@ -26,3 +26,8 @@ CREATE TABLE IF NOT EXISTS {schema}.validation_failures (
     state         text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'persistent', 'clean')),
     PRIMARY KEY (validation_id, table_schema, table_name, chunk_key)
 );
+-- Each validation belongs to one run: what that run compared, so a later run never inherits a clean pass.
+ALTER TABLE {schema}.validation_runs
+    ADD COLUMN IF NOT EXISTS run_id    text,
+    ADD COLUMN IF NOT EXISTS schemas   text[],
+    ADD COLUMN IF NOT EXISTS by_schema jsonb;

@@ -11,6 +11,10 @@ rechecked on later calls until it matches (clean) or has differed on ``max_reche
 highest key, where new rows land, is compared only up to the target's highest key there: rows the
 target does not have yet are lag (the CDC lag sensor's business), rows only the target has are not.
 
+Validation state belongs to one Airflow run (``validation_runs`` and ``validation_failures`` are keyed by
+the migration's validation id and the run id): every run makes its own full pass over the schemas it
+migrates, and its result says what that pass compared (tables and rows per schema).
+
 A recheck counts only a mismatch proven on a stable source: it reads the source (S1), the source's WAL
 position (L1), waits until CDC has applied past L1 (the slot's confirmed position, when ``slot_name``
 is given; otherwise a settle pause), then reads the target (T) and the source again (S2). The target
@@ -32,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from migration import sql as q
 from migration.config import check_names
@@ -377,19 +382,25 @@ def _estimated_rows(source_conn, table: dict[str, Any], chunks: list[Chunk], chu
     return source_conn.execute(query).fetchone()[0]
 
 
-def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_id, chunk_rows, max_rechecks):
-    target_conn.execute(q.compose("validation_run_start", schema=control_schema), {"validation_id": validation_id})
+def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_id, run_id, chunk_rows,
+               max_rechecks):
+    target_conn.execute(q.compose("validation_run_start", schema=control_schema),
+                        {"validation_id": validation_id, "run_id": run_id, "schemas": list(schemas)})
+    target_conn.execute(q.compose("validation_failures_reset", schema=control_schema), {"validation_id": validation_id})
     tables = list_tables(source_conn, schemas)
+    by_schema: dict[str, dict[str, int]] = {s: {"tables": 0, "rows": 0} for s in schemas}
     plan = [(t, chunk_bounds(source_conn, t["schema"], t["table"], t["keys"], chunk_rows)) for t in tables]
     total = sum(_estimated_rows(source_conn, t, chunks, chunk_rows) for t, chunks in plan) or 1
     rows = mismatched = chunks_done = 0
     next_report = 10.0
     for table, chunks in plan:
+        by_schema[table["schema"]]["tables"] += 1
         for chunk in chunks:
             matched, src, tgt = _compare(source_conn, target_conn, chunk)
             _record(target_conn, control_schema, validation_id, chunk, matched, src, tgt, max_rechecks)
             mismatched += not matched
             rows += src[0] if src else 0
+            by_schema[table["schema"]]["rows"] += src[0] if src else 0
             chunks_done += 1
             percent = min(100.0, 100.0 * rows / total)
             if percent >= next_report:
@@ -400,9 +411,21 @@ def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_
                  len(chunks))
     target_conn.execute(q.compose("validation_run_complete", schema=control_schema),
                         {"validation_id": validation_id, "tables": len(plan), "chunks": chunks_done,
-                         "rows_compared": rows})
+                         "rows_compared": rows, "by_schema": Jsonb(by_schema)})
     log.info("Validation %s: 100%% of rows compared (%d rows in %d tables, %d chunks, %d mismatched)",
              validation_id, rows, len(plan), chunks_done, mismatched)
+
+
+def run_key(validation_id: str, run_id: str) -> str:
+    """The key of one run's validation state: the migration's validation id and the Airflow run id."""
+    return f"{validation_id}@{run_id}"
+
+
+def _run_record(target_conn, control_schema: str, validation_id: str) -> dict[str, Any] | None:
+    with target_conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(q.compose("validation_run_get", schema=control_schema),
+                          {"validation_id": validation_id}).fetchone()
+    return dict(row) if row else None
 
 
 def _open_failures(target_conn, control_schema: str, validation_id: str) -> list[dict[str, Any]]:
@@ -425,18 +448,22 @@ def _number(value: Any, field: str, *, whole: bool = False, minimum: float = 0) 
 
 
 def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connection, *, schemas: Sequence[str],
-                   control_schema: str, validation_id: str, chunk_rows: int = 10000, max_rechecks: int = 3,
-                   slot_name: str | None = None, cdc_wait_s: float = 15.0, settle_s: float = 1.0,
-                   recheck_attempts: int = 20, recheck_budget_s: float = 5.0) -> dict[str, Any]:
+                   control_schema: str, validation_id: str, run_id: str, chunk_rows: int = 10000,
+                   max_rechecks: int = 3, slot_name: str | None = None, cdc_wait_s: float = 15.0,
+                   settle_s: float = 1.0, recheck_attempts: int = 20, recheck_budget_s: float = 5.0) -> dict[str, Any]:
     """One validation step; call it again (a sensor poke) until it says clean.
 
-    The first call compares every chunk of every table in ``schemas``; later calls recheck only the
-    chunks that differed. A recheck counts only a mismatch proven on a stable source after CDC has
+    Validation state belongs to one run: it is kept under ``validation_id`` (the migration's) together
+    with ``run_id`` (the Airflow run's), so a later run never inherits an earlier run's clean pass. The
+    first call of a run compares every chunk of every table in ``schemas`` (again, when the run's
+    recorded pass covered other schemas); later calls of the same run recheck only the chunks that
+    differed. A recheck counts only a mismatch proven on a stable source after CDC has
     applied past the source's WAL position (``slot_name``: the source slot the subscription uses,
     waited on for at most ``cdc_wait_s``; without it a ``settle_s`` pause). A chunk whose source keeps
     changing is tried up to ``recheck_attempts`` times within ``recheck_budget_s`` seconds, then left
     undetermined (``in_flux``) for the next call. Returns ``{tables, rows_compared, chunks,
-    mismatched_chunks, persistent, in_flux, pass_complete, clean, failures}``; raises ValidationError
+    mismatched_chunks, persistent, in_flux, pass_complete, clean, failures, run_id, schemas, by_schema,
+    compared_at}`` (what this run's full pass compared, per schema: ``{tables, rows}``); raises ValidationError
     when rechecks prove a mismatch persistent. Both connections keep the pinned print settings
     (TimeZone UTC, DateStyle ISO, search_path pg_catalog, ...) for the rest of their session.
     """
@@ -444,6 +471,10 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     control_schema = check_names([control_schema], "validation", "control_schema")[0]
     if not isinstance(validation_id, str) or not validation_id:
         raise ValueError("validation: validation_id: a non-empty id derived from the migration and database is required")
+    if not isinstance(run_id, str) or not run_id.strip() or "{{" in run_id:
+        raise ValueError(f"validation: run_id: the Airflow run's id is required (validation state belongs to a run), "
+                         f"got {run_id!r}")
+    migration_validation_id, validation_id = validation_id, run_key(validation_id, run_id)
     for field, value in (("chunk_rows", chunk_rows), ("max_rechecks", max_rechecks),
                          ("recheck_attempts", recheck_attempts)):
         _number(value, field, whole=True, minimum=1)
@@ -460,12 +491,11 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     prepare_session(target_conn)
     ensure_control_tables(target_conn, control_schema)
 
-    run = target_conn.execute(q.compose("validation_run_get", schema=control_schema),
-                              {"validation_id": validation_id}).fetchone()
+    run = _run_record(target_conn, control_schema, validation_id)
     in_flux = 0
-    if not run or not run[3]:
+    if not run or not run["complete"] or sorted(run["schemas"] or []) != sorted(schemas):
         _full_pass(source_conn, target_conn, schemas=schemas, control_schema=control_schema,
-                   validation_id=validation_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks)
+                   validation_id=validation_id, run_id=run_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks)
     else:
         cdc_behind = False
         for row in _open_failures(target_conn, control_schema, validation_id):
@@ -491,37 +521,39 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
             log.info("Validation %s: recheck of %s: %s after %d attempt(s)%s", validation_id, chunk.describe(), state,
                      outcome.attempts, keys)
 
-    tables, chunks, rows, _ = target_conn.execute(q.compose("validation_run_get", schema=control_schema),
-                                                  {"validation_id": validation_id}).fetchone()
+    run = _run_record(target_conn, control_schema, validation_id)
     failures = _open_failures(target_conn, control_schema, validation_id)
     persistent = [f for f in failures if f["state"] == "persistent"]
     result = {
-        "tables": tables, "rows_compared": rows, "chunks": chunks, "mismatched_chunks": len(failures),
-        "persistent": len(persistent), "in_flux": in_flux, "pass_complete": True, "clean": not failures,
-        "failures": [_chunk_of(f).describe() for f in failures[:20]],
+        "tables": run["tables"], "rows_compared": run["rows_compared"], "chunks": run["chunks"],
+        "mismatched_chunks": len(failures), "persistent": len(persistent), "in_flux": in_flux, "pass_complete": True,
+        "clean": not failures, "failures": [_chunk_of(f).describe() for f in failures[:20]],
+        "validation_id": migration_validation_id, "run_id": run_id, "schemas": list(run["schemas"] or schemas),
+        "by_schema": run["by_schema"] or {}, "compared_at": run["compared_at"],
     }
     if persistent:
         ranges = "; ".join(_chunk_of(f).describe() for f in persistent[:20])
         more = f" and {len(persistent) - 20} more" if len(persistent) > 20 else ""
         raise ValidationError(
-            f"validation {validation_id}: {len(persistent)} chunk(s) still differ after {max_rechecks} rechecks: "
+            f"validation {migration_validation_id} (run {run_id}): {len(persistent)} chunk(s) still differ after {max_rechecks} rechecks: "
             f"{ranges}{more}. Compare those key ranges on source and target; details are in "
             f"{control_schema}.validation_failures on the target. Rerun the task after fixing the data.")
     return result
 
 
 def check_validation(*, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
-                     control_schema: str, validation_id: str, chunk_rows: int = 10000, max_rechecks: int = 3,
-                     slot_name: str | None = None, cdc_wait_s: float = 15.0,
+                     control_schema: str, validation_id: str, run_id: str, chunk_rows: int = 10000,
+                     max_rechecks: int = 3, slot_name: str | None = None, cdc_wait_s: float = 15.0,
                      source_host: str | None = None, source_port: int | None = None,
                      target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """Sensor check: (clean, {tables, rows_compared, mismatched_chunks, persistent, in_flux, ...}) for one database."""
+    """Sensor check: (clean, {tables, rows_compared, mismatched_chunks, persistent, in_flux, run_id, ...}) for one
+    database, for the Airflow run ``run_id``."""
     from hooks.postgres import connect  # Airflow is imported only where a check actually runs
 
     with connect(source_conn_id, dbname=database, host=source_host, port=source_port) as source, \
             connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
         result = run_validation(source, target, schemas=schemas, control_schema=control_schema,
-                                validation_id=validation_id, chunk_rows=chunk_rows, max_rechecks=max_rechecks,
-                                slot_name=slot_name, cdc_wait_s=cdc_wait_s)
+                                validation_id=validation_id, run_id=run_id, chunk_rows=chunk_rows,
+                                max_rechecks=max_rechecks, slot_name=slot_name, cdc_wait_s=cdc_wait_s)
     result["database"] = database
     return result["clean"], result

@@ -17,18 +17,20 @@ class ValidationCleanSensor(DeferrablePollSensor):
     Done when every chunk matches; fails, naming tables and key ranges, when a chunk still differs
     after ``max_rechecks`` rechecks, each proven on a stable source once CDC has applied past it
     (``slot_name``: the source slot the subscription uses; without it a short settle pause stands in).
+    Validation state belongs to the Airflow run: ``run_id`` (templated, ``{{ run_id }}`` by default)
+    keys it together with ``validation_id``, so each run compares everything itself.
     Returns ``{tables, rows_compared, chunks, mismatched_chunks, persistent, in_flux, clean, failures,
-    database}``.
+    run_id, schemas, by_schema, compared_at, database}``.
     """
 
     check_path = "migration.validation:check_validation"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "schemas", "validation_id",
-                                      "slot_name", "target_host", "target_port")
+                                      "run_id", "slot_name", "target_host", "target_port")
 
     def __init__(self, *, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
                  validation_id: str, control_schema: str = "migration_control", chunk_rows: int = 10000,
                  max_rechecks: int = 3, slot_name: str | None = None, target_host: str | None = None,
-                 target_port: int | str | None = None, **kwargs: Any):
+                 target_port: int | str | None = None, run_id: str = "{{ run_id }}", **kwargs: Any):
         kwargs.setdefault("poll_interval", 15.0)
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
@@ -36,6 +38,7 @@ class ValidationCleanSensor(DeferrablePollSensor):
         self.database = database
         self.schemas = schemas
         self.validation_id = validation_id
+        self.run_id = run_id
         self.control_schema = control_schema
         self.chunk_rows = chunk_rows
         self.max_rechecks = max_rechecks
@@ -47,6 +50,16 @@ class ValidationCleanSensor(DeferrablePollSensor):
         host, port = endpoint_override(self.target_host, self.target_port)
         return {"source_conn_id": self.source_conn_id, "target_conn_id": self.target_conn_id,
                 "database": self.database, "schemas": list(self.schemas), "control_schema": self.control_schema,
-                "validation_id": self.validation_id, "chunk_rows": int(self.chunk_rows),
-                "max_rechecks": int(self.max_rechecks), "slot_name": self.slot_name or None,
+                "validation_id": self.validation_id, "run_id": self._run_id(context),
+                "chunk_rows": int(self.chunk_rows), "max_rechecks": int(self.max_rechecks), "slot_name": self.slot_name or None,
                 "target_host": host, "target_port": port}
+
+    def _run_id(self, context: Context) -> str:
+        # Rendered by Airflow before execute; a sensor run outside a DAG run has no run id to key by.
+        run_id = self.run_id
+        if not isinstance(run_id, str) or not run_id or "{{" in run_id:
+            run_id = context.get("run_id") if context else None
+        if not run_id:
+            raise ValueError(f"{self.task_id}: run_id: the Airflow run id is required (validation state belongs "
+                             f"to a run); got {self.run_id!r}")
+        return run_id

@@ -366,3 +366,71 @@ def test_operators_and_lag_sensor(pg_servers, monkeypatch):
     drop = DropSubscriptionOperator(task_id="drop_subscription", target_conn_id="op_target", database="postgres",
                                     subscription="op_sub", target_host="127.0.0.1", target_port=clone.port)
     assert drop.execute({}) is True and drop.execute({}) is False
+
+
+DRIFT_SCHEMA = "Shop Floor"
+
+
+@pytest.mark.safety
+def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers, monkeypatch):
+    """ADD COLUMN on the source after the clone stops the apply worker: the lag check says so, not only the
+    target server's log, and names the drift (issue 8, scenario 9)."""
+    source = pg_servers.new("applysrc")
+    with connect(source) as src:
+        src.execute(f'CREATE SCHEMA "{DRIFT_SCHEMA}"')
+        src.execute(f'CREATE TABLE "{DRIFT_SCHEMA}".items (id int PRIMARY KEY, name text)')
+        src.execute(f"INSERT INTO \"{DRIFT_SCHEMA}\".items SELECT g, 'i' || g FROM generate_series(1, 5) g")
+        create_publication(src, "pub", [DRIFT_SCHEMA])
+        src.execute("SELECT pg_create_logical_replication_slot('slot', 'pgoutput')")
+    clone = pg_servers.clone(source)
+    with connect(clone) as tgt:
+        create_subscription(tgt, "sub", source.conninfo(), "pub", "slot")
+        advance_origin(tgt, "sub", find_redo_done(clone.log_text()))
+    monkeypatch.setenv("AIRFLOW_CONN_APPLY_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
+    monkeypatch.setenv("AIRFLOW_CONN_APPLY_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
+    lag_args = {"source_conn_id": "apply_src", "target_conn_id": "apply_tgt", "database": "postgres",
+                "slot_name": "slot", "subscription": "sub", "max_lag_bytes": 0, "max_apply_age_s": 60,
+                "schemas": [DRIFT_SCHEMA]}
+
+    with connect(source) as src:
+        src.execute(f'ALTER TABLE "{DRIFT_SCHEMA}".items ADD COLUMN price numeric')
+        src.execute(f"INSERT INTO \"{DRIFT_SCHEMA}\".items VALUES (6, 'i6', 9.5)")
+    with connect(clone) as tgt:
+        wait_for(lambda: tgt.execute("SELECT apply_error_count FROM pg_stat_subscription_stats "
+                                     "WHERE subname = 'sub'").fetchone()[0] > 0, 60, "the apply worker to fail")
+
+    # The check as it was called before drift existed (no schemas): it names the failing apply worker.
+    done, payload = check_lag(**{k: v for k, v in lag_args.items() if k != "schemas"})
+    assert not done and "schema_drift" not in payload
+    assert payload["problem"].startswith("subscription sub: the apply worker keeps failing (apply_error_count ")
+    assert "check the target server's log" in payload["problem"]
+
+    # With the migrated schemas it also names the drift behind it.
+    done, payload = check_lag(**lag_args)
+    assert not done
+    problem = payload["problem"]
+    assert "the apply worker keeps failing (apply_error_count" in problem
+    assert "check the target server's log" in problem and "schema drift" in problem
+    assert 'column "Shop Floor".items.price: only on the source (numeric null)' in problem
+    assert payload["schema_drift"] == ['column "Shop Floor".items.price: only on the source (numeric null)']
+    assert list(payload)[0] == "problem"
+
+    # The lag sensor's timeout says what is wrong first.
+    from airflow.sdk.exceptions import AirflowException
+
+    from sensors.cdc_lag import CdcLagSensor
+
+    sensor = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id="apply_src", target_conn_id="apply_tgt",
+                          database="postgres", slot_name="slot", subscription="sub", max_lag_bytes=0,
+                          schemas=[DRIFT_SCHEMA])
+    assert sensor.check_kwargs({})["schemas"] == [DRIFT_SCHEMA]
+    with pytest.raises(AirflowException, match=r"wait_cdc_lag: subscription sub: the apply worker keeps failing"):
+        sensor.execute_complete({}, {"status": "timeout", "payload": payload, "message": "not done after 1 s"})
+
+    # Fixing the target lets CDC resume: the row arrives and the problem goes away.
+    with connect(clone) as tgt:
+        tgt.execute(f'ALTER TABLE "{DRIFT_SCHEMA}".items ADD COLUMN price numeric')
+        wait_for(lambda: tgt.execute(f'SELECT price FROM "{DRIFT_SCHEMA}".items WHERE id = 6').fetchone(), 60,
+                 "the row written after the ADD COLUMN")
+    done, payload = check_lag(**{**lag_args, "max_lag_bytes": 1 << 30})
+    assert done and "problem" not in payload

@@ -5,7 +5,8 @@ source with the kinds of objects that matter for the data, clone it, and check t
 - identical sides show no drift;
 - ADD COLUMN, CREATE TABLE, ALTER TYPE ... ADD VALUE and ALTER COLUMN ... TYPE on the source are each
   named, and the gate shows them while the guardrail re-check refuses the cutover until they are resolved;
-- the native engine's lag check names the failing apply worker and the drift behind it.
+- (tests/integration/test_native_cdc.py) the native engine's lag check names the failing apply worker and
+  the drift behind it.
 
 Nothing is stood in: the Airflow connections come from AIRFLOW_CONN_* variables as Airflow resolves them,
 and the operators are called the way the DAG's tasks call them.
@@ -20,8 +21,6 @@ import pytest
 
 from migration import naming
 from migration.drift import SchemaDriftError, catalog, check_no_drift, schema_drift
-from migration.lsn import find_redo_done
-from migration.native_cdc import advance_origin, check_lag, create_publication, create_subscription
 
 pytestmark = [pytest.mark.integration]
 
@@ -172,63 +171,3 @@ def test_drift_inputs_are_checked(pair):
             schema_drift(src, tgt, [])
         with pytest.raises(ValueError, match="schemas"):
             schema_drift(src, tgt, ["x" * 64])
-
-
-@pytest.mark.safety
-def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers_fn, monkeypatch):
-    source = pg_servers_fn.new("applysrc")
-    with connect(source) as src:
-        src.execute(f'CREATE SCHEMA "{SCHEMA}"')
-        src.execute(f'CREATE TABLE "{SCHEMA}".items (id int PRIMARY KEY, name text)')
-        src.execute(f"INSERT INTO \"{SCHEMA}\".items SELECT g, 'i' || g FROM generate_series(1, 5) g")
-        create_publication(src, "pub", [SCHEMA])
-        src.execute("SELECT pg_create_logical_replication_slot('slot', 'pgoutput')")
-    clone = pg_servers_fn.clone(source)
-    with connect(clone) as tgt:
-        create_subscription(tgt, "sub", source.conninfo(), "pub", "slot")
-        advance_origin(tgt, "sub", find_redo_done(clone.log_text()))
-    monkeypatch.setenv("AIRFLOW_CONN_APPLY_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
-    monkeypatch.setenv("AIRFLOW_CONN_APPLY_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
-    lag_args = {"source_conn_id": "apply_src", "target_conn_id": "apply_tgt", "database": "postgres",
-                "slot_name": "slot", "subscription": "sub", "max_lag_bytes": 0, "max_apply_age_s": 60,
-                "schemas": [SCHEMA]}
-
-    with connect(source) as src:
-        src.execute(f'ALTER TABLE "{SCHEMA}".items ADD COLUMN price numeric')
-        src.execute(f"INSERT INTO \"{SCHEMA}\".items VALUES (6, 'i6', 9.5)")
-    with connect(clone) as tgt:
-        wait_for(lambda: tgt.execute("SELECT apply_error_count FROM pg_stat_subscription_stats "
-                                     "WHERE subname = 'sub'").fetchone()[0] > 0, 60, "the apply worker to fail")
-
-    done, payload = check_lag(**lag_args)
-    assert not done
-    problem = payload["problem"]
-    assert "the apply worker keeps failing (apply_error_count" in problem
-    assert "check the target server's log" in problem and "schema drift" in problem
-    assert 'column "Shop Floor".items.price: only on the source (numeric null)' in problem
-    assert payload["schema_drift"] == ['column "Shop Floor".items.price: only on the source (numeric null)']
-    assert list(payload)[0] == "problem"
-
-    # The same check without schemas still names the failing worker.
-    done, payload = check_lag(**{**lag_args, "schemas": None})
-    assert not done and "apply_error_count" in payload["problem"] and "schema_drift" not in payload
-
-    # The lag sensor's timeout says what is wrong first.
-    from airflow.sdk.exceptions import AirflowException
-
-    from sensors.cdc_lag import CdcLagSensor
-
-    sensor = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id="apply_src", target_conn_id="apply_tgt",
-                          database="postgres", slot_name="slot", subscription="sub", max_lag_bytes=0,
-                          schemas=[SCHEMA])
-    assert sensor.check_kwargs({})["schemas"] == [SCHEMA]
-    with pytest.raises(AirflowException, match=r"wait_cdc_lag: subscription sub: the apply worker keeps failing"):
-        sensor.execute_complete({}, {"status": "timeout", "payload": payload, "message": "not done after 1 s"})
-
-    # Fixing the target lets CDC resume: the row arrives and the problem goes away.
-    with connect(clone) as tgt:
-        tgt.execute(f'ALTER TABLE "{SCHEMA}".items ADD COLUMN price numeric')
-        wait_for(lambda: tgt.execute(f'SELECT price FROM "{SCHEMA}".items WHERE id = 6').fetchone(), 60,
-                 "the row written after the ADD COLUMN")
-    done, payload = check_lag(**{**lag_args, "max_lag_bytes": 1 << 30})
-    assert done and "problem" not in payload

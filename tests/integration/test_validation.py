@@ -16,7 +16,7 @@ import pytest
 
 from migration.lsn import LSN, find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription, measure_lag
-from migration.validation import ValidationError, check_validation, run_validation
+from migration.validation import ValidationError, check_validation, run_key, run_validation
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,7 @@ COUNTS = '"Hot Spot".counts'
 TALLY = '"Hot Spot".tally'
 STABLE = '"Hot Spot".stable'
 UNPUBLISHED = "Not Published"
+RUN = "manual__2026-01-01T00:00:00+00:00"
 TICKER = '"Not Published".ticker'
 
 
@@ -114,8 +115,8 @@ def test_clean_while_cdc_applies_concurrent_writes(pair, caplog):
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     with connect(source) as src, connect(clone) as tgt, caplog.at_level(logging.INFO, logger="migration.validation"):
-        first = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="clean run",
-                               chunk_rows=50)
+        first = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN,
+                               validation_id="clean run", chunk_rows=50)
         stop.set()
         writer.join(10)
         caught_up(source, clone)
@@ -123,8 +124,8 @@ def test_clean_while_cdc_applies_concurrent_writes(pair, caplog):
         for _ in range(10):
             if result["clean"]:
                 break
-            result = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="clean run",
-                                    chunk_rows=50, max_rechecks=10)
+            result = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN,
+                                    validation_id="clean run", chunk_rows=50, max_rechecks=10)
         assert result["clean"], result
         assert result["tables"] == 3 and result["rows_compared"] >= 620 and result["chunks"] > 10
         assert result["mismatched_chunks"] == 0 and result["persistent"] == 0
@@ -154,7 +155,7 @@ def test_clean_while_inserts_keep_arriving(pair):
             result = None
             for _ in range(15):
                 result = run_validation(src, tgt, schemas=[f"{SCHEMA}"], control_schema=CONTROL,
-                                        validation_id="under load", chunk_rows=100, max_rechecks=20)
+                                        run_id=RUN, validation_id="under load", chunk_rows=100, max_rechecks=20)
                 if result["clean"]:
                     break
                 time.sleep(0.3)
@@ -175,14 +176,14 @@ def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
         tgt.execute(f"INSERT INTO {WEIRD} (\"Key Col\", \"k 2\") VALUES (%s, 'extra')", (top + 1,))
         tgt.execute(f"UPDATE {NO_KEY} SET y = 'planted' WHERE x = 7")
 
-        found = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+        found = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                                chunk_rows=50, max_rechecks=2)
         assert not found["clean"] and found["mismatched_chunks"] == 3 and found["persistent"] == 0
-        again = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+        again = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                                chunk_rows=50, max_rechecks=2)
         assert again["mismatched_chunks"] == 3 and again["persistent"] == 0
         with pytest.raises(ValidationError) as raised:
-            run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                            chunk_rows=50, max_rechecks=2)
         message = str(raised.value)
         assert "3 chunk(s) still differ after 2 rechecks" in message
@@ -190,7 +191,7 @@ def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
         assert ".. end]" in message
         assert '"Mixed Case"."no key" (whole table, no primary key)' in message
         rows = tgt.execute(f'SELECT table_name, state, rechecks, source_digest <> target_digest FROM "{CONTROL}".validation_failures '
-                           "WHERE validation_id = 'planted' ORDER BY 1, chunk_key").fetchall()
+                           "WHERE validation_id = %s ORDER BY 1, chunk_key", (run_key("planted", RUN),)).fetchall()
         assert [r[1:] for r in rows] == [("persistent", 2, True)] * 3
 
         # Fixed data turns the failures clean on the next call (a rerun of the sensor).
@@ -199,14 +200,14 @@ def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
                     (src.execute(f'SELECT amount FROM {WEIRD} WHERE "Key Col" = 250').fetchone()[0],))
         src_y = src.execute(f"SELECT y FROM {NO_KEY} WHERE x = 7").fetchone()[0]
         tgt.execute(f"UPDATE {NO_KEY} SET y = %s WHERE x = 7", (src_y,))
-        fixed = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+        fixed = run_validation(src, tgt, schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                                chunk_rows=50, max_rechecks=2)
         assert fixed["clean"], fixed
 
     monkeypatch.setenv("AIRFLOW_CONN_VAL_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
     monkeypatch.setenv("AIRFLOW_CONN_VAL_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
     done, payload = check_validation(source_conn_id="val_src", target_conn_id="val_tgt", database="postgres",
-                                     schemas=[SCHEMA], control_schema=CONTROL, validation_id="planted",
+                                     schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                                      chunk_rows=50, max_rechecks=2)
     assert done and payload["mismatched_chunks"] == 0 and payload["rows_compared"] > 0
     assert set(payload) >= {"tables", "rows_compared", "mismatched_chunks", "persistent"}
@@ -216,15 +217,20 @@ def test_bad_input_creates_nothing(pair):
     source, clone = pair
     with connect(source) as src, connect(clone) as tgt:
         with pytest.raises(ValueError, match="chunk_rows"):
-            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", validation_id="x", chunk_rows=0)
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", run_id=RUN, validation_id="x",
+                           chunk_rows=0)
         with pytest.raises(ValueError, match="schemas"):
-            run_validation(src, tgt, schemas=[], control_schema="nothing here", validation_id="x")
+            run_validation(src, tgt, schemas=[], control_schema="nothing here", run_id=RUN, validation_id="x")
         with pytest.raises(ValueError, match="slot_name: slot 'no such slot' does not exist"):
-            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", validation_id="x",
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", run_id=RUN, validation_id="x",
                            slot_name="no such slot")
         with pytest.raises(ValueError, match="cdc_wait_s"):
-            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", validation_id="x",
+            run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", run_id=RUN, validation_id="x",
                            cdc_wait_s=-1)
+        for run_id in ("", "{{ run_id }}", None):
+            with pytest.raises(ValueError, match="run_id"):
+                run_validation(src, tgt, schemas=[SCHEMA], control_schema="nothing here", run_id=run_id,
+                               validation_id="x")
         assert tgt.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'nothing here'").fetchone()[0] == 0
 
 
@@ -242,7 +248,7 @@ def test_sensor_runs_the_check_and_defers_while_rechecks_are_due(pair, monkeypat
         return ValidationCleanSensor(task_id="wait_validation", source_conn_id="val_src", target_conn_id="val_tgt",
                                      database="postgres", schemas=[SCHEMA], validation_id=validation_id,
                                      control_schema=CONTROL, chunk_rows=100, max_rechecks=2, slot_name="slot",
-                                     target_host="127.0.0.1", target_port=str(clone.port))
+                                     target_host="127.0.0.1", target_port=str(clone.port), run_id=RUN)
 
     payload = sensor("sensor clean").execute({})
     assert payload["clean"] and payload["tables"] == 3
@@ -254,7 +260,7 @@ def test_sensor_runs_the_check_and_defers_while_rechecks_are_due(pair, monkeypat
     _, kwargs = deferred.value.trigger.serialize()
     assert kwargs["check"] == "migration.validation:check_validation"
     assert kwargs["kwargs"]["target_port"] == clone.port and kwargs["kwargs"]["validation_id"] == "sensor planted"
-    assert kwargs["kwargs"]["slot_name"] == "slot"
+    assert kwargs["kwargs"]["slot_name"] == "slot" and kwargs["kwargs"]["run_id"] == RUN
     with connect(source) as src, connect(clone) as tgt:
         doc = src.execute(f'SELECT doc FROM {WEIRD} WHERE "Key Col" = 3').fetchone()[0]
         tgt.execute(f'UPDATE {WEIRD} SET doc = %s WHERE "Key Col" = 3', (psycopg.types.json.Jsonb(doc),))
@@ -303,14 +309,14 @@ class HotWriter:
 
 def failure_rows(tgt, validation_id: str) -> dict[str, tuple[str, int]]:
     rows = tgt.execute(f'SELECT table_name, state, rechecks FROM "{CONTROL}".validation_failures '
-                       "WHERE validation_id = %s", (validation_id,)).fetchall()
+                       "WHERE validation_id = %s", (run_key(validation_id, RUN),)).fetchall()
     return {name: (state, rechecks) for name, state, rechecks in rows}
 
 
 def test_chunks_a_writer_keeps_changing_settle_clean_and_are_never_persistent(pair, caplog):
     source, clone = pair
     caught_up(source, clone)
-    kwargs = {"schemas": [HOT], "control_schema": CONTROL, "chunk_rows": 1000, "max_rechecks": 2,
+    kwargs = {"run_id": RUN, "schemas": [HOT], "control_schema": CONTROL, "chunk_rows": 1000, "max_rechecks": 2,
               "slot_name": "slot"}
     with HotWriter(source) as writer, connect(source) as src, connect(clone) as tgt, \
             caplog.at_level(logging.INFO, logger="migration.validation"):
@@ -339,7 +345,7 @@ def test_chunks_a_writer_keeps_changing_settle_clean_and_are_never_persistent(pa
 def test_a_real_mismatch_next_to_a_hot_chunk_still_turns_persistent(pair, caplog):
     source, clone = pair
     caught_up(source, clone)
-    kwargs = {"schemas": [HOT], "control_schema": CONTROL, "chunk_rows": 100, "max_rechecks": 2,
+    kwargs = {"run_id": RUN, "schemas": [HOT], "control_schema": CONTROL, "chunk_rows": 100, "max_rechecks": 2,
               "slot_name": "slot"}
     with connect(source) as src, connect(clone) as tgt:
         tgt.execute(f"UPDATE {STABLE} SET v = 'planted' WHERE id = 150")
@@ -352,7 +358,7 @@ def test_a_real_mismatch_next_to_a_hot_chunk_still_turns_persistent(pair, caplog
                 with pytest.raises(ValidationError) as raised:
                     run_validation(src, tgt, validation_id="hot planted", **kwargs)
             message = str(raised.value)
-            assert message.startswith("validation hot planted: 1 chunk(s) still differ after 2 rechecks: "
+            assert message.startswith(f"validation hot planted (run {RUN}): 1 chunk(s) still differ after 2 rechecks: "
                                       '"Hot Spot"."stable" keys (id) in ((100) .. (200)]'), message
             rows = failure_rows(tgt, "hot planted")
             assert rows["stable"] == ("persistent", 2)
@@ -368,8 +374,8 @@ def test_a_chunk_in_flux_is_not_counted_and_a_stable_difference_is(pair, caplog)
     recheck can tell lag from loss, so none counts (even with max_rechecks 1); once it holds still, one does."""
     source, clone = pair
     caught_up(source, clone)
-    kwargs = {"schemas": [UNPUBLISHED], "control_schema": CONTROL, "max_rechecks": 1, "slot_name": "slot",
-              "recheck_attempts": 3}
+    kwargs = {"run_id": RUN, "schemas": [UNPUBLISHED], "control_schema": CONTROL, "max_rechecks": 1,
+              "slot_name": "slot", "recheck_attempts": 3}
     with connect(source) as src, connect(clone) as tgt:
         with HotWriter(source, pause=0, ticker=True) as writer, \
                 caplog.at_level(logging.INFO, logger="migration.validation"):

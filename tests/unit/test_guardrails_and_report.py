@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+import pytest
+
 from migration import guardrails
 from migration.report import render_markdown, write_report
 
@@ -34,6 +36,39 @@ def test_gate_summary_lists_lag_validation_and_steps():
                               steps=["block writes", "open the target"], now=NOW)
     assert "`app`: 12 bytes" in body and "99 rows compared" in body
     assert "1. block writes" in body and "2. open the target" in body and "all clear" in body
+
+
+@pytest.mark.safety
+def test_gate_refuses_a_validation_result_of_another_run_and_shows_what_this_run_compared():
+    rails = guardrails.Guardrails(max_lag_bytes=1000)
+    clean_elsewhere = {"clean": True, "mismatched_chunks": 0, "failures": [], "tables": 1, "rows_compared": 10,
+                       "run_id": "manual__earlier"}
+    found = guardrails.problems(rails, lag_bytes={"app": 0}, validation={"app": clean_elsewhere}, now=NOW,
+                                run_id="manual__now")
+    assert found == ["database app: the validation result is from run manual__earlier, not this run "
+                     "(manual__now); validate again in this run"]
+    this_run = {**clean_elsewhere, "run_id": "manual__now", "tables": 2, "rows_compared": 1500,
+                "by_schema": {"app": {"tables": 1, "rows": 1000}, "extra": {"tables": 1, "rows": 500}}}
+    assert guardrails.problems(rails, lag_bytes={"app": 0}, validation={"app": this_run}, now=NOW,
+                               run_id="manual__now") == []
+    body = guardrails.summary(rails, lag_bytes={"app": 0}, validation={"app": this_run}, steps=[], now=NOW,
+                              run_id="manual__now")
+    assert ("`app`: 2 tables, 1500 rows compared (`app`: 1 tables, 1000 rows; `extra`: 1 tables, 500 rows) "
+            "in run `manual__now`, 0 mismatched chunks") in body
+
+
+@pytest.mark.safety
+def test_schema_drift_refuses_the_cutover_and_the_gate_names_each_object():
+    drift = {"app": ['column "s"."t".note: only on the source (text null)'], "ok": []}
+    found = guardrails.problems(guardrails.Guardrails(1000), lag_bytes={"app": 0, "ok": 0},
+                                validation={"app": {"mismatched_chunks": 0}, "ok": {"mismatched_chunks": 0}},
+                                now=NOW, drift=drift)
+    assert len(found) == 1 and found[0].startswith("database app: schema drift between source and target in 1 object")
+    assert 'column "s"."t".note: only on the source (text null)' in found[0]
+    body = guardrails.summary(guardrails.Guardrails(1000), lag_bytes={"app": 0}, validation={}, steps=[], now=NOW,
+                              drift=drift)
+    assert "- `app`: 1 object(s) differ" in body and "- `ok`: none" in body
+    assert '  - column "s"."t".note: only on the source (text null)' in body and "all clear" not in body
 
 
 def test_report_renders_timeline_validation_and_chart(tmp_path):
