@@ -288,7 +288,7 @@ def _build_tasks(config: MigrationConfig) -> None:
                                max_lag_bytes=config.cutover.max_lag_bytes,
                                max_apply_age_seconds=config.cutover.max_apply_age_seconds,
                                control_schema=config.control_schema, target_host=t_host, target_port=t_port,
-                               poll_interval=2)
+                               schemas=schemas, poll_interval=2)
             clean = ValidationCleanSensor(task_id="wait_validation_clean", source_conn_id=src, target_conn_id=tgt,
                                           database=database, schemas=schemas, validation_id=config.migration_id,
                                           control_schema=config.control_schema,
@@ -304,15 +304,17 @@ def _build_tasks(config: MigrationConfig) -> None:
     with _cutover_group():
         window = {"not_before": "{{ ti.xcom_pull(task_ids='validate_run', key='cutover_not_before') or '' }}",
                   "not_after": "{{ ti.xcom_pull(task_ids='validate_run', key='cutover_not_after') or '' }}"}
+        # Schema drift between source and target is shown at the gate and refused by the re-check.
+        drift_check = {"target_conn_id": tgt, "schemas": plan["schemas"], "target_host": t_host, "target_port": t_port}
         gate = CutoverGateOperator(
             task_id="approve_cutover", migration_id=config.migration_id, source_conn_id=src, databases=databases,
             validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, steps=CUTOVER_STEPS,
             auto=config.cutover.approval == "auto",
-            response_timeout=timedelta(hours=config.cutover.approval_timeout_hours), **window,
+            response_timeout=timedelta(hours=config.cutover.approval_timeout_hours), **window, **drift_check,
         )
         guard = CheckGuardrailsOperator(
             task_id="check_guardrails", migration_id=config.migration_id, source_conn_id=src, databases=databases,
-            validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, **window,
+            validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, **window, **drift_check,
         )
         switch = CutoverOperator(
             task_id="switch_over", migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
