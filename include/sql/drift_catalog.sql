@@ -1,6 +1,6 @@
 -- The migrated schemas' catalog as it matters for the data: one row per object (kind, name, detail) and a
 -- digest of them all, so source and target compare by digest and, when they differ, object by object.
--- Run with search_path = pg_catalog so every name in a definition prints schema-qualified on both sides.
+-- Run with search_path = pg_catalog (set locally) so every name in a definition prints schema-qualified on both sides.
 -- With %(detail)s false only the digest row comes back. Left out on purpose: sequence values (set at the
 -- cutover), whether triggers are enabled (disabled on the target while CDC runs), owners and privileges.
 WITH objects (kind, name, detail) AS (

@@ -1,2 +1,2 @@
--- Set the session's search_path (pg_catalog for the drift check, then back as it was).
-SELECT set_config('search_path', %(search_path)s, false)
+-- The search_path for the rest of the drift check's own transaction (rolled back at its end).
+SELECT set_config('search_path', %(search_path)s, true)

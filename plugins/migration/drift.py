@@ -42,16 +42,12 @@ def catalog(conn: psycopg.Connection, schemas: Sequence[str], *,
             detail: bool = True) -> tuple[str, dict[tuple[str, str], str]]:
     """(digest, {(kind, name): definition}) of the migrated schemas on one server; no objects with ``detail=False``.
 
-    The session's search_path is pg_catalog while the statement runs (so names print qualified alike
-    on both servers) and is put back as it was afterwards.
+    Runs in a transaction of its own (a savepoint inside the caller's) that is rolled back, with
+    search_path pg_catalog so names print qualified alike on both servers: the session is left as it was.
     """
-    previous = conn.execute(q.load("drift_search_path_get")).fetchone()[0]
-    conn.execute(q.load("drift_search_path_set"), {"search_path": "pg_catalog, pg_temp"})
-    try:
+    with conn.transaction(force_rollback=True):
+        conn.execute(q.load("drift_search_path_set"), {"search_path": "pg_catalog, pg_temp"})
         rows = conn.execute(q.load("drift_catalog"), {"schemas": list(schemas), "detail": detail}).fetchall()
-    finally:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute(q.load("drift_search_path_set"), {"search_path": previous})
     digest = rows[0][0]
     objects = {(kind, name): detail_text or "" for _, _, kind, name, detail_text in rows if kind is not None}
     return digest, objects

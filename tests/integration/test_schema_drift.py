@@ -114,6 +114,12 @@ def test_identical_clone_has_no_drift_and_the_guardrails_pass(pair):
         assert {"schema", "table", "column", "constraint", "index", "sequence", "type", "view", "trigger",
                 "function"} <= kinds, kinds
         assert catalog(tgt, [SCHEMA], detail=False) == (digest, {})
+    # Inside a caller's open transaction (as in the critical section) the check leaves it and its settings alone.
+    with psycopg.connect(source.conninfo("postgres")) as src, connect(clone) as tgt:
+        src.execute("SET search_path = other")
+        assert schema_drift(src, tgt, [SCHEMA]) == []
+        assert src.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert src.execute("SHOW search_path").fetchone()[0] == "other"
     result = guard(clone).execute({"run_id": "r1"})
     assert result["schema_drift"] == {"postgres": []}
     body, found, _ = gate(clone).review({"run_id": "r1"})
