@@ -199,8 +199,8 @@ def _build_tasks(config: MigrationConfig) -> None:
 
     load_first, clone_ready, capture = _initial_load(config, first_db)
 
-    drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=tgt, database=first_db,
-                                         target_host=t_host, target_port=t_port)
+    drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=tgt, source_conn_id=src,
+                                         database=first_db, target_host=t_host, target_port=t_port)
     after_drop = [drop_slots]
     if aws:
         from operators.aws_clone import AwsSetLogicalReplicationOperator
@@ -218,8 +218,10 @@ def _build_tasks(config: MigrationConfig) -> None:
         """Control schema and disabled user triggers (the exact enable DDL is saved), per database."""
         chain(
             CreateControlSchemaOperator(task_id="create_target_control_schema", conn_id=tgt, database=database,
-                                        control_schema=config.control_schema, host=t_host, port=t_port),
-            DisableTargetTriggersOperator(task_id="disable_target_triggers", target_conn_id=tgt, database=database,
+                                        control_schema=config.control_schema, host=t_host, port=t_port,
+                                        source_conn_id=src),
+            DisableTargetTriggersOperator(task_id="disable_target_triggers", target_conn_id=tgt, source_conn_id=src,
+                                          database=database,
                                           schemas=schemas, control_schema=config.control_schema,
                                           target_host=t_host, target_port=t_port),
         )
@@ -347,7 +349,7 @@ def _build_tasks(config: MigrationConfig) -> None:
         cleanup.append(_aws_cleanup(config, logical_off.output).as_teardown(setups=plan))
     if dms:
         # DMS resources go only after a completed cutover: until then a rerun resumes with them.
-        switch >> _dms_cleanup(config)
+        switch >> _dms_cleanup(config, plan)
     report = MigrationReportOperator(
         task_id="report", migration_id=config.migration_id, config_summary={
             "initial_load": config.initial_load, "cdc_engine": config.cdc_engine, "platform": config.platform},
@@ -439,7 +441,7 @@ def _dms_start(config, database, slot_name, task_id, source_endpoint, target_end
         endpoint_type="target", database=database, postgres_conn_id=config.target.conn_id, host=t_host, port=t_port,
         postgresql_settings=dms.target_postgres_settings(
             session_replication_role_replica=config.dms.session_replication_role_replica),
-        migration_id=config.migration_id)
+        migration_id=config.migration_id, source_conn_id=config.source.conn_id)
     tests = [DmsTestConnectionOperator(task_id=f"test_{side}_connection", aws_conn_id=aws_conn,
                                        replication_instance_arn=instance_arn,
                                        endpoint_arn=_mapped_xcom(f"start_cdc.ensure_{side}_endpoint", "arn"))
@@ -461,28 +463,28 @@ def _dms_start(config, database, slot_name, task_id, source_endpoint, target_end
     chain(resolve, [source_ep, target_ep], tests, create, start, running)
 
 
-def _dms_cleanup(config: MigrationConfig):
-    """Delete the CDC tasks, then the endpoints, then the instance if this migration created it."""
+def _dms_cleanup(config: MigrationConfig, plan: Any):
+    """Delete this run's CDC tasks, then their endpoints, then the instance if this migration created it
+    and no other task runs on it. Only the run's databases, and only after its cutover completed: the
+    migration's other databases keep theirs for their own runs."""
     from operators.dms import (
+        DmsCleanupScopeOperator,
         DmsDeleteCdcTaskOperator,
         DmsDeleteEndpointsOperator,
         DmsDeleteReplicationInstanceOperator,
     )
 
     aws_conn, mid = config.target.aws_conn_id, config.migration_id
-    # Every database of the config, not only this run's: deleting what does not exist is a no-op.
-    deletes = [DmsDeleteCdcTaskOperator(task_id=f"delete_cdc_task_{i}", aws_conn_id=aws_conn,
-                                        replication_task_id=naming.dms_task_id(mid, db))
-               for i, db in enumerate(config.databases)]
+    scope = DmsCleanupScopeOperator(task_id="dms_cleanup_scope", plan=plan, cutover_task_id="cutover.switch_over")
+    deletes = DmsDeleteCdcTaskOperator.partial(task_id="delete_cdc_task", aws_conn_id=aws_conn).expand(
+        replication_task_id=scope.output)
     endpoints = DmsDeleteEndpointsOperator(
-        task_id="delete_dms_endpoints", aws_conn_id=aws_conn,
-        endpoint_identifiers=[naming.dms_endpoint_id(mid, db, side) for db in config.databases
-                              for side in ("source", "target")])
+        task_id="delete_dms_endpoints", aws_conn_id=aws_conn, endpoint_identifiers=scope.output["endpoint_identifiers"])
     instance = DmsDeleteReplicationInstanceOperator(
         task_id="delete_replication_instance", aws_conn_id=aws_conn,
         replication_instance_identifier=naming.dms_instance_id(mid), migration_id=mid)
-    chain(deletes, endpoints, instance)
-    return deletes
+    chain(scope, deletes, endpoints, instance)
+    return scope
 
 
 def _aws_cleanup(config: MigrationConfig, parameter_change: Any):

@@ -348,8 +348,16 @@ def replication_instance_state(dms: Any, arn: str) -> tuple[bool, dict[str, Any]
                                    "status": status}
 
 
+def tasks_on_instance(dms: Any, arn: str) -> list[str]:
+    """Identifiers of the replication tasks that run on the instance ``arn``."""
+    found = _describe_or_none(dms.describe_replication_tasks, "ReplicationTasks",
+                              Filters=[{"Name": "replication-instance-arn", "Values": [arn]}], WithoutSettings=True)
+    return sorted(item["ReplicationTaskIdentifier"] for item in found if item.get("ReplicationInstanceArn") == arn)
+
+
 def delete_replication_instance_if_owned(dms: Any, *, identifier: str, migration_id: str) -> dict[str, Any]:
-    """Delete the instance only when this migration created it (ownership tag); absent is fine."""
+    """Delete the instance only when this migration created it (ownership tag) and no replication task
+    runs on it any more (those of databases that have not cut over yet keep it); absent is fine."""
     instance = find_replication_instance(dms, identifier=identifier)
     if not instance:
         return {"identifier": identifier, "deleted": False, "reason": "absent"}
@@ -357,9 +365,43 @@ def delete_replication_instance_if_owned(dms: Any, *, identifier: str, migration
     if not owned_by(dms, arn, migration_id):
         return {"identifier": identifier, "arn": arn, "deleted": False,
                 "reason": f"not created by migration {migration_id} (no {OWNER_TAG} tag); left in place"}
+    remaining = tasks_on_instance(dms, arn)
+    if remaining:
+        return {"identifier": identifier, "arn": arn, "deleted": False,
+                "reason": f"kept: replication task(s) {', '.join(remaining)} still use it (databases that have not "
+                          "cut over yet); the cleanup after their cutover deletes it"}
     if instance.get("ReplicationInstanceStatus") != "deleting":
         dms.delete_replication_instance(ReplicationInstanceArn=arn)
     return {"identifier": identifier, "arn": arn, "deleted": True, "reason": "created by this migration"}
+
+
+def cleanup_scope(plan: Iterable[dict[str, Any]] | None, cutover: dict[str, Any] | None) -> dict[str, Any]:
+    """The DMS tasks and endpoints one run's cleanup may delete.
+
+    Only this run's databases (``plan``: the run's per-database entries with ``database``,
+    ``dms_task_id``, ``dms_source_endpoint`` and ``dms_target_endpoint``), and only once this run's
+    cutover completed (``cutover``: its outcome, ``status`` and, when it names them, ``databases``).
+    The migration's other databases (narrowed out of this run, or whose run failed and will resume)
+    keep their tasks and endpoints. Returns ``{databases, replication_task_ids, endpoint_identifiers,
+    reason}``.
+    """
+    entries = [dict(item) for item in (plan or [])]
+    status = (cutover or {}).get("status")
+    if status != "completed":
+        return {"databases": [], "replication_task_ids": [], "endpoint_identifiers": [],
+                "reason": f"this run's cutover did not complete (status {status!r}): every DMS task and endpoint "
+                          "stays so a rerun resumes from it"}
+    cut_over = (cutover or {}).get("databases")
+    scope = [item for item in entries if cut_over is None or item.get("database") in cut_over]
+    tasks, endpoints = [], []
+    for i, item in enumerate(scope):
+        tasks.append(check_identifier(item.get("dms_task_id"), f"plan[{i}].dms_task_id"))
+        endpoints += [check_identifier(item.get(f"dms_{side}_endpoint"), f"plan[{i}].dms_{side}_endpoint")
+                      for side in ("source", "target")]
+    databases = [item["database"] for item in scope]
+    return {"databases": databases, "replication_task_ids": tasks, "endpoint_identifiers": endpoints,
+            "reason": f"this run cut over {', '.join(databases) or 'no database'}; only their DMS tasks and "
+                      "endpoints are deleted"}
 
 
 def find_endpoint(dms: Any, identifier: str) -> dict | None:

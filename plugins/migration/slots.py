@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from migration import sql
 from migration.capture import CAPTURE_METHODS, METHOD_REDO_DONE_AT
+from migration.clone_guard import ensure_target_is_not_source
 from migration.lsn import LSN
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ PLUGINS = {"dms": "test_decoding", "native": "pgoutput"}
 _SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _POLL_S = 1.0
 _MIN_CREATE_TIMEOUT_S = 5
-INITIAL_WINDOW_BYTES = 64 * 1024
+# How far past the start resolve_start_lsn decodes, to prove the slot yields changes from there.
+PROBE_BYTES = 64 * 1024
 
 
 class SlotError(RuntimeError):
@@ -140,17 +142,13 @@ def create_slot(conn: psycopg.Connection, slot_name: str, plugin: str, *, wait_f
     return {"slot_name": row["slot_name"], "plugin": plugin, "lsn": str(LSN(row["lsn"])), "created": True}
 
 
-def drop_copied_slots(conn: psycopg.Connection, *, source_conn: psycopg.Connection | None = None) -> list[str]:
+def drop_copied_slots(conn: psycopg.Connection, *, source_conn: psycopg.Connection) -> list[str]:
     """On the target: drop every inactive replication slot (a physical clone carries copies of the
     source's slots, which would only hold WAL there). Returns the dropped names; active slots are kept
-    and logged. With ``source_conn`` it refuses to run when both connections reach the same server.
+    and logged. First proves that ``conn`` does not reach the source (``source_conn``): on the source
+    this would drop other consumers' slots.
     """
-    if source_conn is not None:
-        target_started = conn.execute(sql.load("slots_server_identity")).fetchone()[0]
-        source_started = source_conn.execute(sql.load("slots_server_identity")).fetchone()[0]
-        if target_started == source_started:
-            raise SlotError("The target connection reaches the source server itself (same postmaster start time): "
-                            "refusing to drop its slots. Point the target connection/endpoint at the clone.")
+    ensure_target_is_not_source(conn, source_conn, task="drop_copied_slots")
     dropped = []
     with conn.cursor(row_factory=dict_row) as cur:
         slots = cur.execute(sql.load("slots_list")).fetchall()
@@ -194,18 +192,35 @@ def replication_lag_bytes(source_conn: psycopg.Connection, slot_name: str) -> in
     return int(row[0])
 
 
-# Each peeked row's lsn (checked on PostgreSQL 15): BEGIN = start of the transaction's first decoded record (pgoutput: of its first published change), a change = start of its own record, COMMIT = end of the commit record, so a COMMIT shares its lsn with the BEGIN that immediately follows.
-def _peek(conn: psycopg.Connection, slot: dict[str, Any], *, upto: LSN, captured: LSN, publication: str | None,
-          watch_xid: str | None = None) -> dict[str, Any]:
+def start_position_for(captured: LSN | str, capture_method: str) -> LSN:
+    """The LSN CDC starts decoding at, for a clone captured at ``captured`` with ``capture_method``.
+
+    Logical decoding replays exactly the transactions whose commit record starts at or after the
+    start position (PostgreSQL skips a commit when ``commit_start < start``), whether the start is a
+    subscription's origin or START_REPLICATION's LSN, as DMS sends its CdcStartPosition.
+
+    - ``redo_done_at``: the clone replayed the record that starts at X, so a commit starting at X is in
+      the clone and every commit starting after X is not: start at X + 1, the native path's rule
+      (``native_cdc.origin_position_for``).
+    - ``aurora_volume_logical_start_lsn`` and ``slot_consistent_point``: X is the first position the
+      clone lacks: start at X, as given.
+    """
+    captured = LSN.parse(captured, field="captured")
+    if capture_method not in CAPTURE_METHODS:
+        raise ValueError(f"capture_method: expected one of {', '.join(CAPTURE_METHODS)}, got {capture_method!r}")
+    return captured + 1 if capture_method == METHOD_REDO_DONE_AT else captured
+
+
+def _decode_upto(conn: psycopg.Connection, slot: dict[str, Any], upto: LSN, publication: str | None) -> int:
+    """Peek (never consume) the slot up to ``upto``; returns the rows decoded."""
     name = "slots_peek_pgoutput" if slot["plugin"] == "pgoutput" else "slots_peek_test_decoding"
-    params = {"slot_name": slot["slot_name"], "upto": str(upto), "captured": str(captured),
-              "publication": publication, "watch_xid": watch_xid}
     try:
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(sql.load(name), params).fetchone()
+        return int(conn.execute(sql.load(name), {"slot_name": slot["slot_name"], "upto": str(upto),
+                                                 "publication": publication}).fetchone()[0])
     except psycopg.errors.ObjectInUse as exc:
         raise SlotError(f"Replication slot {slot['slot_name']!r} is in use ({exc.diag.message_primary}); the start LSN "
-                        "must be resolved before CDC starts reading it. Stop the consumer, or keep the LSN resolved earlier.") from exc
+                        "must be resolved before CDC starts reading it. Stop the consumer, or keep the LSN resolved "
+                        "earlier.") from exc
     except psycopg.errors.UndefinedObject as exc:
         raise SlotError(f"Decoding slot {slot['slot_name']!r} failed: {exc.diag.message_primary}. pgoutput looks the "
                         "publication up as of each decoded change, so it must exist before the slot is created: "
@@ -219,30 +234,23 @@ def resolve_start_lsn(
     *,
     capture_method: str = METHOD_REDO_DONE_AT,
     publication: str | None = None,
-    initial_window: int = INITIAL_WINDOW_BYTES,
 ) -> dict[str, Any]:
     """The LSN CDC starts from so that it carries exactly the transactions the clone lacks.
 
-    The runbook's rule: the captured LSN when the slot holds a row at exactly it, else the first row
-    LSN above it. The slot is peeked up to ``captured + window``, the window doubling from
-    ``initial_window`` until a row above the captured LSN shows up or the window passes the flushed
-    end of WAL, so the cost follows the distance to the captured LSN, not the slot's backlog.
+    The start follows from the captured LSN and what it means (``start_position_for``): CDC replays
+    the transactions whose commit record starts after a ``redo done at`` LSN, or at or after a
+    first-missing position (Aurora's function, a slot's consistent point). The slot is checked
+    against it: it must still hold the changes from there (not read past it), and the captured LSN
+    must be within this server's WAL. The slot is decoded (peeked, never consumed) up to
+    ``PROBE_BYTES`` past the start, which proves it can be decoded there (a pgoutput slot created
+    before its publication cannot); the cost follows the distance from the slot's restart point to
+    the clone point, never the backlog after it.
 
-    One case the plain rule gets wrong is handled: when the first row above the captured LSN is the
-    COMMIT of a transaction that was still open at the captured LSN, starting there would skip that
-    transaction, so the captured LSN itself is returned unless the clone already holds it.
-    ``capture_method`` says what the captured LSN means: for ``redo_done_at`` the clone replayed the
-    record that starts there; for the other methods it is the first position the clone lacks.
-
-    Returns ``{start_lsn, exact, decoded_changes, reason}``; ``decoded_changes`` counts every row
-    decoded across all peeks.
+    Returns ``{start_lsn, captured_lsn, capture_method, decoded_changes, reason}``.
     """
     validate_slot_name(slot_name)
     captured = LSN.parse(captured, field="captured")
-    if capture_method not in CAPTURE_METHODS:
-        raise ValueError(f"capture_method: expected one of {', '.join(CAPTURE_METHODS)}, got {capture_method!r}")
-    if isinstance(initial_window, bool) or not isinstance(initial_window, int) or initial_window <= 0:
-        raise ValueError(f"initial_window: expected a positive number of bytes, got {initial_window!r}")
+    start = start_position_for(captured, capture_method)
     slot = _slot(conn, slot_name)
     if slot is None:
         raise SlotError(f"Replication slot {slot_name!r} does not exist in this server; it must be created before the clone.")
@@ -255,50 +263,22 @@ def resolve_start_lsn(
     if slot["plugin"] == "pgoutput" and not publication:
         raise ValueError("publication: a pgoutput slot can only be decoded for a publication; pass its name")
     confirmed = LSN(slot["confirmed_flush_lsn"], field="confirmed_flush_lsn")
-    if captured < confirmed:
+    if start < confirmed:
         raise SlotError(
-            f"Replication slot {slot_name!r} starts at {confirmed}, after the captured LSN {captured}: the changes between "
-            "are not in the slot (it was created after the clone point, or it was already read past it). "
-            "Create the slot before the clone, then clone again."
+            f"Replication slot {slot_name!r} starts at {confirmed}, after CDC's start {start} (captured LSN {captured}): "
+            "the changes between are not in the slot (it was created after the clone point, or it was already read "
+            "past it). Create the slot before the clone, then clone again."
         )
-
-    decoded = 0
-    window = initial_window
-    while True:
-        end = LSN(conn.execute(sql.load("slots_flush_lsn")).fetchone()[0], field="flush_lsn")
-        if captured > end:
-            raise SlotError(f"The captured LSN {captured} is ahead of this server's WAL (flushed up to {end}): it does "
-                            "not come from a clone of this source. Check the clone and the source connection.")
-        upto = LSN(min(int(captured) + window, 2**64 - 1))
-        summary = _peek(conn, slot, upto=upto, captured=captured, publication=publication)
-        decoded += summary["decoded"]
-        log.info("Peeked slot %s up to %s: %s rows decoded", slot_name, upto, summary["decoded"])
-        if summary["exact"]:
-            return _result(captured, True, decoded, f"the slot holds a change at exactly {captured}")
-        if summary["next_lsn"] is not None:
-            break
-        if upto >= end:
-            return _result(captured, False, decoded,
-                           f"the slot holds no change after {captured} yet (WAL flushed up to {end}); CDC starts at the captured LSN")
-        window *= 2
-
-    candidate = LSN(summary["next_lsn"])
-    if not summary["next_is_commit"]:
-        return _result(candidate, False, decoded, f"the first change after {captured} in the slot is at {candidate}")
-    # The candidate is a COMMIT whose transaction began at or before the captured LSN.
-    xid = summary["next_xid"]
+    end = LSN(conn.execute(sql.load("slots_flush_lsn")).fetchone()[0], field="flush_lsn")
+    if captured > end:
+        raise SlotError(f"The captured LSN {captured} is ahead of this server's WAL (flushed up to {end}): it does "
+                        "not come from a clone of this source. Check the clone and the source connection.")
+    decoded = _decode_upto(conn, slot, max(start, min(start + PROBE_BYTES, end)), publication)
     if capture_method == METHOD_REDO_DONE_AT:
-        # Decoding up to captured+1 includes the record that starts at the captured LSN, which the clone replayed.
-        replayed = _peek(conn, slot, upto=captured + 1, captured=captured, publication=publication, watch_xid=xid)
-        decoded += replayed["decoded"]
-        if replayed["watch_committed"]:
-            return _result(candidate, False, decoded,
-                           f"transaction {xid} commits at the captured LSN, so the clone holds it; the next change is at {candidate}")
-    return _result(captured, False, decoded,
-                   f"transaction {xid} was open at {captured} and commits at {candidate}, after it: starting at "
-                   f"{candidate} would skip it, so CDC starts at the captured LSN")
-
-
-def _result(start: LSN, exact: bool, decoded: int, reason: str) -> dict[str, Any]:
-    log.info("CDC start LSN %s (exact=%s, %s rows decoded): %s", start, exact, decoded, reason)
-    return {"start_lsn": str(start), "exact": exact, "decoded_changes": decoded, "reason": reason}
+        reason = (f"the clone replayed the WAL record at {captured} (redo done at): a transaction whose commit record "
+                  f"starts there is in the clone, every later one is not, so CDC starts at {start}")
+    else:
+        reason = f"{captured} is the first position the clone lacks ({capture_method}), so CDC starts there"
+    log.info("CDC start LSN %s for slot %s (%s rows decoded): %s", start, slot_name, decoded, reason)
+    return {"start_lsn": str(start), "captured_lsn": str(captured), "capture_method": capture_method,
+            "decoded_changes": decoded, "reason": reason}

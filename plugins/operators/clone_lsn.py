@@ -57,14 +57,15 @@ class CaptureCloneLsnOperator(BaseOperator):
 
 
 class ResolveCdcStartLsnOperator(BaseOperator):
-    """Find where CDC starts in the source slot: the captured LSN if the slot holds a change at it,
-    else the first change after it (peeking only, never consuming).
+    """Find where CDC starts in the source slot (``migration.slots.resolve_start_lsn``): just after a
+    ``redo done at`` LSN, or at a first-missing position (Aurora's), checked against the slot by
+    peeking only, never consuming.
 
     ``captured_lsn`` and ``capture_method`` usually come from CaptureCloneLsnOperator's XCom.
     ``publication`` is required for a pgoutput (native) slot. With ``replication_task_id`` (and
     ``aws_conn_id``), a DMS task that already exists keeps the CdcStartPosition it was created with:
     on a rerun its slot has moved past the captured LSN, and the task resumes from the slot anyway.
-    Returns ``{start_lsn, exact, decoded_changes, reason}``.
+    Returns ``{start_lsn, captured_lsn, capture_method, decoded_changes, reason}``.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "database", "slot_name", "captured_lsn", "capture_method",
@@ -93,7 +94,8 @@ class ResolveCdcStartLsnOperator(BaseOperator):
             if task and task.get("CdcStartPosition"):
                 self.log.info("Replication task %s exists (%s); it keeps its start position %s",
                               self.replication_task_id, task.get("Status"), task["CdcStartPosition"])
-                return {"start_lsn": task["CdcStartPosition"], "exact": None, "decoded_changes": 0,
+                return {"start_lsn": task["CdcStartPosition"], "captured_lsn": self.captured_lsn,
+                        "capture_method": self.capture_method, "decoded_changes": 0,
                         "reason": f"replication task {self.replication_task_id} exists ({task.get('Status')}) "
                                   f"and started at {task['CdcStartPosition']}; the slot is not resolved again"}
         with connect(self.source_conn_id, dbname=self.database) as conn:

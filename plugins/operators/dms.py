@@ -21,7 +21,7 @@ from airflow.providers.amazon.aws.operators.dms import (
     DmsStartTaskOperator,
 )
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.sdk import BaseHook, Context
+from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from migration import dms
@@ -126,19 +126,24 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
     Host, port, user and password come from ``postgres_conn_id`` at execute time (``host``/``port``
     override them for the clone, known only at run time), unless ``postgresql_settings`` names a
     Secrets Manager secret, in which case none of them is sent. The password never reaches XCom,
-    logs or template fields. Returns ``{arn, identifier, created, modified}``.
+    logs or template fields. For a target endpoint, ``source_conn_id`` makes it first prove that the
+    endpoint's host and port reach the clone, not the source (DMS would write there); nothing is
+    created or changed otherwise. Returns ``{arn, identifier, created, modified}``.
     """
 
     aws_hook_class = DmsHook
     template_fields: Sequence[str] = aws_template_fields(
-        "endpoint_identifier", "postgres_conn_id", "database", "host", "port", "postgresql_settings")
+        "endpoint_identifier", "postgres_conn_id", "database", "host", "port", "postgresql_settings",
+        "source_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"postgresql_settings": "json"}
 
     def __init__(self, *, endpoint_identifier: str, endpoint_type: str, database: str,
                  postgres_conn_id: str | None = None, host: str | None = None, port: int | str | None = None,
                  postgresql_settings: dict[str, Any] | None = None, ssl_mode: str = "require",
-                 engine_name: str = "postgres", migration_id: str | None = None, **kwargs: Any):
+                 engine_name: str = "postgres", migration_id: str | None = None, source_conn_id: str | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
         self.endpoint_identifier = endpoint_identifier
         self.endpoint_type = endpoint_type
         self.database = database
@@ -161,6 +166,8 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
             conn = BaseHook.get_connection(self.postgres_conn_id)
             server, port = _given(self.host) or conn.host, _given(self.port) or conn.port or 5432
             username, password = conn.login, conn.password
+        if self.endpoint_type == "target" and self.source_conn_id:
+            self._prove_not_source(server, port, uses_secret)
         request = dms.endpoint_request(
             endpoint_identifier=self.endpoint_identifier, endpoint_type=self.endpoint_type, database=self.database,
             postgresql_settings=settings, server_name=server, port=port, username=username,
@@ -171,6 +178,18 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
                       "created" if result["created"] else "exists",
                       f", updated {', '.join(result['modified'])}" if result["modified"] else "")
         return result
+
+    def _prove_not_source(self, server: str | None, port: Any, uses_secret: bool) -> None:
+        from hooks.postgres import connect
+        from migration.clone_guard import ensure_target_is_not_source
+
+        if uses_secret:
+            self.log.warning("The target endpoint's host comes from its Secrets Manager secret, which is not read "
+                             "here; the target tasks prove on their own connections that they reach the clone")
+            return
+        with (connect(self.postgres_conn_id, dbname=self.database, host=server, port=int(port)) as target,
+              connect(self.source_conn_id, dbname=self.database) as source):
+            ensure_target_is_not_source(target, source, task=self.task_id)
 
 
 class DmsTestConnectionOperator(_WaitsByPolling, AwsBaseOperator[DmsHook]):
@@ -308,6 +327,33 @@ class DmsTableStatisticsOperator(AwsBaseOperator[DmsHook]):
     def execute(self, context: Context) -> dict[str, Any]:
         tables = dms.table_statistics(self.hook.conn, self.replication_task_arn)
         return dms.summarise_table_statistics(tables, limit=self.max_tables)
+
+
+class DmsCleanupScopeOperator(BaseOperator):
+    """Decide which DMS tasks and endpoints this run's cleanup deletes (``migration.dms.cleanup_scope``).
+
+    Only the run's databases (``plan``, validate_run's output), and only when the cutover task
+    (``cutover_task_id``) completed. Returns the replication task identifiers (what the task deletes
+    are mapped over); pushes ``endpoint_identifiers`` and the whole decision under ``scope``
+    (``{databases, replication_task_ids, endpoint_identifiers, reason}``).
+    """
+
+    template_fields: Sequence[str] = ("plan",)
+
+    def __init__(self, *, plan: Any, cutover_task_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.cutover_task_id = cutover_task_id
+
+    def execute(self, context: Context) -> list[str]:
+        from operators.report import cutover_timeline
+
+        ti = context["ti"]
+        scope = dms.cleanup_scope(self.plan, cutover_timeline(ti, self.cutover_task_id))
+        self.log.info("DMS cleanup: %s", scope["reason"])
+        ti.xcom_push(key="endpoint_identifiers", value=scope["endpoint_identifiers"])
+        ti.xcom_push(key="scope", value=scope)
+        return scope["replication_task_ids"]
 
 
 class DmsDeleteCdcTaskOperator(DmsDeleteTaskOperator):

@@ -54,15 +54,15 @@ class CreateReplicationSlotOperator(BaseOperator):
 class DropCopiedSlotsOperator(BaseOperator):
     """Drop the replication slots a physical clone carried over from the source (inactive ones).
 
-    With ``source_conn_id`` it refuses to run when the target endpoint turns out to be the source.
-    Returns the dropped slot names.
+    First proves, with ``source_conn_id``, that the target endpoint is not the source: it refuses to
+    run (changing nothing) when both reach the same server. Returns the dropped slot names.
     """
 
     template_fields: Sequence[str] = ("target_conn_id", "database", "target_host", "target_port", "source_conn_id")
     ui_color = "#d9ead3"
 
-    def __init__(self, *, target_conn_id: str, database: str, target_host: str | None = None,
-                 target_port: int | str | None = None, source_conn_id: str | None = None, **kwargs: Any):
+    def __init__(self, *, target_conn_id: str, source_conn_id: str, database: str, target_host: str | None = None,
+                 target_port: int | str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.target_conn_id = target_conn_id
         self.database = database
@@ -71,9 +71,9 @@ class DropCopiedSlotsOperator(BaseOperator):
         self.source_conn_id = source_conn_id
 
     def execute(self, context: Context) -> list[str]:
+        if not self.source_conn_id:
+            raise ValueError("source_conn_id: needed to prove the target connection does not reach the source")
         host, port = endpoint_override(self.target_host, self.target_port)
-        with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
-            if not self.source_conn_id:
-                return drop_copied_slots(target)
-            with connect(self.source_conn_id, dbname=self.database) as source:
-                return drop_copied_slots(target, source_conn=source)
+        with (connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target,
+              connect(self.source_conn_id, dbname=self.database) as source):
+            return drop_copied_slots(target, source_conn=source)

@@ -2,7 +2,9 @@
 
 Whether a start LSN is right is checked the way CDC itself would use it: a temporary copy of the
 slot is advanced to the LSN (exactly what START_REPLICATION at that LSN does) and peeked; the rows
-it yields must be exactly the rows the clone lacks.
+it yields must be exactly the rows the clone lacks. One clone is recovered up to a chosen commit
+(recovery_target_xid, replaying the source's own WAL files), so that its "redo done at" is exactly
+where that commit record starts. Nothing is stood in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psycopg
 import pytest
 
 from migration.capture import METHOD_AURORA, METHOD_REDO_DONE_AT, LocalLogReader, capture_clone_lsn
+from migration.localpg import _write_as_server_user
 from migration.lsn import LSN, LSNError
 from migration.slots import (
     SlotError,
@@ -200,6 +203,8 @@ def test_replication_lag_bytes(conn):
 
 
 def test_drop_copied_slots_on_the_target(pg_servers, source, conn):
+    from migration.clone_guard import TargetIsSourceError
+
     create_slot(conn, "carried", "test_decoding", wait_for_xacts_s=5)
     target = pg_servers.clone(source)
     with connect(target) as t:
@@ -216,13 +221,13 @@ def test_drop_copied_slots_on_the_target(pg_servers, source, conn):
                 assert time.monotonic() < deadline, "pg_recvlogical never attached to the slot"
                 time.sleep(0.05)
 
-            with pytest.raises(SlotError, match="reaches the source server itself"):
+            with pytest.raises(TargetIsSourceError, match="reaches the source server itself"):
                 drop_copied_slots(conn, source_conn=conn)
             assert "carried" in slot_names(conn)
 
             assert sorted(drop_copied_slots(t, source_conn=conn)) == ["carried", "carried_physical"]
             assert slot_names(t) == {"in_use"}
-            assert drop_copied_slots(t) == []
+            assert drop_copied_slots(t, source_conn=conn) == []
         finally:
             consumer.terminate()
             consumer.wait(timeout=30)
@@ -256,17 +261,13 @@ def test_runbook_key_case_start_lsn_is_the_first_change_the_clone_lacks(pg_serve
 
     result = resolve_start_lsn(conn, "key_td", point)
     start = LSN(result["start_lsn"])
-    assert result["exact"] is False
-    assert start == min(lsn for lsn, _, _ in rows if lsn > point)
-    first_change = next(data for lsn, _, data in rows if lsn == start and data.startswith("table "))
-    assert inserted_ids([first_change], "key_t") == [missing[0]]
+    assert start == point + 1
+    assert (result["captured_lsn"], result["capture_method"]) == (str(point), METHOD_REDO_DONE_AT)
     assert inserted_ids(cdc_rows_from(conn, "key_td", start), "key_t") == missing
-    assert inserted_ids(cdc_rows_from(conn, "key_td", point), "key_t") == missing
     assert slot_row(conn, "key_td")[1] == confirmed_before, "resolving must only peek"
 
     pgoutput = resolve_start_lsn(conn, "key_po", point, publication="key_pub")
     assert pgoutput["start_lsn"] == result["start_lsn"]
-    assert pgoutput["exact"] is False
 
 
 def test_transaction_open_across_the_clone_point_is_not_skipped(pg_servers, source, conn):
@@ -288,9 +289,75 @@ def test_transaction_open_across_the_clone_point_is_not_skipped(pg_servers, sour
     assert inserted_ids(cdc_rows_from(conn, "span_td", naive), "span_t") == [], "the plain rule would lose row 1000"
 
     result = resolve_start_lsn(conn, "span_td", point)
-    assert result["start_lsn"] == str(point) and result["exact"] is False
-    assert "was open at" in result["reason"]
+    assert result["start_lsn"] == str(point + 1)
     assert inserted_ids(cdc_rows_from(conn, "span_td", LSN(result["start_lsn"])), "span_t") == [1000]
+
+
+def clone_until_commit_of(pg_servers, source, take_backup, make_changes):
+    """A real clone of ``source`` whose recovery stops right after a chosen transaction's commit.
+
+    ``take_backup`` runs before the base backup, ``make_changes(conn)`` after it and returns the xid
+    to stop after. The clone replays the source's own WAL files (restore_command) up to that commit
+    and is promoted, so its "redo done at" is the start of that commit record.
+    """
+    with connect(source) as c:
+        take_backup(c)
+    clone = pg_servers.clone(source, start=False)
+    with connect(source) as c:
+        xid = make_changes(c)
+        c.execute("SELECT pg_switch_wal()")
+    clone._write_settings({"restore_command": f"'cp {source.datadir}/pg_wal/%f %p'",
+                           "recovery_target_xid": f"'{xid}'", "recovery_target_inclusive": "on",
+                           "recovery_target_action": "'promote'"})
+    _write_as_server_user(clone.datadir / "recovery.signal", "", append=False)
+    return clone.start()
+
+
+@pytest.mark.safety
+def test_transaction_committed_exactly_at_the_clone_point_is_not_replayed(pg_servers, source, conn):
+    """Scenario 14: a redo_done_at clone point that is the start of a commit record. The slot holds a row
+    at exactly that LSN (the previous transaction's COMMIT ends there), which the old rule took as an exact
+    start and so replayed the transaction the clone already holds."""
+    create_slot(conn, "at_td", "test_decoding", wait_for_xacts_s=5)
+    for attempt in range(3):  # a background WAL record between the two commits spoils the set-up; try again
+        table = f"at_t{attempt}"
+
+        def changes(c, table=table):
+            with psycopg.connect(source.conninfo()) as held, psycopg.connect(source.conninfo(), autocommit=True) as s:
+                held.execute(f"INSERT INTO {table} VALUES (1, 'held open, commits at the clone point')")
+                xid = held.execute("SELECT txid_current()::text").fetchone()[0]
+                s.execute(f"INSERT INTO {table} VALUES (2, 'commits just before')")
+                held.commit()  # its commit record directly follows the previous one
+            c.execute(f"INSERT INTO {table} VALUES (3, 'after the clone point')")
+            return xid
+
+        clone = clone_until_commit_of(pg_servers, source, lambda c, t=table: c.execute(f"CREATE TABLE {t} (id int, v text)"),
+                                      changes)
+        with connect(clone) as c:
+            point = LSN(capture_clone_lsn(c, log_reader=LocalLogReader(clone.logfile), slot_name=None)["lsn"])
+            assert ids(c, table) == [1, 2], "the clone holds the transaction that commits at its clone point"
+        if point in {lsn for lsn, _, data in peek_all(conn, "at_td") if data.startswith("COMMIT")}:
+            break
+    else:
+        pytest.fail("no clone point came right after another commit in three attempts")
+
+    result = resolve_start_lsn(conn, "at_td", point, capture_method=METHOD_REDO_DONE_AT)
+    assert inserted_ids(cdc_rows_from(conn, "at_td", LSN(result["start_lsn"])), table) == [3]
+    assert result["start_lsn"] == str(point + 1)
+    # The captured LSN itself would replay row 1, which the clone already has.
+    assert inserted_ids(cdc_rows_from(conn, "at_td", point), table) == [1, 3]
+
+
+@pytest.mark.safety
+def test_start_position_follows_the_capture_method():
+    """Scenario 14: redo done at X -> X + 1 (the native path's rule); a first-missing position as given."""
+    from migration.slots import start_position_for
+
+    assert start_position_for("0/16B3748", METHOD_REDO_DONE_AT) == LSN("0/16B3749")
+    assert start_position_for("0/16B3748", METHOD_AURORA) == LSN("0/16B3748")
+    assert start_position_for("0/16B3748", "slot_consistent_point") == LSN("0/16B3748")
+    with pytest.raises(ValueError, match="^capture_method: "):
+        start_position_for("0/16B3748", "guess")
 
 
 def test_capture_that_names_the_first_missing_position_keeps_the_open_transaction(conn):
@@ -305,25 +372,28 @@ def test_capture_that_names_the_first_missing_position_keeps_the_open_transactio
     assert inserted_ids(cdc_rows_from(conn, "span2_td", point), "span2_t") == [2]
 
 
-def test_exact_match_returns_the_captured_lsn(conn):
+def test_clone_point_on_a_change_keeps_that_uncommitted_transaction(conn):
     conn.execute("CREATE TABLE exact_t (id int PRIMARY KEY, v text)")
     create_slot(conn, "exact_td", "test_decoding", wait_for_xacts_s=5)
     insert_each(conn, "exact_t", [1, 2, 3])
+    # The clone replayed the insert of row 2, but not its commit: row 2 is missing from it.
     second_insert = [lsn for lsn, _, data in peek_all(conn, "exact_td") if "id[integer]:2" in data][0]
     result = resolve_start_lsn(conn, "exact_td", second_insert)
-    assert result["exact"] is True and result["start_lsn"] == str(second_insert)
-    assert inserted_ids(cdc_rows_from(conn, "exact_td", second_insert), "exact_t") == [2, 3]
+    assert result["start_lsn"] == str(second_insert + 1)
+    assert inserted_ids(cdc_rows_from(conn, "exact_td", LSN(result["start_lsn"])), "exact_t") == [2, 3]
 
 
 def test_no_change_after_the_captured_lsn_yet(conn):
     create_slot(conn, "quiet_td", "test_decoding", wait_for_xacts_s=5)
     point = LSN(conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
     result = resolve_start_lsn(conn, "quiet_td", point)
-    assert result["start_lsn"] == str(point) and result["exact"] is False
-    assert "no change after" in result["reason"]
+    assert result["start_lsn"] == str(point + 1)
+    assert "redo done at" in result["reason"]
+    aurora = resolve_start_lsn(conn, "quiet_td", point, capture_method=METHOD_AURORA)
+    assert aurora["start_lsn"] == str(point) and "first position the clone lacks" in aurora["reason"]
 
 
-def test_cost_grows_with_the_distance_not_the_backlog(conn):
+def test_cost_follows_the_distance_not_the_backlog(conn):
     conn.execute("CREATE TABLE cost_t (id int, v text)")
     create_slot(conn, "cost_td", "test_decoding", wait_for_xacts_s=5)
     insert_each(conn, "cost_t", [1, 2, 3])
@@ -346,8 +416,8 @@ def test_cost_grows_with_the_distance_not_the_backlog(conn):
 def test_resolve_refuses_what_it_cannot_answer(conn):
     create_slot(conn, "late_td", "test_decoding", wait_for_xacts_s=5)
     confirmed = LSN(slot_row(conn, "late_td")[1])
-    with pytest.raises(SlotError, match="after the captured LSN"):
-        resolve_start_lsn(conn, "late_td", confirmed - 1)
+    with pytest.raises(SlotError, match="after CDC's start"):
+        resolve_start_lsn(conn, "late_td", confirmed - 2)
     with pytest.raises(SlotError, match="ahead of this server's WAL"):
         resolve_start_lsn(conn, "late_td", "FF/0")
     with pytest.raises(SlotError, match="'missing_td' does not exist"):

@@ -1,6 +1,8 @@
 """Control schema and trigger disabling/enabling on a real PostgreSQL 15 server.
 
 Round trips are counted from libpq's own protocol trace (one ReadyForQuery per round trip).
+The target-side tasks are also run, as the DAG builds them, with a target connection that points
+at the source: they must change nothing there. Nothing is stood in.
 """
 
 from __future__ import annotations
@@ -197,7 +199,13 @@ def test_bad_input_is_refused_before_anything_is_created(conn):
     assert saved_trigger_ddl(conn, "fresh_control") is None
 
 
-def test_trigger_operators_with_airflow_connections(monkeypatch, server, conn):
+@pytest.fixture(scope="module")
+def other_server(pg_servers):
+    """A second server: the source, as seen from the target's tests (the target is not a clone of it)."""
+    return pg_servers.new("source")
+
+
+def test_trigger_operators_with_airflow_connections(monkeypatch, server, other_server, conn):
     from operators.target_prep import (
         CreateControlSchemaOperator,
         DisableTargetTriggersOperator,
@@ -205,25 +213,115 @@ def test_trigger_operators_with_airflow_connections(monkeypatch, server, conn):
     )
 
     monkeypatch.setenv("AIRFLOW_CONN_MIG_TARGET", "postgresql://postgres@127.0.0.1:1/postgres")
+    monkeypatch.setenv("AIRFLOW_CONN_MIG_SOURCE", f"postgresql://postgres@127.0.0.1:{other_server.port}/postgres")
     port = str(server.port)  # rendered from XCom, so a string
     schema = CreateControlSchemaOperator(task_id="create_control_schema", conn_id="mig_target", database="postgres",
-                                         control_schema="op_control", port=port)
+                                         control_schema="op_control", port=port, source_conn_id="mig_source")
     assert schema.execute({}) == "op_control"
 
     enable = EnableTargetTriggersOperator(task_id="enable_triggers", target_conn_id="mig_target",
-                                          database="postgres", control_schema="op_control", target_port=port)
+                                          source_conn_id="mig_source", database="postgres",
+                                          control_schema="op_control", target_port=port)
     with pytest.raises(TargetPrepError, match="Run DisableTargetTriggersOperator first"):
         enable.execute({})
 
     before = trigger_states(conn)
     disable = DisableTargetTriggersOperator(task_id="disable_triggers", target_conn_id="mig_target",
-                                            database="postgres", schemas=["app"], control_schema="op_control",
-                                            target_port=port)
+                                            source_conn_id="mig_source", database="postgres", schemas=["app"],
+                                            control_schema="op_control", target_port=port)
     assert disable.execute({}) == EXPECTED_ENABLE
     assert trigger_states(conn)[("app.child", "on_child")] == "D"
     assert enable.execute({}) == 3
     assert trigger_states(conn) == before
 
     with pytest.raises(ValueError, match="^target_port: "):
-        EnableTargetTriggersOperator(task_id="x", target_conn_id="mig_target", database="postgres",
-                                     control_schema="op_control", target_port="fivefourthreetwo").execute({})
+        EnableTargetTriggersOperator(task_id="x", target_conn_id="mig_target", source_conn_id="mig_source",
+                                     database="postgres", control_schema="op_control",
+                                     target_port="fivefourthreetwo").execute({})
+
+
+# --- scenario 10: a target connection that reaches the source ------------------------------------
+
+
+GUARDED_YAML = """
+migration_id: guarded
+platform: local
+initial_load: pg_basebackup
+cdc_engine: native
+databases: [app]
+schemas: [app]
+control_schema: guarded_control
+source:
+  conn_id: guarded_source
+target:
+  conn_id: guarded_target
+  data_directory: /tmp/guarded-clone
+  port: {clone_port}
+cutover:
+  approval: auto
+  write_block: roles
+  application_roles: [app_writer]
+"""
+
+
+def source_state(server, database) -> dict:
+    with psycopg.connect(server.conninfo(database), autocommit=True) as c:
+        return {
+            "slots": sorted(r[0] for r in c.execute("SELECT slot_name FROM pg_replication_slots "
+                                                    "WHERE starts_with(slot_name, %s)", (database,))),
+            "triggers": trigger_states(c),
+            "schemas": sorted(r[0] for r in c.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'guarded%'")),
+        }
+
+
+@pytest.fixture(scope="module")
+def wired_dag(pg_servers, tmp_path_factory):
+    """The DAG built from a YAML whose clone listens on target.port, while the target connection points at
+    the source (port mix-up); and that source, with its own triggers and other consumers' slots."""
+    from dag_factory import build_dag
+    from migration.config import load_config
+    from migration.localpg import free_port
+
+    source = pg_servers.new("prod")
+    path = tmp_path_factory.mktemp("guarded") / "guarded.yaml"
+    path.write_text(GUARDED_YAML.format(clone_port=free_port()))
+    return build_dag(load_config(path)), source
+
+
+@pytest.mark.safety
+@pytest.mark.parametrize("task_id", ["drop_copied_slots", "prepare_target.create_target_control_schema",
+                                     "prepare_target.disable_target_triggers"])
+def test_target_task_as_wired_refuses_a_target_connection_that_reaches_the_source(monkeypatch, wired_dag, task_id):
+    """Scenario 10: a task of the DAG that changes the target fails before changing anything when its target
+    connection reaches the source: the source keeps its slots (other consumers' too), its triggers stay
+    enabled and no control schema appears there."""
+    import copy
+
+    dag, source = wired_dag
+    database = "app_" + task_id.rpartition(".")[2]  # one fresh source database per task
+    with psycopg.connect(source.conninfo(), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {database}")
+    with psycopg.connect(source.conninfo(database), autocommit=True) as c:
+        c.execute(SETUP)
+        c.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (f"{database}_consumer",))
+        c.execute("SELECT pg_create_physical_replication_slot(%s, true)", (f"{database}_standby",))
+    url = f"postgresql://postgres@127.0.0.1:{source.port}/{database}"
+    monkeypatch.setenv("AIRFLOW_CONN_GUARDED_SOURCE", url)
+    monkeypatch.setenv("AIRFLOW_CONN_GUARDED_TARGET", url)  # the mistake: the source, not the clone's port
+    before = source_state(source, database)
+    assert before["slots"] == [f"{database}_consumer", f"{database}_standby"] and before["schemas"] == []
+
+    task = copy.copy(dag.get_task(task_id))
+    # The run-time values the scheduler would render: the run's database and schemas.
+    for name, value in {"database": database, "schemas": ["app"]}.items():
+        if hasattr(task, name):
+            setattr(task, name, value)
+    try:
+        task.execute({})
+    except Exception as exc:  # noqa: BLE001 - checked below, after the source's state
+        refused = exc
+    else:
+        refused = None
+    assert source_state(source, database) == before, f"{task_id} changed the source"
+    assert type(refused).__name__ == "TargetIsSourceError", f"{task_id}: {refused!r}"
+    assert "reaches the source server itself" in str(refused)
