@@ -8,6 +8,7 @@ test also proves the password file is what authenticated. Process command lines 
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def repl_conninfo(server: LocalServer, dbname: str = "postgres") -> str:
 
 def test_pg_basebackup_gets_the_password_from_a_removed_passfile(pg_servers, source):
     datadir = pg_servers.workdir / "clone_creds"
-    leftovers_before = set(Path("/tmp").glob("pgmig-pass-*"))
+    leftovers_before = set(Path(tempfile.gettempdir()).glob("pgmig-pass-*"))
     with CommandLines() as seen:
         result = clone_local(repl_conninfo(source), datadir, free_port(), pg_servers.bindir)
     clone = LocalServer(datadir=Path(result["datadir"]), port=result["port"], bindir=pg_servers.bindir)
@@ -103,7 +104,7 @@ def test_pg_basebackup_gets_the_password_from_a_removed_passfile(pg_servers, sou
     assert result["copied"], "the copy authenticated as the replication role"
     assert any("pg_basebackup" in line for line in seen.lines), "the sampler must have seen pg_basebackup run"
     assert seen.showing(NEEDLE) == []
-    assert set(Path("/tmp").glob("pgmig-pass-*")) == leftovers_before, "the temporary password file is removed"
+    assert set(Path(tempfile.gettempdir()).glob("pgmig-pass-*")) == leftovers_before, "the temporary password file is removed"
     assert NEEDLE not in clone.log_text()
     with psycopg.connect(clone.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 100000
