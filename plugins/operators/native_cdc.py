@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect, conninfo_for
+from migration.clone_guard import ensure_target_is_not_source
 from migration.lsn import LSN
 from migration.native_cdc import advance_origin, create_publication, create_subscription, drop_subscription
 from operators.replication_slot import endpoint_override
@@ -91,6 +92,8 @@ class CreateSubscriptionOperator(BaseOperator):
                           self.source_conn_id)
         source_conninfo = conninfo_for(self.replication_conn_id or self.source_conn_id, dbname=self.database)
         with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
+            with connect(self.source_conn_id, dbname=self.database) as source:
+                ensure_target_is_not_source(target, source, task=self.task_id)
             create_subscription(target, self.subscription, source_conninfo, self.publication, self.slot_name,
                                 passfile_directory=self.passfile_directory)
             origin = advance_origin(target, self.subscription, captured, origin_lsn=origin_lsn)

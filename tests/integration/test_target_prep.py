@@ -271,6 +271,7 @@ def source_state(server, database) -> dict:
                                                     "WHERE starts_with(slot_name, %s)", (database,))),
             "triggers": trigger_states(c),
             "schemas": sorted(r[0] for r in c.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'guarded%'")),
+            "subscriptions": sorted(r[0] for r in c.execute("SELECT subname FROM pg_subscription")),
         }
 
 
@@ -290,11 +291,11 @@ def wired_dag(pg_servers, tmp_path_factory):
 
 @pytest.mark.safety
 @pytest.mark.parametrize("task_id", ["drop_copied_slots", "prepare_target.create_target_control_schema",
-                                     "prepare_target.disable_target_triggers"])
+                                     "prepare_target.disable_target_triggers", "start_cdc.create_subscription"])
 def test_target_task_as_wired_refuses_a_target_connection_that_reaches_the_source(monkeypatch, wired_dag, task_id):
     """Scenario 10: a task of the DAG that changes the target fails before changing anything when its target
     connection reaches the source: the source keeps its slots (other consumers' too), its triggers stay
-    enabled and no control schema appears there."""
+    enabled, no control schema appears there and no subscription is made there."""
     import copy
 
     dag, source = wired_dag
@@ -312,8 +313,10 @@ def test_target_task_as_wired_refuses_a_target_connection_that_reaches_the_sourc
     assert before["slots"] == [f"{database}_consumer", f"{database}_standby"] and before["schemas"] == []
 
     task = copy.copy(dag.get_task(task_id))
-    # The run-time values the scheduler would render: the run's database and schemas.
-    for name, value in {"database": database, "schemas": ["app"]}.items():
+    # The run-time values the scheduler would render: the run's database, schemas, names and clone LSN.
+    runtime = {"database": database, "schemas": ["app"], "subscription": "guarded_sub", "publication": "guarded_pub",
+               "slot_name": "guarded_slot", "captured_lsn": "0/1000000"}
+    for name, value in runtime.items():
         if hasattr(task, name):
             setattr(task, name, value)
     try:
