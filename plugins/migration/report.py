@@ -34,6 +34,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows = sum(int(r.get("rows", 0)) for r in validation)
         tables = sum(int(r.get("tables", 0)) for r in validation)
         lines += ["", f"Rows validated: {rows} in {tables} tables.", ""]
+    if report.get("source_changes"):
+        lines += ["## Source changes", ""] + [f"- {item}" for item in report["source_changes"]] + [""]
     cleanup = report.get("cleanup") or []
     lines += ["## Cleanup", ""]
     lines += [f"- {item}" for item in cleanup] or ["- nothing to clean up"]

@@ -23,6 +23,29 @@ def report_dir(dag_id: str, run_id: str) -> Path:
     return Path(base) / dag_id / re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
+def source_changes(ti: Any) -> list[str]:
+    """What this run changed on the source after proceed, or, when it stopped before (a dry run),
+    what preflight said it would change."""
+    def as_list(value: Any) -> list[Any]:
+        return list(value) if isinstance(value, list | tuple) else [value] if value else []
+
+    made = [f"{c['table']} in database {item.get('database')}: REPLICA IDENTITY {c['now']} (was {c['previous']})"
+            for item in as_list(ti.xcom_pull(task_ids="apply_source_changes")) if isinstance(item, dict)
+            for c in item.get("changes", [])]
+    logical = ti.xcom_pull(task_ids="source_logical_replication_on")
+    if isinstance(logical, dict) and logical.get("parameter_group"):
+        made.append(f"rds.logical_replication={logical.get('value')} in parameter group {logical['parameter_group']} "
+                    f"(was {logical.get('previous')}); rebooted: {logical.get('rebooted') or 'no'}")
+    if made:
+        return made
+    planned = [f"planned, not made: {f['object']}: {f['problem']}"
+               for findings in as_list(ti.xcom_pull(task_ids="preflight")) for f in as_list(findings)
+               if isinstance(f, dict) and f.get("level") == "info"]
+    aws = ti.xcom_pull(task_ids="preflight_aws")
+    planned += [f"planned, not made: {p}" for p in (aws or {}).get("planned_changes", [])] if isinstance(aws, dict) else []
+    return planned
+
+
 def cutover_timeline(ti: Any, cutover_task_id: str) -> dict[str, Any] | None:
     """The critical section's timeline: its return value, or the one it pushed before failing."""
     return ti.xcom_pull(task_ids=cutover_task_id) or ti.xcom_pull(task_ids=cutover_task_id, key="timeline")
@@ -127,6 +150,7 @@ class MigrationReportOperator(BaseOperator):
                           "detail": s.get("detail", "")} for s in timeline.get("steps", [])],
             "validation": validation,
             "cleanup": ti.xcom_pull(task_ids=self.cleanup_task_id) or [],
+            "source_changes": source_changes(ti),
         }
         directory = report_dir(context["dag"].dag_id, context["run_id"])
         path = report_md.write_report(report, directory, self._lag_samples(databases))

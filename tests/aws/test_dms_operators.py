@@ -209,7 +209,8 @@ def test_source_endpoint_request_is_exact_and_the_password_goes_only_to_dms(dms_
     assert client().describe_endpoints()["Endpoints"][0]["Status"] == "active"
 
 
-def test_endpoint_with_a_secret_sends_no_credentials(dms_moto, pg_connections):  # noqa: F811
+def test_endpoint_with_a_secret_sends_no_credentials(dms_moto, pg_connections, record_aws_calls):  # noqa: F811
+    # Recorded for the IAM check: this call needs iam:PassRole on the secrets role (test_iam_policies.py).
     settings = dms.source_postgres_settings(
         slot_name="mig_orders_mig_app", control_schema="migration_control", plugin="pglogical", capture_ddls=True,
         secrets_manager_secret_id="arn:aws:secretsmanager:us-east-1:222222222222:secret:src-AbCdEf",

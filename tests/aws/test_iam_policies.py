@@ -8,8 +8,12 @@ target role are not the product's and are left out. This module runs after those
 order). It fails on any recorded action a policy lacks, and, when every recording test ran and
 passed in this session, on any action a policy lists that no test needed.
 
-Some calls need a second permission AWS checks without a second API call; IMPLIED lists them
-(tagging on create, and KMS grants when RDS uses a customer managed key the caller names).
+Some calls need a second permission AWS checks without a second API call; `implied` lists them
+(tagging on create, KMS grants when RDS uses a customer managed key the caller names, and
+iam:PassRole when a DMS endpoint names the role that reads its Secrets Manager secret).
+The policies that change resources (the source key's policy, the source security groups' rules,
+passing the secrets role) name them by placeholder; `migration.iam.render_policies` fills in one
+migration's ARNs, and the tests below check that those changes are allowed on nothing else.
 Stand-ins: none.
 """
 
@@ -39,6 +43,9 @@ def implied(call: dict) -> set[str]:
         extra.add("dms:AddTagsToResource")  # likewise for DMS resources created with tags
     if call["service"] == "rds" and params.get("KmsKeyId"):
         extra |= {"kms:CreateGrant", "kms:DescribeKey"}  # RDS encrypts through a grant on the named key
+    if call["service"] == "dms" and call["operation"] in ("CreateEndpoint", "ModifyEndpoint") and \
+            (params.get("PostgreSQLSettings") or {}).get("SecretsManagerAccessRoleArn"):
+        extra.add("iam:PassRole")  # DMS assumes the named role to read the secret: the caller passes it
     return extra
 
 
@@ -109,3 +116,53 @@ def test_policies_list_nothing_the_product_does_not_need(aws_call_log):
         for action in policy_actions(path) - set(needed.get(account, {}))
     }
     assert not unneeded, "actions listed but never needed:\n" + "\n".join(sorted(unneeded))
+
+
+# --- issue 8, scenario 17: PassRole for the secrets role; changes scoped to the configured resources ---
+
+SCOPED = {"kms:PutKeyPolicy", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "iam:PassRole"}
+
+
+def _scoped_statements(document: dict) -> list[dict]:
+    return [s for s in document["Statement"] if SCOPED & set(s["Action"] if isinstance(s["Action"], list)
+                                                              else [s["Action"]])]
+
+
+@pytest.mark.safety
+def test_an_endpoint_with_a_secrets_role_needs_pass_role_and_the_target_policy_has_it():
+    call = {"service": "dms", "operation": "CreateEndpoint", "params": {"PostgreSQLSettings": {
+        "SecretsManagerSecretId": "arn:aws:secretsmanager:us-east-1:222222222222:secret:src",
+        "SecretsManagerAccessRoleArn": "arn:aws:iam::222222222222:role/dms-secrets-access"}}}
+    assert "iam:PassRole" in implied(call)
+    assert "iam:PassRole" not in implied({**call, "params": {"PostgreSQLSettings": {"SlotName": "s"}}})
+    assert "iam:PassRole" in policy_actions(POLICIES[TARGET_ACCOUNT])
+
+
+@pytest.mark.safety
+def test_key_policy_security_group_and_pass_role_changes_are_scoped_to_the_configured_resources():
+    from migration.config import load_config
+    from migration.iam import kms_key_scope, placeholders, render_policies, template
+
+    # The templates grant these changes on no wildcard: only on placeholders for configured resources.
+    for side in ("source", "target"):
+        for statement in _scoped_statements(template(side)):
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert all(r.startswith("<") for r in resources), statement
+    config = load_config(IAM_DIR.parent / "migrations" / "aurora_orders.yaml")
+    rendered = render_policies(config)
+    assert not placeholders(rendered["source"]) and not placeholders(rendered["target"])
+    by_action = {a: s for doc in rendered.values() for s in _scoped_statements(doc) for a in s["Action"]}
+    assert by_action["kms:PutKeyPolicy"]["Resource"] == config.source.kms_key_id
+    sg = config.source.security_group_ids[0]
+    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"):
+        assert by_action[action]["Resource"] == f"arn:aws:ec2:eu-west-1:{config.source.account_id}:security-group/{sg}"
+    assert by_action["iam:PassRole"]["Resource"] == config.dms.secrets_manager_access_role_arn
+    assert by_action["iam:PassRole"]["Condition"] == {"StringEquals": {"iam:PassedToService": "dms.amazonaws.com"}}
+    # A migration that does not use a secret (native CDC) gets no PassRole at all.
+    billing = render_policies(load_config(IAM_DIR.parent / "migrations" / "rds_billing.yaml"))
+    assert "iam:PassRole" not in {a for s in billing["target"]["Statement"] for a in s["Action"]}
+    # A key named by alias is scoped with kms:ResourceAliases; by key id, with its ARN.
+    assert kms_key_scope("alias/orders", region="eu-west-1", account_id="614400000000") == (
+        "arn:aws:kms:eu-west-1:614400000000:key/*", {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}})
+    assert kms_key_scope("1111aaaa", region="eu-west-1", account_id="614400000000") == (
+        "arn:aws:kms:eu-west-1:614400000000:key/1111aaaa", None)

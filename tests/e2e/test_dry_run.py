@@ -8,6 +8,7 @@ excludes fails preflight before anything is created. Stand-ins: none.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def test_a_dry_run_changes_nothing_on_the_source(local_migration):
     assert states["apply_source_changes"] == "skipped"
     with migration.source_conn() as src:
         assert _source_state(src) == before
+    # The report lists what the run would have changed.
+    reports = sorted(Path(os.environ["MIGRATION_REPORT_DIR"], migration.dag_id).glob("*/report.json"))
+    planned = json.loads(reports[-1].read_text())["source_changes"]
+    assert [line for line in planned if line.startswith("planned, not made: table dms_sample.mlb_data: ")], planned
 
 
 @pytest.mark.safety
