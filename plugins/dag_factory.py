@@ -322,15 +322,19 @@ def _build_tasks(config: MigrationConfig) -> None:
             task_id="switch_over", migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
             databases=databases, schemas=plan["schemas"], control_schema=config.control_schema,
             replication_role=f"{{{{ conn['{src}'].login }}}}", application_roles=list(config.cutover.application_roles),
-            drain_timeout_seconds=config.cutover.drain_timeout_seconds, target_host=t_host, target_port=t_port,
+            drain_timeout_seconds=config.cutover.drain_timeout_seconds,
+            max_write_block_seconds=config.cutover.max_write_block_seconds, target_host=t_host, target_port=t_port,
+            # Bounded as a whole too: the window aborts at max_write_block_seconds; the rest is preparation.
+            execution_timeout=timedelta(seconds=config.cutover.max_write_block_seconds + 600),
             **_cutover_strategies(config, plan),
         )
         # Teardown of the critical section: after a failure (even a lost worker) it restores source
         # writes; once the target is open it leaves the fence in place.
         unblock = UnblockSourceWritesOperator(
             task_id="unblock_source_writes", migration_id=config.migration_id, source_conn_id=src,
+            target_conn_id=tgt, target_host=t_host, target_port=t_port, databases=databases, schemas=plan["schemas"],
             control_database=first_db, control_schema=config.control_schema, write_block=config.cutover.write_block,
-            source_aws_conn_id=config.source.aws_conn_id, cutover_task_id="cutover.switch_over",
+            source_aws_conn_id=config.source.aws_conn_id,
             doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))
@@ -391,7 +395,7 @@ def _cutover_strategies(config: MigrationConfig, plan: Any) -> dict[str, Any]:
                     keep_security_group_ids=list(config.dms.security_group_ids) if config.cdc_engine == "dms" else [],
                     keep_cidrs=list(config.cutover.keep_cidrs))
     if config.cdc_engine == "dms":
-        args.update(target_aws_conn_id=config.target.aws_conn_id,
+        args.update(target_aws_conn_id=config.target.aws_conn_id, dms_plugin=config.dms.plugin,
                     dms_tasks=plan,
                     replication_instance_id=_xcom("ensure_replication_instance", "identifier"))
     if config.cutover.dns_zone_id:

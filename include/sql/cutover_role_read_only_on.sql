@@ -1,1 +1,1 @@
-ALTER ROLE {role} SET default_transaction_read_only = on
+ALTER ROLE {role} IN DATABASE {database} SET default_transaction_read_only = on

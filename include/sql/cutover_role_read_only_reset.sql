@@ -1,1 +1,1 @@
-ALTER ROLE {role} RESET default_transaction_read_only
+ALTER ROLE {role} IN DATABASE {database} RESET default_transaction_read_only

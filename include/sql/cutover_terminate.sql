@@ -1,4 +1,7 @@
--- End every session of the fenced roles; the fence keeps them from coming back.
-SELECT a.pid, a.usename::text AS role, a.datname::text AS database, pg_terminate_backend(a.pid) AS terminated
+-- End every client session on the migrated databases except the cutover's own: whatever its role, a
+-- session opened before the fence keeps the rights it started with.
+SELECT a.pid, a.usename::text AS role, a.datname::text AS database, a.application_name,
+       a.client_addr::text AS client_addr, pg_terminate_backend(a.pid) AS terminated
 FROM pg_stat_activity AS a
-WHERE a.usename = ANY(%(roles)s::text[]) AND a.pid <> pg_backend_pid()
+WHERE a.backend_type = 'client backend' AND a.datname = ANY(%(databases)s::text[])
+  AND a.pid <> pg_backend_pid() AND a.pid <> ALL(%(keep_pids)s::int[])

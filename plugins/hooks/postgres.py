@@ -33,4 +33,10 @@ def conninfo_for(conn_id: str, *, dbname: str | None = None, host: str | None = 
 
 def connect(conn_id: str, *, dbname: str | None = None, host: str | None = None, port: int | None = None,
             autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(conninfo_for(conn_id, dbname=dbname, host=host, port=port), autocommit=autocommit)
+    conn = psycopg.connect(conninfo_for(conn_id, dbname=dbname, host=host, port=port), autocommit=autocommit)
+    # The cutover's fence starts new sessions of the migration's own login read-only in the migrated
+    # databases (so that an application using that login cannot write); the project's own sessions can.
+    conn.execute("SET default_transaction_read_only = off")
+    if not autocommit:
+        conn.commit()
+    return conn

@@ -1297,7 +1297,11 @@ class SecurityGroupWriteBlock:
 @dataclass
 class Route53TargetOpener:
     """The cutover's target opener on AWS (migration.cutover.TargetOpener): the CNAME applications use
-    now points at the target's writer endpoint, and, with ``wait``, Route53 has it INSYNC."""
+    now points at the target's writer endpoint, and, with ``wait``, Route53 has it INSYNC.
+
+    ``prepare()`` reads the record as it is (``state``, journaled at the commit point) so that ``revert()``
+    can put it back; ``revert()`` returns True only once Route53 reports the revert INSYNC.
+    """
 
     route53: Any
     hosted_zone_id: str
@@ -1306,14 +1310,46 @@ class Route53TargetOpener:
     ttl: int = 30
     wait: bool = True
     name: str = "dns"
+    external: bool = True
+    state: dict[str, Any] | None = None
+    wait_delay: int = 2
+    wait_attempts: int = 90
+
+    def prepare(self) -> dict[str, Any]:
+        record = current_record(self.route53, hosted_zone_id=self.hosted_zone_id, record_name=self.record_name)
+        if record and record.get("Type") != "CNAME":
+            raise AwsMigrationError(f"{self.record_name} in hosted zone {self.hosted_zone_id} is a "
+                                    f"{record.get('Type')} record, not a CNAME: point cutover.dns_record_name at a CNAME")
+        self.state = {"record_name": self.record_name, "previous": record}
+        return {"record_name": self.record_name,
+                "previous": record["ResourceRecords"][0]["Value"] if record and record.get("ResourceRecords") else None}
 
     def open(self) -> dict[str, Any]:
         change = upsert_cname(self.route53, hosted_zone_id=self.hosted_zone_id, record_name=self.record_name,
                               target_host=self.target_host, ttl=self.ttl)
         if self.wait:
-            wait_dns_in_sync(self.route53, change_id=change["change_id"])
+            wait_dns_in_sync(self.route53, change_id=change["change_id"], delay=self.wait_delay,
+                             max_attempts=self.wait_attempts)
             change["status"] = "INSYNC"
         return {**change, "record_name": self.record_name}
+
+    def revert(self) -> bool:
+        """Put the record back as ``prepare()`` found it and wait until that is INSYNC."""
+        if self.state is None:
+            return False
+        previous = self.state["previous"]
+        if previous is None:
+            record = current_record(self.route53, hosted_zone_id=self.hosted_zone_id, record_name=self.record_name)
+            if record is None:
+                return True
+            change = {"Action": "DELETE", "ResourceRecordSet": record}
+        else:
+            change = {"Action": "UPSERT", "ResourceRecordSet": previous}
+        info = self.route53.change_resource_record_sets(
+            HostedZoneId=self.hosted_zone_id,
+            ChangeBatch={"Comment": "migration cutover reverted", "Changes": [change]})["ChangeInfo"]
+        wait_dns_in_sync(self.route53, change_id=info["Id"], delay=self.wait_delay, max_attempts=self.wait_attempts)
+        return True
 
 
 def current_record(route53: Any, *, hosted_zone_id: str, record_name: str) -> dict[str, Any] | None:

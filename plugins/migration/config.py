@@ -190,6 +190,7 @@ class CutoverSettings:
     write_block: str = "roles"
     application_roles: tuple[str, ...] = ()
     drain_timeout_seconds: int = 60
+    max_write_block_seconds: int = 60
     not_before: str | None = None
     not_after: str | None = None
     dns_zone_id: str | None = None
@@ -472,6 +473,7 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         write_block=cr.str("write_block", "security_group" if platform == "aws" else "roles", choices=WRITE_BLOCKS),
         application_roles=tuple(cr.names("application_roles", [], required=False)),
         drain_timeout_seconds=cr.int("drain_timeout_seconds", 60, minimum=1),
+        max_write_block_seconds=cr.int("max_write_block_seconds", 60, minimum=1),
         not_before=_iso(parse_time(cr.get("not_before"), source, cr.where("not_before"))) if cr.get("not_before") else None,
         not_after=_iso(parse_time(cr.get("not_after"), source, cr.where("not_after"))) if cr.get("not_after") else None,
         dns_zone_id=cr.str("dns_zone_id"),

@@ -1,17 +1,20 @@
-"""The cutover's critical section: block source writes, drain, stop CDC, finish the target, open it.
+"""The cutover's critical section: block source writes, drain, stop CDC, finish the target, prove, open it.
 
-Three parts plug in, so other platforms and engines reuse the same section and its abort path:
+Parts plug in, so other platforms and engines reuse the same section and its abort path:
 
-- a write fence (``RoleFence`` here: role settings, NOLOGIN, REVOKE CONNECT, ended sessions; an AWS
-  security-group fence plugs in) with block / unblock;
+- a write fence (``migration.fence.RoleFence``: per-database read-only default and CONNECT for the listed roles and
+  every role that is a member of them; an AWS security-group fence plugs in) with block / unblock;
+- ``SourceDrain``, the same for every fence: it ends every client session on the migrated databases but
+  the cutover's own, waits until nothing is in flight and reads the source's final LSN;
 - a CDC engine (``NativeCdc`` here; DMS plugs in) with drain(final_lsn, timeout) / stop;
-- a target opener (``LocalTargetOpener`` here; a DNS switch plugs in) with open.
+- ``ChangesAfterFinalLsn``, the proof: once CDC is stopped, the slots hold no change that the target
+  has not applied. Whatever a fence missed fails here, before the target opens, instead of being lost;
+- a target opener (``LocalTargetOpener`` here; a DNS switch plugs in) with open / revert.
 
-``SourceDrain`` is the same for every fence: nothing in flight on the source, then its final LSN.
-
-``run_cutover`` times and logs every step and returns the timeline. Any failure after writes are
-blocked and before the target is open restores the source's writes exactly as they were and raises
-``CutoverAborted`` naming the failed step.
+Every step is recorded in the run's ``CutoverJournal`` (migration.journal) before and after it runs.
+Any failure before the commit point (the moment the target is about to open) restores the source's
+writes exactly and raises ``CutoverAborted``. Past the commit point the source reopens only if the
+opening was reverted and the revert confirmed; otherwise the fence stays and the error says what to do.
 """
 
 from __future__ import annotations
@@ -25,20 +28,17 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from migration import sql as q
 from migration.config import check_names
+from migration.journal import CutoverJournal, JournalState
 from migration.lsn import LSN
 from migration.native_cdc import drop_subscription, slot_positions, subscription_state
 
 log = logging.getLogger(__name__)
 
-READ_ONLY_GUC = "default_transaction_read_only"
-# Roles the managed services own; they are never fenced (and could not be).
-RESERVED_ROLE_PREFIXES = ("pg_", "rds")
+APPLICATION_NAME = "pg-account-migration cutover"
 
 
 class CutoverError(RuntimeError):
@@ -46,18 +46,20 @@ class CutoverError(RuntimeError):
 
 
 class CutoverAborted(CutoverError):
-    """The cutover stopped after blocking writes; ``timeline`` shows what ran, ``failed_step`` what failed."""
+    """The cutover stopped after blocking writes; ``timeline`` shows what ran, ``failed_step`` what failed.
 
-    def __init__(self, message: str, *, failed_step: str, timeline: dict[str, Any]):
+    ``fence_kept`` is True when the source stays fenced on purpose (the target may already be reachable).
+    """
+
+    def __init__(self, message: str, *, failed_step: str, timeline: dict[str, Any], fence_kept: bool = False):
         super().__init__(message)
         self.failed_step = failed_step
         self.timeline = timeline
+        self.fence_kept = fence_kept
 
 
 class WriteFence(Protocol):
-    """Keeps clients from writing to the source. May also define ``prepare()`` (checks, before blocking)
-    and ``session_roles()`` (roles whose sessions the drain ends; None: every session but the kept ones).
-    An undo named ``restore()`` is accepted as well as ``unblock()``."""
+    """Keeps clients from writing to the source. May also define ``prepare()`` (checks, before blocking)."""
 
     name: str
 
@@ -75,277 +77,75 @@ class CdcEngine(Protocol):
 
 
 class TargetOpener(Protocol):
+    """Sends clients to the target. ``external`` says whether ``open`` changes anything outside the
+    journal (DNS does); ``revert()`` undoes it and returns True only once the undo is confirmed."""
+
     name: str
+    external: bool
 
     def open(self) -> dict[str, Any]: ...
+    def revert(self) -> bool: ...
 
 
 Step = tuple[str, Callable[[], Any]]
 
 
-# ---------------------------------------------------------------- the role fence
-
-def _ident(name: str) -> sql.Identifier:
-    return sql.Identifier(name)
-
-
-def _grantee(grant: dict[str, Any]) -> sql.Composable:
-    return sql.SQL("PUBLIC") if grant["public"] else sql.Identifier(grant["grantee"])
-
-
-def _run_batch(conn: psycopg.Connection, statements: list[sql.Composable]) -> None:
-    # One round trip for all of them: without parameters the statements go as one simple query.
-    if statements:
-        conn.execute(sql.SQL("; ").join(statements))
-
-
-def _state_table_exists(conn: psycopg.Connection, control_schema: str) -> bool:
-    table = sql.Identifier(control_schema, "cutover_state").as_string(conn)
-    return conn.execute(q.load("cutover_state_exists"), {"table": table}).fetchone()[0]
-
-
-def unblock_writes(conn: psycopg.Connection, control_schema: str, fence_id: str, *,
-                   force: bool = False) -> dict[str, Any]:
-    """Restore exactly what the fence ``fence_id`` changed, as recorded in ``<control_schema>.cutover_state``.
-
-    Role settings and LOGIN come back as they were; CONNECT goes back to every grantee it was revoked
-    from (with its grant option), and the CONNECT grants the fence added are revoked. One transaction;
-    running it again restores nothing more. Once the cutover opened the target the source stays fenced
-    (writes on both sides would split the data) unless ``force`` says the application is back on the source.
-    """
-    control_schema = check_names([control_schema], "unblock_writes", "control_schema")[0]
-    if not _state_table_exists(conn, control_schema):
-        return {"fence_id": fence_id, "restored": [], "note": "no cutover_state table: nothing was fenced"}
-    opened = conn.execute(q.compose("cutover_state_target_open", schema=control_schema),
-                          {"fence_id": fence_id}).fetchone()
-    if opened and not force:
-        log.info("The cutover %s opened the target %s: the source stays fenced", fence_id, opened[0])
-        return {"fence_id": fence_id, "restored": [], "note": "the target is open; the source stays fenced"}
-    restored: list[str] = []
-    with conn.transaction():
-        with conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(q.compose("cutover_state_active", schema=control_schema), {"fence_id": fence_id}).fetchall()
-        statements: list[sql.Composable] = []
-        for row in rows:
-            kind, obj, prev = row["kind"], row["object"], row["previous"]
-            if kind == "role_read_only":
-                if prev["value"] is None:
-                    statements.append(q.compose("cutover_role_read_only_reset", role=obj))
-                else:
-                    statements.append(q.compose("cutover_role_read_only_set", role=obj, value=sql.Literal(prev["value"])))
-            elif kind == "role_login":
-                statements.append(q.compose("cutover_role_login", role=obj))
-            elif kind == "database_connect":
-                for grant in prev["revoked"]:
-                    name = "cutover_grant_connect_grantable" if grant["grantable"] else "cutover_grant_connect"
-                    statements.append(q.compose(name, database=obj, grantee=_grantee(grant)))
-            elif kind == "connect_grant":
-                statements.append(q.compose("cutover_revoke_connect", database=prev["database"],
-                                            grantee=_ident(prev["role"])))
-            else:
-                continue
-            restored.append(f"{kind}:{obj}")
-        _run_batch(conn, statements)
-        conn.execute(q.compose("cutover_state_restored", schema=control_schema), {"fence_id": fence_id})
-    log.info("Source writes restored for fence %s: %s", fence_id, restored or "nothing was fenced")
-    return {"fence_id": fence_id, "restored": restored}
-
-
-@dataclass
-class RoleFence:
-    """Blocks writes on the source by roles: no client can lift it, and it is undone exactly.
-
-    ``roles`` are the application roles to fence; None fences every role that can log in except the
-    kept ones (the replication role, the role running the cutover, ``exclude_roles`` and the managed
-    service's own ``pg_*``/``rds*`` roles). ``conn`` is an autocommit connection to the source's
-    control database, where ``<control_schema>.cutover_state`` records every change.
-    """
-
-    conn: psycopg.Connection
-    fence_id: str
-    databases: Sequence[str]
-    control_schema: str
-    replication_role: str
-    roles: Sequence[str] | None = None
-    exclude_roles: Sequence[str] = ()
-    name: str = "roles"
-    fenced: list[str] = field(default_factory=list, init=False)
-
-    def __post_init__(self) -> None:
-        self.databases = check_names(list(self.databases), "RoleFence", "databases")
-        self.control_schema = check_names([self.control_schema], "RoleFence", "control_schema")[0]
-        self.replication_role = check_names([self.replication_role], "RoleFence", "replication_role")[0]
-        self.exclude_roles = check_names(list(self.exclude_roles), "RoleFence", "exclude_roles", required=False)
-        if self.roles is not None:
-            self.roles = check_names(list(self.roles), "RoleFence", "roles", required=False) or None
-        if not isinstance(self.fence_id, str) or not self.fence_id:
-            raise ValueError("RoleFence: fence_id: a non-empty id derived from the migration is required")
-
-    # -- planning
-
-    def _roles(self) -> dict[str, dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return {r["role"]: dict(r) for r in cur.execute(q.load("cutover_roles")).fetchall()}
-
-    def _databases(self, keep: list[str]) -> list[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return [dict(r) for r in cur.execute(q.load("cutover_databases"),
-                                                 {"databases": list(self.databases), "keep": keep}).fetchall()]
-
-    def _active(self) -> list[dict[str, Any]]:
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            return [dict(r) for r in cur.execute(q.compose("cutover_state_active", schema=self.control_schema),
-                                                 {"fence_id": self.fence_id}).fetchall()]
-
-    def _plan(self, roles: dict[str, dict[str, Any]], active: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-        keep = sorted({self.replication_role, *self.exclude_roles, *(r for r, v in roles.items() if v["is_me"])}
-                      & set(roles))
-        already = {row["object"] for row in active if row["kind"] in ("role_login", "role_read_only")}
-        if self.roles is not None:
-            missing = [r for r in self.roles if r not in roles]
-            if missing:
-                raise CutoverError(f"roles: {missing} do not exist on the source")
-            kept = [r for r in self.roles if r in keep]
-            if kept:
-                raise CutoverError(f"roles: {kept} must stay able to connect (replication role, the role running "
-                                   "the cutover, or exclude_roles) and cannot be fenced")
-            fenced = sorted(set(self.roles) | already)
-        else:
-            fenced = sorted(
-                {r for r, v in roles.items() if v["can_login"] and r not in keep and not r.startswith(RESERVED_ROLE_PREFIXES)}
-                | already)
-        return fenced, keep
-
-    def prepare(self) -> dict[str, Any]:
-        """Check the names and create the state table; changes no role or privilege."""
-        self.conn.execute(q.compose("cutover_state_table", schema=self.control_schema))
-        roles = self._roles()
-        if self.replication_role not in roles:
-            raise CutoverError(f"replication_role: role {self.replication_role!r} does not exist on the source")
-        fenced, keep = self._plan(roles, self._active())
-        found = {d["database"] for d in self._databases(keep)}
-        missing = [d for d in self.databases if d not in found]
-        if missing:
-            raise CutoverError(f"databases: {missing} do not exist on the source")
-        self.fenced = fenced
-        return {"fence_id": self.fence_id, "roles": fenced, "kept": keep, "databases": list(self.databases)}
-
-    # -- the fence
-
-    def block(self) -> dict[str, Any]:
-        """Fence in one transaction (recording the previous state first), then end the fenced roles' sessions."""
-        with self.conn.transaction():
-            roles = self._roles()
-            active = self._active()
-            fenced, keep = self._plan(roles, active)
-            records: list[dict[str, Any]] = []
-            statements: list[sql.Composable] = []
-            for role in fenced:
-                current = roles[role]
-                records.append({"kind": "role_read_only", "object": role, "previous": {"value": current["read_only"]}})
-                statements.append(q.compose("cutover_role_read_only_on", role=role))
-                if current["can_login"]:
-                    records.append({"kind": "role_login", "object": role, "previous": {"can_login": True}})
-                    statements.append(q.compose("cutover_role_nologin", role=role))
-            could_connect: dict[str, set[str]] = {}
-            for db in self._databases(keep):
-                could_connect[db["database"]] = set(db["keep_can_connect"])
-                revoke = [g for g in db["connect_grants"] if g["public"] or g["grantee"] not in keep]
-                direct = {g["grantee"] for g in db["connect_grants"] if not g["public"]}
-                if revoke:
-                    records.append({"kind": "database_connect", "object": db["database"],
-                                    "previous": {"datacl": db["datacl"], "owner": db["owner"], "revoked": revoke}})
-                    unique = {(g["public"], g["grantee"]): g for g in revoke}.values()
-                    grantees = sql.SQL(", ").join(_grantee(g) for g in unique)
-                    statements.append(q.compose("cutover_revoke_connect", database=db["database"], grantee=grantees))
-                # Kept roles that could connect only through PUBLIC or a fenced role get their own grant.
-                for role in db["keep_can_connect"]:
-                    if role not in direct and not roles[role]["superuser"]:
-                        records.append({"kind": "connect_grant", "object": json.dumps([db["database"], role]),
-                                        "previous": {"database": db["database"], "role": role}})
-                        statements.append(q.compose("cutover_grant_connect", database=db["database"], grantee=role))
-            self.conn.execute(q.compose("cutover_state_record", schema=self.control_schema),
-                              {"fence_id": self.fence_id, "records": Jsonb(records)})
-            self.conn.execute(q.compose("cutover_state_note", schema=self.control_schema),
-                              {"fence_id": self.fence_id, "kind": "fence", "object": "roles",
-                               "previous": Jsonb({"roles": fenced, "kept": keep, "databases": list(self.databases),
-                                                  "replication_role": self.replication_role})})
-            _run_batch(self.conn, statements)
-            self._verify(keep, could_connect)
-        self.fenced = fenced
-        with self.conn.cursor(row_factory=dict_row) as cur:
-            ended = cur.execute(q.load("cutover_terminate"), {"roles": fenced}).fetchall()
-        log.info("Writes blocked: %d roles fenced, %d sessions ended", len(fenced), len(ended))
-        return {"roles": fenced, "kept": keep, "changes": len(records), "sessions_ended": len(ended)}
-
-    def _verify(self, keep: list[str], could_connect: dict[str, set[str]]) -> None:
-        # Fail closed: a CONNECT grant this role could not revoke (another grantor's) leaves a way in.
-        for db in self._databases(keep):
-            left = [g["grantee"] for g in db["connect_grants"] if g["public"] or g["grantee"] not in keep]
-            if left:
-                raise CutoverError(
-                    f"database {db['database']}: CONNECT is still granted to {left} after REVOKE (granted by another "
-                    "role); revoke it as that grantor, or fence with another strategy")
-            lost = sorted(could_connect.get(db["database"], set()) - set(db["keep_can_connect"]))
-            if lost:
-                raise CutoverError(f"database {db['database']}: the fence would lock out {lost}, which must stay "
-                                   "able to connect; nothing was changed")
-
-    def session_roles(self) -> list[str]:
-        return list(self.fenced)
-
-    def unblock(self) -> dict[str, Any]:
-        return unblock_writes(self.conn, self.control_schema, self.fence_id)
+def bound_session(conn: psycopg.Connection, *, lock_timeout_s: float, statement_timeout_s: float,
+                  run: str = "") -> None:
+    """Make a connection fit for the critical section: synchronous commits, every statement bounded by
+    ``lock_timeout`` and ``statement_timeout``, read-only default lifted (the fence may set it for the
+    migration's own login), and an application_name that marks the session as the cutover's own."""
+    conn.execute(q.load("cutover_session"), {
+        "lock_timeout": f"{max(1, int(lock_timeout_s * 1000))}ms",
+        "statement_timeout": f"{max(1, int(statement_timeout_s * 1000))}ms",
+        "application_name": f"{APPLICATION_NAME} {run}".strip()[:63]})
 
 
 # ---------------------------------------------------------------- draining the source
 
 @dataclass
 class SourceDrain:
-    """PostgreSQL side of the drain, whatever the fence: nothing in flight on the source, then its final LSN.
+    """The drain, whatever the fence: nothing in flight on the source, then its final LSN.
 
-    Quiet means: no session left that must end, no open transaction that has written and no prepared
-    transaction in the migrated databases (the ``allowed_roles``, i.e. the replication role, excepted).
-    The final LSN is the flush position read right after a synchronous commit of a marker row, so
-    every commit made before the fence is at or below it even where commits are asynchronous.
+    Every client session on the migrated databases is ended, whatever its role, except the cutover's own
+    (``keep_pids``): a security group does not cut open connections, and a role fence does not reach a
+    login it does not list. Quiet means: no such session left, no open transaction that has written, and
+    no prepared transaction. The final LSN is the flush position read right after a synchronous commit
+    (see ``bound_session``), so every commit made before it is at or below it.
     """
 
     conn: psycopg.Connection
     databases: Sequence[str]
-    control_schema: str
-    fence_id: str
-    allowed_roles: Sequence[str]
-    poll_interval_s: float = 0.05
+    keep_pids: Sequence[int] = ()
+    poll_interval_s: float = 0.01
+    ended: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self.databases = check_names(list(self.databases), "SourceDrain", "databases")
-        self.control_schema = check_names([self.control_schema], "SourceDrain", "control_schema")[0]
-        self.allowed_roles = check_names(list(self.allowed_roles), "SourceDrain", "allowed_roles")
 
-    def prepare(self) -> dict[str, Any]:
-        self.conn.execute(q.compose("cutover_state_table", schema=self.control_schema))
-        self.conn.execute(q.load("cutover_session"))
-        return {"databases": list(self.databases), "allowed_roles": list(self.allowed_roles)}
-
-    def drain(self, timeout_s: float, end_sessions_of: Sequence[str] | None = None) -> LSN:
+    def drain(self, timeout_s: float) -> LSN:
         deadline = time.monotonic() + timeout_s
-        params = {"end_all": end_sessions_of is None, "end_sessions_of": list(end_sessions_of or []),
-                  "databases": list(self.databases), "allowed": list(self.allowed_roles)}
+        params = {"databases": list(self.databases), "keep_pids": list(self.keep_pids)}
         while True:
             with self.conn.cursor(row_factory=dict_row) as cur:
                 state = cur.execute(q.load("cutover_drain_check"), params).fetchone()
+            self.ended += state["sessions_ended"]
             if not (state["sessions_ended"] or state["open_transactions"] or state["prepared_transactions"]):
                 break
             if time.monotonic() > deadline:
                 raise CutoverError(
-                    f"the source did not drain within {timeout_s:g} s: {state['sessions_ended']} sessions still "
-                    f"had to be ended, open transactions {state['open_transactions']}, prepared transactions "
-                    f"{state['prepared_transactions']} (finish those with COMMIT PREPARED or ROLLBACK PREPARED)")
+                    f"the source did not drain within {timeout_s:g} s: sessions still being ended "
+                    f"{_who(state['sessions_ended'])}, open transactions {state['open_transactions']}, prepared "
+                    f"transactions {state['prepared_transactions']} (finish those with COMMIT PREPARED or "
+                    "ROLLBACK PREPARED)")
             time.sleep(self.poll_interval_s)
-        self.conn.execute(q.compose("cutover_state_note", schema=self.control_schema),
-                          {"fence_id": self.fence_id, "kind": "drain", "object": "final",
-                           "previous": Jsonb({"databases": list(self.databases)})})
         return LSN(self.conn.execute(q.load("cutover_flush_lsn")).fetchone()[0])
+
+
+def _who(sessions: Sequence[dict[str, Any]]) -> str:
+    seen = sorted({f"{s.get('role')}@{s.get('database')} ({s.get('application_name') or 'no application_name'})"
+                   for s in sessions})
+    return ", ".join(seen) if seen else "none"
 
 
 # ---------------------------------------------------------------- native CDC
@@ -366,7 +166,7 @@ class NativeCdc:
 
     source_conn: psycopg.Connection
     links: Sequence[NativeLink]
-    poll_interval_s: float = 0.05
+    poll_interval_s: float = 0.01
     name: str = "native"
 
     def prepare(self) -> dict[str, Any]:
@@ -377,7 +177,8 @@ class NativeCdc:
             state = subscription_state(link.target_conn, link.subscription)
             if state is None or not state["enabled"]:
                 raise CutoverError(f"database {link.database}: subscription {link.subscription} is "
-                                   f"{'missing' if state is None else 'disabled'} on the target; CDC is not running")
+                                   f"{'missing' if state is None else 'disabled'} on the target; CDC is not running. "
+                                   f"{self.resume_hint()}")
         return {link.database: {"slot": link.slot_name, "confirmed_flush_lsn": slots[link.slot_name]["confirmed_flush_lsn"]}
                 for link in self.links}
 
@@ -398,38 +199,146 @@ class NativeCdc:
             time.sleep(self.poll_interval_s)
 
     def stop(self) -> dict[str, Any]:
-        dropped = {link.database: drop_subscription(link.target_conn, link.subscription) for link in self.links}
-        return {"dropped_subscriptions": dropped}
+        """Disable each subscription and end its apply worker: nothing more is applied, the source's slot is
+        released, and the subscription keeps its origin, so ``resume()`` goes on exactly where it stopped."""
+        for link in self.links:
+            link.target_conn.execute(q.compose("native_cdc_disable_subscription", subscription=link.subscription))
+        for link in self.links:
+            link.target_conn.execute(q.load("cutover_stop_apply_worker"), {"name": link.subscription})
+        deadline = time.monotonic() + 30
+        stopped = {}
+        for link in self.links:
+            while (state := subscription_state(link.target_conn, link.subscription)) and state["worker_pid"]:
+                if time.monotonic() > deadline:
+                    raise CutoverError(f"database {link.database}: the apply worker of {link.subscription} "
+                                       f"(pid {state['worker_pid']}) did not stop")
+                time.sleep(self.poll_interval_s)
+            stopped[link.database] = {"subscription": link.subscription,
+                                      "origin_lsn": state["origin_lsn"] if state else None}
+        return {"stopped": stopped}
+
+    def resume(self) -> dict[str, Any]:
+        """After an abort: enable the subscriptions again; apply resumes from each one's origin."""
+        for link in self.links:
+            link.target_conn.execute(q.compose("native_cdc_enable_subscription", subscription=link.subscription))
+        return {"resumed": [link.subscription for link in self.links]}
+
+    @staticmethod
+    def resume_hint() -> str:
+        return ("To resume CDC, enable the database's subscription on the target (ALTER SUBSCRIPTION … ENABLE): "
+                "it applies from exactly where it stopped.")
+
+    def finish(self) -> dict[str, Any]:
+        """After the target opened: drop the stopped subscriptions (and their stored credentials); the
+        source's slots stay for cleanup."""
+        return {link.database: drop_subscription(link.target_conn, link.subscription) for link in self.links}
+
+
+# ---------------------------------------------------------------- the proof
+
+@dataclass(frozen=True)
+class SlotCheck:
+    """One database's slot as the proof reads it: ``plugin`` is pgoutput (with ``publication``) or
+    test_decoding (the migrated ``schemas`` filter out the drain marker and DMS's own tables)."""
+
+    database: str
+    source_conn: psycopg.Connection
+    slot_name: str
+    plugin: str
+    publication: str | None = None
+    schemas: Sequence[str] = ()
+
+
+@dataclass
+class ChangesAfterFinalLsn:
+    """Proof, once CDC is stopped and before the target opens, that nothing committed on the source is
+    missing from the target: each slot holds no change in the migrated tables past the position the
+    target confirmed (which is past the final LSN). Changes there were committed after the fence and
+    never applied; the cutover then aborts, naming the tables, transactions and sessions."""
+
+    checks: Sequence[SlotCheck]
+    databases: Sequence[str]
+    keep_pids: Sequence[int] = ()
+    release_timeout_s: float = 10.0
+    poll_interval_s: float = 0.005
+    seen_sessions: list[dict[str, Any]] = field(default_factory=list)
+
+    def prepare(self) -> dict[str, Any]:
+        for check in self.checks:
+            if check.plugin not in ("pgoutput", "test_decoding"):
+                raise CutoverError(f"database {check.database}: slot {check.slot_name} uses plugin {check.plugin!r}; "
+                                   "the cutover can prove a quiet source only with pgoutput or test_decoding")
+            if check.plugin == "pgoutput" and not check.publication:
+                raise CutoverError(f"database {check.database}: the pgoutput slot needs its publication")
+        return {"slots": [c.slot_name for c in self.checks]}
+
+    def _wait_released(self, conn: psycopg.Connection, slots: list[str]) -> None:
+        # A slot cannot be read while a walsender holds it; stopping CDC lets it go within moments.
+        deadline = time.monotonic() + self.release_timeout_s
+        while held := conn.execute(q.load("cutover_slots_active"), {"slots": slots}).fetchall():
+            if time.monotonic() > deadline:
+                raise CutoverError(f"slots still in use {dict(held)} {self.release_timeout_s:g} s after CDC stopped: "
+                                   "the proof that no change was left behind cannot be read")
+            time.sleep(self.poll_interval_s)
+
+    def check(self) -> dict[str, Any]:
+        found: dict[str, dict[str, Any]] = {}
+        for check in self.checks:
+            conn = check.source_conn
+            self._wait_released(conn, [check.slot_name])
+            with conn.cursor(row_factory=dict_row) as cur:
+                if check.plugin == "pgoutput":
+                    row = cur.execute(q.load("cutover_changes_after_pgoutput"),
+                                      {"slot_name": check.slot_name, "publication": check.publication}).fetchone()
+                else:
+                    row = cur.execute(q.load("cutover_changes_after_test_decoding"),
+                                      {"slot_name": check.slot_name, "schemas": list(check.schemas)}).fetchone()
+            found[check.database] = dict(row)
+        late = {db: r for db, r in found.items() if r["changes"]}
+        if late:
+            conn = self.checks[0].source_conn
+            with conn.cursor(row_factory=dict_row) as cur:
+                now = [dict(r) for r in cur.execute(q.load("cutover_sessions"), {
+                    "databases": list(self.databases), "keep_pids": list(self.keep_pids)}).fetchall()]
+            detail = "; ".join(f"{db}: {r['changes']} change(s) in {r['tables']} by transaction(s) {r['xids']} "
+                               f"from {r['first_lsn']}" for db, r in late.items())
+            raise CutoverError(
+                f"writes reached the source after its final LSN and are not on the target ({detail}). Sessions on "
+                f"the migrated databases now: {_who(now)}; ended during the window: {_who(self.seen_sessions)}. "
+                "The fence does not cover them: add those roles to cutover.application_roles (members of a listed "
+                "role are covered), or stop that client, before the next attempt")
+        return {db: {"changes": 0} for db in found}
 
 
 # ---------------------------------------------------------------- opening the target
 
 @dataclass
 class LocalTargetOpener:
-    """Local platform: record where the databases now live (the source's cutover_state and the timeline)."""
+    """Local platform: nothing outside the journal changes; the endpoint is recorded as where the data lives."""
 
-    conn: psycopg.Connection
-    control_schema: str
-    fence_id: str
     endpoint: dict[str, Any]
     name: str = "local"
+    external: bool = False
 
     def open(self) -> dict[str, Any]:
-        self.conn.execute(q.compose("cutover_state_note", schema=self.control_schema),
-                          {"fence_id": self.fence_id, "kind": "target", "object": "connection",
-                           "previous": Jsonb(self.endpoint)})
         return dict(self.endpoint)
+
+    def revert(self) -> bool:
+        return True
 
 
 # ---------------------------------------------------------------- the critical section
 
 class _Timeline:
-    def __init__(self) -> None:
+    def __init__(self, journal: CutoverJournal | None = None) -> None:
         self.steps: list[dict[str, Any]] = []
         self.current: str | None = None
+        self.journal = journal
 
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         self.current = name
+        if self.journal is not None:
+            self.journal.step(name, "started")
         started_at = datetime.now(UTC)
         start = time.monotonic()
         entry = {"step": name, "started_at": started_at.isoformat(), "_start": start}
@@ -440,16 +349,30 @@ class _Timeline:
                          error=f"{type(exc).__name__}: {exc}")
             self.steps.append(entry)
             log.error("Cutover step %s failed after %.3f s: %s", name, entry["seconds"], exc)
+            self._record(name, "failed", {"error": entry["error"]})
             raise
         end = time.monotonic()
         entry.update(seconds=round(end - start, 6), ended_at=datetime.now(UTC).isoformat(), ok=True, _end=end,
                      detail=_jsonable(detail))
         self.steps.append(entry)
         log.info("Cutover step %s done in %.3f s: %s", name, entry["seconds"], entry["detail"])
+        self._record(name, "done", {"seconds": entry["seconds"]})
         return detail
+
+    def _record(self, name: str, state: str, detail: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.step(name, state, detail)
+        except psycopg.Error as exc:  # the step's own outcome matters more than its note
+            log.error("Could not journal step %s as %s: %s", name, state, exc)
 
     def step(self, name: str) -> dict[str, Any] | None:
         return next((s for s in self.steps if s["step"] == name), None)
+
+    def done(self, name: str) -> bool:
+        found = self.step(name)
+        return bool(found and found["ok"])
 
     def public_steps(self) -> list[dict[str, Any]]:
         return [{k: v for k, v in s.items() if not k.startswith("_")} for s in self.steps]
@@ -465,68 +388,236 @@ def _optional(obj: Any, method: str) -> Callable[[], Any]:
     return getattr(obj, method, None) or (lambda: None)
 
 
-def run_cutover(*, fence: WriteFence, drain: SourceDrain, cdc: CdcEngine, opener: TargetOpener,
-                after_stop: Sequence[Step] = (), drain_timeout_s: float = 60.0,
-                apply_timeout_s: float | None = None) -> dict[str, Any]:
-    """The critical section, each step timed and logged; returns the timeline.
+@dataclass
+class CutoverPlan:
+    """Everything the critical section runs with. ``after_stop`` steps (sequence sync, trigger enabling)
+    run after CDC stops; ``undo_after_stop`` steps (triggers disabled again) run on an abort once CDC has
+    stopped; ``resume_hint`` says how to resume the engine's CDC after such an abort."""
 
-    Order: block writes -> drain the source (no open or prepared transactions; final LSN) -> CDC
-    applied past the final LSN -> stop CDC -> ``after_stop`` steps, e.g. sequence sync and trigger
-    enabling, as ``(name, callable)`` -> open the target. The ``prepare`` checks run before writes are
-    blocked, so a wrong name fails with the source untouched. Any failure from blocking until the
-    target is open restores source writes and raises CutoverAborted naming the failed step.
+    journal: CutoverJournal
+    fence: WriteFence
+    drain: SourceDrain
+    cdc: CdcEngine
+    proof: ChangesAfterFinalLsn
+    opener: TargetOpener
+    databases: Sequence[str]
+    after_stop: Sequence[Step] = ()
+    undo_after_stop: Sequence[Step] = ()
+    drain_timeout_s: float = 60.0
+    apply_timeout_s: float | None = None
+    max_write_block_s: float = 60.0
+    resume_hint: str = ""
+    after_open: Sequence[Step] = ()
+
+
+def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
+    """The critical section, each step timed, logged and journaled; returns the timeline.
+
+    Order: block writes -> drain the source (every other session ended; final LSN) -> CDC applied past
+    the final LSN -> stop CDC -> ``after_stop`` steps -> prove no change is left in the slots -> commit
+    point -> open the target. The ``prepare`` checks run before writes are blocked, so a wrong name fails
+    with the source untouched. Writes stay blocked at most ``max_write_block_s``: a step that ends past
+    it aborts the cutover. A rerun of the same run reads the journal: once open, it changes nothing;
+    past the commit point, it only opens the target again.
     """
-    timeline = _Timeline()
-    timeline.run("prepare_fence", _optional(fence, "prepare"))
-    timeline.run("prepare_drain", drain.prepare)
-    timeline.run("prepare_cdc", _optional(cdc, "prepare"))
-    undo = getattr(fence, "unblock", None) or fence.restore
+    journal = plan.journal.ensure()
+    state = journal.read()
+    if state.target_open:
+        outcome = state.outcome or {}
+        log.info("This run already cut over at %s; nothing to do", state.entries["target_open"]["at"])
+        return {**outcome.get("summary", {}), "status": "completed", "note": "already cut over by this run"}
+    others = journal.opened_by_other_runs(list(plan.databases))
+    if others:
+        raise CutoverError(f"databases: run {others[0]['run_id']} already cut over {others[0]['detail']['databases']}"
+                           "; the source stays fenced and there is nothing left to cut over")
+    timeline = _Timeline(journal)
+    if state.commit_point and state.fenced:
+        return _resume_at_commit_point(plan, timeline, state)
+
+    timeline.run("prepare_fence", _optional(plan.fence, "prepare"))
+    timeline.run("prepare_cdc", _optional(plan.cdc, "prepare"))
+    timeline.run("prepare_proof", plan.proof.prepare)
     final_lsn: LSN | None = None
+    passed_commit = False
     try:
-        timeline.run("block_writes", fence.block)
-        roles = _optional(fence, "session_roles")()
-        final_lsn = timeline.run("drain_source", lambda: drain.drain(drain_timeout_s, roles))
-        timeline.run("cdc_applied", lambda: cdc.drain(final_lsn, apply_timeout_s or drain_timeout_s))
-        timeline.run("stop_cdc", cdc.stop)
-        for name, fn in after_stop:
+        timeline.run("block_writes", plan.fence.block)
+        blocked_at = time.monotonic()
+
+        def left() -> float:
+            remaining = plan.max_write_block_s - (time.monotonic() - blocked_at)
+            if remaining <= 0:
+                raise CutoverError(f"writes have been blocked for longer than max_write_block_seconds "
+                                   f"({plan.max_write_block_s:g} s)")
+            return remaining
+
+        final_lsn = timeline.run("drain_source", lambda: plan.drain.drain(min(plan.drain_timeout_s, left())))
+        plan.proof.seen_sessions = list(getattr(plan.fence, "ended", [])) + plan.drain.ended
+        timeline.run("cdc_applied", lambda: plan.cdc.drain(
+            final_lsn, min(plan.apply_timeout_s or plan.drain_timeout_s, left())))
+        left()
+        timeline.run("stop_cdc", plan.cdc.stop)
+        for name, fn in plan.after_stop:
+            left()
             timeline.run(name, fn)
-        timeline.run("open_target", opener.open)
+        left()
+        timeline.run("prove_source_quiet", plan.proof.check)
+        left()
+        journal.write("commit_point", "passed", {
+            "opener": plan.opener.name, "external": plan.opener.external, "final_lsn": str(final_lsn),
+            "databases": list(plan.databases), "opener_state": _jsonable(getattr(plan.opener, "state", None))})
+        passed_commit = True
+        opened = timeline.run("open_target", plan.opener.open)
     except BaseException as exc:
-        failed = timeline.current or "?"
-        stop = timeline.step("stop_cdc")
-        hint = (" CDC had already been stopped: create the subscription again (it resumes from the slot's confirmed "
-                "position) before the next attempt." if stop and stop["ok"] else "")
+        _abort(plan, timeline, final_lsn, exc, passed_commit)
+    return _opened(plan, timeline, final_lsn, opened)
+
+
+def _opened(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, opened: Any) -> dict[str, Any]:
+    plan.journal.write("target_open", "done", {"databases": list(plan.databases), "opener": plan.opener.name,
+                                               "endpoint": _jsonable(opened)})
+    summary = _summary(timeline, plan, final_lsn, status="completed")
+    plan.journal.write("outcome", "completed", {"summary": summary})
+    # Outside the window: the target is open whatever these do; a failure is logged and left to cleanup.
+    finish = _optional(plan.cdc, "finish")
+    for name, fn in [("finish_cdc", finish), *plan.after_open]:
         try:
-            timeline.run("restore_writes", undo)
-        except BaseException as undo_exc:
-            result = _summary(timeline, fence, cdc, final_lsn, status="aborted", failed_step=failed)
-            raise CutoverAborted(
-                f"cutover aborted at step {failed!r}: {exc}. Restoring source writes FAILED too ({undo_exc}); the "
-                f"source is still fenced: run UnblockSourceWritesOperator (unblock_writes) to restore them.{hint}",
-                failed_step=failed, timeline=result) from exc
-        result = _summary(timeline, fence, cdc, final_lsn, status="aborted", failed_step=failed)
+            timeline.run(name, fn)
+        except Exception:  # noqa: BLE001 - logged by the timeline
+            pass
+    summary["steps"] = timeline.public_steps()
+    summary["durations"] = {s["step"]: s["seconds"] for s in timeline.steps}
+    return summary
+
+
+def _resume_at_commit_point(plan: CutoverPlan, timeline: _Timeline, state: JournalState) -> dict[str, Any]:
+    """An earlier try of this run passed the commit point and did not confirm the opening; the source is
+    still fenced and everything before the opening is done, so the only way is forward."""
+    final_lsn = LSN(state.commit_point["final_lsn"])
+    log.info("Resuming this run's cutover at the commit point (final LSN %s): opening the target again", final_lsn)
+    try:
+        opened = timeline.run("open_target", plan.opener.open)
+    except BaseException as exc:
+        _abort(plan, timeline, final_lsn, exc, passed_commit=True)
+    return _opened(plan, timeline, final_lsn, opened)
+
+
+def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: BaseException,
+           passed_commit: bool) -> None:
+    failed = timeline.current or "?"
+    journal = plan.journal
+    if passed_commit:
+        reverted = False
+        try:
+            reverted = bool(timeline.run("revert_open", plan.opener.revert))
+        except BaseException as revert_exc:  # noqa: BLE001 - reported in the message below
+            log.error("Reverting the opening failed: %s", revert_exc)
+        if not reverted:
+            result = _summary(timeline, plan, final_lsn, status="fence_kept", failed_step=failed)
+            message = (f"cutover stopped at step {failed!r} after its commit point: {exc}. The opening "
+                       f"({plan.opener.name}) may already send clients to the target and its revert was not "
+                       "confirmed, so the source STAYS FENCED (writes on both sides would split the data). Next: "
+                       "check where the application's endpoint points. If it points at the target, clear "
+                       "cutover.switch_over: it resumes at opening the target. If it points at the source, clear "
+                       "cutover.unblock_source_writes with force_restore, which restores the source's writes.")
+            _journal_outcome(journal, "fence_kept", {"failed_step": failed, "error": str(exc), "summary": result})
+            raise CutoverAborted(message, failed_step=failed, timeline=result, fence_kept=True) from exc
+    stopped = timeline.done("stop_cdc")
+    resumed = False
+    if stopped:
+        undo = list(plan.undo_after_stop)
+        if getattr(plan.cdc, "resume", None):
+            undo.append(("resume_cdc", plan.cdc.resume))
+        for name, fn in undo:
+            try:
+                timeline.run(name, fn)
+            except BaseException:  # noqa: BLE001 - logged by the timeline; the restore must go on
+                pass
+        resumed = timeline.done("resume_cdc")
+    hint = ""
+    if stopped:
+        hint = (" CDC had been stopped and was resumed where it stopped." if resumed else
+                f" CDC had already been stopped and is not running. {plan.resume_hint}")
+    try:
+        timeline.run("restore_writes", plan.fence.unblock)
+    except BaseException as undo_exc:
+        result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
+        _journal_outcome(journal, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
         raise CutoverAborted(
-            f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were "
-            f"(blocked for {result['write_blocked_seconds']:.3f} s).{hint}",
+            f"cutover aborted at step {failed!r}: {exc}. Restoring source writes FAILED too ({undo_exc}); the "
+            "source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the journal).{hint}",
             failed_step=failed, timeline=result) from exc
-    return _summary(timeline, fence, cdc, final_lsn, status="completed")
+    if passed_commit:
+        _void_commit_point(journal, {"final_lsn": str(final_lsn)})
+    result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
+    _journal_outcome(journal, "aborted", {"failed_step": failed, "error": str(exc), "summary": result})
+    raise CutoverAborted(
+        f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were "
+        f"(blocked for {result['write_blocked_seconds']:.3f} s).{hint}",
+        failed_step=failed, timeline=result) from exc
 
 
-def _summary(timeline: _Timeline, fence: WriteFence, cdc: CdcEngine, final_lsn: LSN | None, *, status: str,
+def _void_commit_point(journal: CutoverJournal, point: dict[str, Any] | None) -> None:
+    # Writes are back on the source: an earlier commit point no longer lets a rerun open the target.
+    if point:
+        journal.write("commit_point", "void", point)
+
+
+def _journal_outcome(journal: CutoverJournal, state: str, detail: dict[str, Any]) -> None:
+    try:
+        journal.write("outcome", state, _jsonable(detail))
+    except psycopg.Error as exc:
+        log.error("Could not journal the outcome %s: %s", state, exc)
+
+
+def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]], list[str]], *,
+                force: bool = False) -> dict[str, Any]:
+    """The teardown's decision, from the journal alone: restore what this run's fence changed, unless the
+    target is (or may be) open. ``restore`` puts back a list of fence records and returns what it restored.
+
+    - target open: the source stays fenced (``force`` restores it: the application moved back);
+    - past the commit point without a confirmed opening or revert: the fence stays and this raises,
+      naming the next step (an external opening may already send clients to the target);
+    - otherwise: every unrestored record is put back, once.
+    """
+    state = journal.ensure().read()
+    if state.target_open and not force:
+        return {"restored": [], "note": "the target is open; the source stays fenced"}
+    point = state.commit_point
+    if point and point.get("external") and state.step("revert_open") != "done" and not force:
+        raise CutoverError(
+            f"this run passed its commit point ({point.get('opener')} opening submitted) without confirming the "
+            "opening or its revert, so the source stays fenced. Clear cutover.switch_over to finish the opening, "
+            "or, once the endpoint points at the source again, run this task with force_restore")
+    records = state.fence_records
+    if not records:
+        return {"restored": [], "note": "nothing is fenced by this run"}
+    restored = restore(records)
+    journal.mark_restored()
+    _void_commit_point(journal, point)
+    _journal_outcome(journal, "restored", {"restored": restored, "forced": force})
+    log.info("Source writes restored for run %s: %s", journal.run_id, restored)
+    return {"restored": restored}
+
+
+def _summary(timeline: _Timeline, plan: CutoverPlan, final_lsn: LSN | None, *, status: str,
              failed_step: str | None = None) -> dict[str, Any]:
     blocked = timeline.step("block_writes")
     opened = timeline.step("open_target") if status == "completed" else timeline.step("restore_writes")
     end = opened.get("_end") if opened else None
+    proof = timeline.step("prove_source_quiet")
     return {
         "status": status,
         "failed_step": failed_step,
-        "fence": fence.name,
-        "cdc": cdc.name,
+        "fence": plan.fence.name,
+        "cdc": plan.cdc.name,
+        "run_id": plan.journal.run_id,
         "final_lsn": str(final_lsn) if final_lsn is not None else None,
         "writes_blocked_at": blocked["started_at"] if blocked else None,
         "target_open_at": opened["ended_at"] if opened and status == "completed" else None,
         "writes_restored_at": opened["ended_at"] if opened and status == "aborted" and opened["ok"] else None,
         "write_blocked_seconds": round(end - blocked["_start"], 6) if blocked and end else None,
+        "source_quiet_proof": ({"ok": proof["ok"], "detail": proof.get("detail"), "error": proof.get("error")}
+                               if proof else None),
         "durations": {s["step"]: s["seconds"] for s in timeline.steps},
         "steps": timeline.public_steps(),
     }

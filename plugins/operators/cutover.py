@@ -1,7 +1,8 @@
-"""The cutover's critical section as one task, and the manual undo of its write fence."""
+"""The cutover's critical section as one task, and the teardown that undoes its write fence."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
@@ -12,16 +13,24 @@ from airflow.sdk import BaseOperator, Context
 from hooks.postgres import connect
 from migration import naming, sequences, target_prep
 from migration.cutover import (
+    ChangesAfterFinalLsn,
     CutoverAborted,
+    CutoverPlan,
     LocalTargetOpener,
     NativeCdc,
     NativeLink,
-    RoleFence,
+    SlotCheck,
     SourceDrain,
+    bound_session,
     run_cutover,
-    unblock_writes,
+    unblock_run,
 )
+from migration.fence import RoleFence, restore_role_fence
+from migration.journal import CutoverJournal
 from operators.replication_slot import endpoint_override
+
+# Every statement in the window waits at most this long for a lock; a step runs at most max_write_block_seconds.
+LOCK_TIMEOUT_SECONDS = 2.0
 
 
 def _sync_sequences(source_conn: Any, target_conn: Any, schemas: list[str]) -> int:
@@ -29,36 +38,42 @@ def _sync_sequences(source_conn: Any, target_conn: Any, schemas: list[str]) -> i
     return sequences.sync_sequences(target_conn, sequences.read_sequences(source_conn, schemas))
 
 
+def _journal(conn: Any, control_schema: str, migration_id: str, run_id: str | None) -> CutoverJournal:
+    if not run_id:
+        raise ValueError("run_id: the Airflow run id is required (the journal is kept per run)")
+    return CutoverJournal(conn=conn, control_schema=control_schema, migration_id=migration_id, run_id=run_id)
+
+
 class CutoverOperator(BaseOperator):
-    """Block source writes, drain, stop native CDC, sync sequences, enable triggers, open the target.
+    """Block source writes, drain, stop CDC, sync sequences, enable triggers, prove, open the target.
 
     One task so the write-blocked window holds no scheduling gaps. Writes are fenced by roles
-    (``application_roles``, or every login role but the replication role, the role running the
-    cutover and ``exclude_roles``), recorded in ``<control_schema>.cutover_state`` on the source's
-    ``control_database``. Any failure before the target opens restores source writes exactly and
-    fails the task naming the step (the timeline is pushed to XCom under ``timeline``).
-    Returns the timeline: ``{status, writes_blocked_at, target_open_at, write_blocked_seconds,
-    final_lsn, durations, steps, ...}``.
+    (``application_roles`` and their members, or every login role but the kept ones) or by security
+    groups; either way every other client session on the migrated databases is ended. Every step is
+    journaled in ``<control_schema>.cutover_journal`` in the target's control database, keyed by run.
+    Any failure before the target opens restores source writes exactly and fails the task naming the
+    step (the timeline is pushed to XCom under ``timeline``). Returns the timeline:
+    ``{status, writes_blocked_at, target_open_at, write_blocked_seconds, final_lsn, durations, steps, ...}``.
     """
 
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "databases", "schemas",
                                       "application_roles", "exclude_roles", "replication_role", "control_database",
                                       "target_host", "target_port", "keep_security_group_ids", "dms_tasks",
-                                      "replication_instance_id")
+                                      "replication_instance_id", "run_id")
     ui_color = "#f4cccc"
 
     def __init__(self, *, migration_id: str, source_conn_id: str, target_conn_id: str, databases: Sequence[str],
                  schemas: Sequence[str], replication_role: str, control_schema: str = "migration_control",
                  application_roles: Sequence[str] | None = None, exclude_roles: Sequence[str] = (),
                  control_database: str | None = None, target_host: str | None = None,
-                 target_port: int | str | None = None, slot_names: dict[str, str] | None = None,
-                 subscriptions: dict[str, str] | None = None, drain_timeout_seconds: float = 60,
-                 apply_timeout_seconds: float | None = None, sync_sequences: bool = True,
+                 target_port: int | str | None = None, drain_timeout_seconds: float = 60,
+                 max_write_block_seconds: float = 60, sync_sequences: bool = True,
                  enable_triggers: bool = True, write_block: str = "roles", source_aws_conn_id: str | None = None,
                  security_group_ids: Sequence[str] = (), keep_security_group_ids: Sequence[str] = (),
-                 keep_cidrs: Sequence[str] = (), cdc_engine: str = "native", target_aws_conn_id: str | None = None,
-                 dms_tasks: Any = None, replication_instance_id: str | None = None,
-                 dns_zone_id: str | None = None, dns_record_name: str | None = None, dns_ttl: int = 30,
+                 keep_cidrs: Sequence[str] = (), cdc_engine: str = "native", dms_plugin: str = "test_decoding",
+                 target_aws_conn_id: str | None = None, dms_tasks: Any = None,
+                 replication_instance_id: str | None = None, dns_zone_id: str | None = None,
+                 dns_record_name: str | None = None, dns_ttl: int = 30, run_id: str = "{{ run_id }}",
                  **kwargs: Any):
         super().__init__(**kwargs)
         if write_block not in ("roles", "security_group"):
@@ -71,6 +86,7 @@ class CutoverOperator(BaseOperator):
         self.keep_security_group_ids = keep_security_group_ids
         self.keep_cidrs = keep_cidrs
         self.cdc_engine = cdc_engine
+        self.dms_plugin = dms_plugin
         self.target_aws_conn_id = target_aws_conn_id
         self.dms_tasks = dms_tasks
         self.replication_instance_id = replication_instance_id
@@ -89,12 +105,11 @@ class CutoverOperator(BaseOperator):
         self.control_database = control_database
         self.target_host = target_host
         self.target_port = target_port
-        self.slot_names = slot_names or {}
-        self.subscriptions = subscriptions or {}
         self.drain_timeout_seconds = drain_timeout_seconds
-        self.apply_timeout_seconds = apply_timeout_seconds
+        self.max_write_block_seconds = max_write_block_seconds
         self.sync_sequences = sync_sequences
         self.enable_triggers = enable_triggers
+        self.run_id = run_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         databases = list(self.databases)
@@ -103,149 +118,210 @@ class CutoverOperator(BaseOperator):
             raise ValueError("databases: at least one database is required")
         host, port = endpoint_override(self.target_host, self.target_port)
         control_db = self.control_database or databases[0]
-        fence_id = self.migration_id
+        bound = partial(bound_session, lock_timeout_s=min(LOCK_TIMEOUT_SECONDS, float(self.max_write_block_seconds)),
+                        statement_timeout_s=float(self.max_write_block_seconds), run=str(self.run_id))
         with ExitStack() as stack:
             # Every connection is open before writes are blocked: the fence revokes CONNECT.
-            control = stack.enter_context(connect(self.source_conn_id, dbname=control_db))
-            sources = {db: control if db == control_db else stack.enter_context(connect(self.source_conn_id, dbname=db))
+            def opened(conn: Any) -> Any:
+                stack.enter_context(conn)
+                bound(conn)
+                return conn
+
+            control = opened(connect(self.source_conn_id, dbname=control_db))
+            sources = {db: control if db == control_db else opened(connect(self.source_conn_id, dbname=db))
                        for db in databases}
-            targets = {db: stack.enter_context(connect(self.target_conn_id, dbname=db, host=host, port=port))
-                       for db in databases}
-            fence = self._fence(context, control, databases)
-            drain = SourceDrain(conn=control, databases=databases, control_schema=self.control_schema,
-                                fence_id=fence_id, allowed_roles=[self.replication_role])
-            cdc = self._cdc(stack, control, databases, targets)
-            opener = self._opener(control, host, port, databases)
-            steps = []
+            targets = {db: opened(connect(self.target_conn_id, dbname=db, host=host, port=port)) for db in databases}
+            journal = _journal(targets[databases[0]], self.control_schema, self.migration_id, self.run_id)
+            keep_pids = sorted({conn.info.backend_pid for conn in sources.values()})
+            plan = CutoverPlan(
+                journal=journal, fence=self._fence(control, databases, journal, keep_pids),
+                drain=SourceDrain(conn=control, databases=databases, keep_pids=keep_pids),
+                cdc=self._cdc(control, sources, targets, databases),
+                proof=ChangesAfterFinalLsn(checks=self._slot_checks(sources, databases, schemas), databases=databases,
+                                           keep_pids=keep_pids),
+                opener=self._opener(host, port, databases), databases=databases,
+                drain_timeout_s=float(self.drain_timeout_seconds),
+                max_write_block_s=float(self.max_write_block_seconds),
+                resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
+                    "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
+                    "from its checkpoint."))
+            after, undo = [], []
             if self.sync_sequences:
-                steps += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
+                after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
                           for db in databases]
             if self.enable_triggers:
                 for db in databases:
                     ddl = target_prep.saved_trigger_ddl(targets[db], self.control_schema)
                     if ddl:
-                        steps.append((f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl)))
+                        after.append((f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl)))
+                        undo.append((f"disable_triggers[{db}]", partial(
+                            target_prep.disable_user_triggers, targets[db], schemas, control_schema=self.control_schema)))
+            plan.after_stop, plan.undo_after_stop = after, undo
+            prepare = getattr(plan.opener, "prepare", None)
+            if prepare:
+                prepare()
             try:
-                timeline = run_cutover(fence=fence, drain=drain, cdc=cdc, opener=opener, after_stop=steps,
-                                       drain_timeout_s=float(self.drain_timeout_seconds),
-                                       apply_timeout_s=float(self.apply_timeout_seconds)
-                                       if self.apply_timeout_seconds else None)
+                timeline = run_cutover(plan)
             except CutoverAborted as exc:
                 context["ti"].xcom_push(key="timeline", value=exc.timeline)
                 raise
-        self.log.info("Cutover done: writes blocked for %.3f s", timeline["write_blocked_seconds"])
+        if timeline.get("write_blocked_seconds") is not None:
+            self.log.info("Cutover done: writes blocked for %.3f s", timeline["write_blocked_seconds"])
         return timeline
 
-    def _fence(self, context: Context, control: Any, databases: list[str]) -> Any:
+    def _fence(self, control: Any, databases: list[str], journal: CutoverJournal, keep_pids: list[int]) -> Any:
         if self.write_block == "roles":
-            return RoleFence(conn=control, fence_id=self.migration_id, databases=databases,
-                             control_schema=self.control_schema, replication_role=self.replication_role,
+            return RoleFence(conn=control, journal=journal, databases=databases,
+                             replication_role=self.replication_role,
                              roles=list(self.application_roles or []) or None,
-                             exclude_roles=list(self.exclude_roles or []))
+                             exclude_roles=list(self.exclude_roles or []), keep_pids=keep_pids)
         from hooks.aws import aws_client
         from migration.aws import SecurityGroupWriteBlock
 
-        def persist(record: list[dict[str, Any]]) -> None:
-            # Saved before any rule is revoked, so the teardown can put them back even after a lost worker.
-            context["ti"].xcom_push(key="revoked", value=record)
+        def persist(plan: list[dict[str, Any]]) -> None:
+            # Journaled before any rule is revoked, so the teardown can put them back after a lost worker.
+            journal.record_fence([{"kind": "security_group", "object": group["GroupId"], "previous": group}
+                                  for group in plan])
 
-        return SecurityGroupWriteBlock(
+        fence = SecurityGroupWriteBlock(
             ec2=aws_client(self.source_aws_conn_id, "ec2"), security_group_ids=list(self.security_group_ids),
             keep_security_group_ids=[g for g in list(self.keep_security_group_ids or []) if g],
             keep_cidrs=list(self.keep_cidrs or []), persist=persist)
+        return _JournaledSecurityGroups(fence, journal)
 
-    def _cdc(self, stack: ExitStack, control: Any, databases: list[str], targets: dict[str, Any]) -> Any:
+    def _cdc(self, control: Any, sources: dict[str, Any], targets: dict[str, Any], databases: list[str]) -> Any:
         if self.cdc_engine == "native":
             return NativeCdc(source_conn=control, links=[
-                NativeLink(db, self.slot_names.get(db) or naming.slot_name(self.migration_id, db),
-                           self.subscriptions.get(db) or naming.subscription_name(self.migration_id, db), targets[db])
-                for db in databases])
+                NativeLink(db, naming.slot_name(self.migration_id, db), naming.subscription_name(self.migration_id, db),
+                           targets[db]) for db in databases])
         from hooks.aws import aws_client
-        from migration.dms import DmsCdcEngine, find_task
+        from migration.dms import DmsCdcEngine, DmsLink, find_task
 
         # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
         client = aws_client(self.target_aws_conn_id, "dms")
-        tasks = []
+        links = []
         for item in list(self.dms_tasks or []):
             if item["database"] not in databases:
                 continue
             found = find_task(client, item["dms_task_id"])
             if not found:
                 raise ValueError(f"dms_tasks: no DMS task {item['dms_task_id']} for database {item['database']}")
-            tasks.append({"database": item["database"], "slot_name": item["slot_name"],
-                          "replication_task_arn": found["ReplicationTaskArn"]})
-        engine = DmsCdcEngine.from_connections(
-            aws_conn_id=self.target_aws_conn_id, source_conn_id=self.source_conn_id, tasks=tasks,
-            replication_instance_id=self.replication_instance_id or None, marker_schema=self.control_schema)
-        stack.callback(engine.close)
-        return engine
+            links.append(DmsLink(database=item["database"], replication_task_arn=found["ReplicationTaskArn"],
+                                 slot_name=item["slot_name"], source_conn=sources[item["database"]]))
+        # The engine uses the cutover's own source sessions, which the drain keeps.
+        return DmsCdcEngine(links=links, source_conn=control, dms=client,
+                            cloudwatch=aws_client(self.target_aws_conn_id, "cloudwatch"),
+                            replication_instance_id=self.replication_instance_id or None,
+                            marker_schema=self.control_schema)
 
-    def _opener(self, control: Any, host: str | None, port: int | None, databases: list[str]) -> Any:
-        # The note in cutover_state is what keeps the teardown from lifting the fence once the target is open.
-        local = LocalTargetOpener(conn=control, control_schema=self.control_schema, fence_id=self.migration_id,
-                                  endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
-                                            "databases": databases})
+    def _slot_checks(self, sources: dict[str, Any], databases: list[str], schemas: list[str]) -> list[SlotCheck]:
+        native = self.cdc_engine == "native"
+        return [SlotCheck(database=db, source_conn=sources[db], slot_name=naming.slot_name(self.migration_id, db),
+                          plugin="pgoutput" if native else self.dms_plugin,
+                          publication=naming.publication_name(self.migration_id, db) if native else None,
+                          schemas=schemas) for db in databases]
+
+    def _opener(self, host: str | None, port: int | None, databases: list[str]) -> Any:
         if not self.dns_zone_id:
-            return local
+            return LocalTargetOpener(endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
+                                               "databases": databases})
         from hooks.aws import aws_client
         from migration.aws import Route53TargetOpener
 
-        return _OpenBoth(dns=Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
-                                                 hosted_zone_id=self.dns_zone_id, record_name=self.dns_record_name,
-                                                 target_host=host, ttl=self.dns_ttl), note=local)
+        return Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
+                                   hosted_zone_id=self.dns_zone_id, record_name=self.dns_record_name,
+                                   target_host=host, ttl=self.dns_ttl)
 
 
-class _OpenBoth:
-    """Switch DNS, then record that the target is open."""
+class _JournaledSecurityGroups:
+    """The security-group fence, undone from the journal (the rules saved before any was revoked)."""
 
-    name = "dns"
+    name = "security_group"
 
-    def __init__(self, *, dns: Any, note: LocalTargetOpener):
-        self.dns, self.note = dns, note
+    def __init__(self, fence: Any, journal: CutoverJournal):
+        self.fence, self.journal = fence, journal
 
-    def open(self) -> dict[str, Any]:
-        change = self.dns.open()
-        self.note.endpoint = {**self.note.endpoint, "dns": change}
-        self.note.open()
-        return change
+    def prepare(self) -> Any:
+        return self.fence.prepare()
+
+    def block(self) -> Any:
+        return self.fence.block()
+
+    def unblock(self) -> dict[str, Any]:
+        from migration.aws import restore_source_writes
+
+        records = [r for r in self.journal.read().fence_records if r["kind"] == "security_group"]
+        restored = restore_source_writes(self.fence.ec2, [r["previous"] for r in records])
+        self.journal.mark_restored()
+        return {"restored": restored}
 
 
 class UnblockSourceWritesOperator(BaseOperator):
-    """Restore exactly what the cutover's write fence changed on the source.
+    """Restore exactly what this run's cutover fence changed on the source, reading only the run's journal.
 
-    Runs as the teardown of the critical section. With ``roles`` it undoes what
-    ``<control_schema>.cutover_state`` records; with ``security_group`` it puts back the inbound rules
-    the cutover saved in its XCom before revoking them. Once the target is open it changes nothing,
-    and with nothing fenced it changes nothing. Returns ``{restored, ...}``.
+    Runs as the teardown of the critical section. Once the target is open it changes nothing; with
+    nothing fenced it changes nothing. If the cutover had enabled the target's triggers and did not open
+    the target, they are disabled again. ``force_restore`` (a task param: ``airflow tasks test … -t
+    '{"force_restore": true}'``) restores the source even after the target opened, for when the
+    application was moved back. Returns ``{restored, ...}``.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "control_database", "source_aws_conn_id")
+    template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "control_database", "source_aws_conn_id",
+                                      "target_host", "target_port", "databases", "schemas", "run_id")
     ui_color = "#d9ead3"
 
-    def __init__(self, *, migration_id: str, source_conn_id: str, control_database: str,
+    def __init__(self, *, migration_id: str, source_conn_id: str, target_conn_id: str, control_database: str,
                  control_schema: str = "migration_control", write_block: str = "roles",
-                 source_aws_conn_id: str | None = None, cutover_task_id: str | None = None, **kwargs: Any):
+                 source_aws_conn_id: str | None = None, target_host: str | None = None,
+                 target_port: int | str | None = None, databases: Any = (), schemas: Any = (),
+                 run_id: str = "{{ run_id }}", **kwargs: Any):
         super().__init__(**kwargs)
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
+        self.target_conn_id = target_conn_id
         self.control_database = control_database
         self.control_schema = control_schema
         self.write_block = write_block
         self.source_aws_conn_id = source_aws_conn_id
-        self.cutover_task_id = cutover_task_id
+        self.target_host = target_host
+        self.target_port = target_port
+        self.databases = databases
+        self.schemas = schemas
+        self.run_id = run_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.write_block == "roles":
-            with connect(self.source_conn_id, dbname=self.control_database) as conn:
-                return unblock_writes(conn, self.control_schema, self.migration_id)
-        from hooks.aws import aws_client
-        from migration.aws import restore_source_writes
+        force = bool((context.get("params") or {}).get("force_restore", False))
+        host, port = endpoint_override(self.target_host, self.target_port)
+        with connect(self.target_conn_id, dbname=self.control_database, host=host, port=port) as target:
+            journal = _journal(target, self.control_schema, self.migration_id, self.run_id)
+            result = unblock_run(journal, self._restore, force=force)
+            state = journal.read()
+            enabled = [name for name, entry in state.entries.items()
+                       if name.startswith("step:enable_triggers[") and entry["state"] == "done"]
+            if enabled and not state.target_open:
+                result["triggers_disabled_again"] = self._disable_triggers(host, port)
+        self.log.info("Unblock: %s", json.dumps(result, default=str))
+        return result
 
-        ti = context["ti"]
-        timeline = ti.xcom_pull(task_ids=self.cutover_task_id) or {}
-        if timeline.get("status") == "completed":
-            return {"restored": [], "note": "the target is open; the source stays fenced"}
-        revoked = ti.xcom_pull(task_ids=self.cutover_task_id, key="revoked") or []
-        restored = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), revoked)
-        self.log.info("Restored %d inbound rule(s) of the source's security groups", restored)
-        return {"restored": restored}
+    def _restore(self, records: list[dict[str, Any]]) -> list[str]:
+        restored: list[str] = []
+        groups = [r for r in records if r["kind"] == "security_group"]
+        if groups:
+            from hooks.aws import aws_client
+            from migration.aws import restore_source_writes
+
+            count = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), [r["previous"] for r in groups])
+            restored.append(f"security_group:{count} rule(s)")
+        roles = [r for r in records if r["kind"] != "security_group"]
+        if roles:
+            with connect(self.source_conn_id, dbname=self.control_database) as source:
+                restored += restore_role_fence(source, roles)
+        return restored
+
+    def _disable_triggers(self, host: str | None, port: int | None) -> list[str]:
+        done = []
+        for db in list(self.databases or []):
+            with connect(self.target_conn_id, dbname=db, host=host, port=port) as target:
+                target_prep.disable_user_triggers(target, list(self.schemas or []), control_schema=self.control_schema)
+            done.append(db)
+        return done

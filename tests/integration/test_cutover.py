@@ -1,9 +1,11 @@
-"""The cutover's critical section on real servers: the role fence, its exact undo, and the abort path.
+"""The cutover's critical section on real servers: the role fence, the drain, the proof, the journal and
+the abort path.
 
 An application writer keeps writing (and turns default_transaction_read_only off on every new
 session) while the source is fenced; the tests check it cannot write, that every write it saw
 acknowledged reaches the target, and that after an abort it can write again. Sequence sync and
 trigger enabling are the project's own migration.sequences and migration.target_prep functions.
+Nothing is stood in: both servers are real PostgreSQL 15, the target a pg_basebackup clone.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ import psycopg
 import pytest
 
 from migration.cutover import (
+    ChangesAfterFinalLsn,
     CutoverAborted,
     CutoverError,
+    CutoverPlan,
     LocalTargetOpener,
     NativeCdc,
     NativeLink,
-    RoleFence,
+    SlotCheck,
     SourceDrain,
+    bound_session,
     run_cutover,
-    unblock_writes,
+    unblock_run,
 )
+from migration.fence import RoleFence, restore_role_fence
+from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription, subscription_state
 from migration.sequences import read_sequences, sync_sequences
@@ -38,16 +45,21 @@ DATABASES = ["appdb", "Other DB"]
 SETUP_CLUSTER = [
     "CREATE ROLE app_group NOLOGIN",
     "CREATE ROLE app_rw LOGIN IN ROLE app_group",
+    # A member of a member: the fence reaches it too.
+    "CREATE ROLE app_sub NOLOGIN IN ROLE app_group",
+    "CREATE ROLE app_nested LOGIN IN ROLE app_sub",
     'CREATE ROLE "App Reader" LOGIN',
     "CREATE ROLE repl LOGIN REPLICATION",
     "CREATE ROLE monitor LOGIN",
     "CREATE ROLE legacy NOLOGIN",
-    # Settings the fence must leave as they were: another setting, and read-only explicitly off.
-    "ALTER ROLE app_rw SET statement_timeout = '5s'",
-    'ALTER ROLE "App Reader" SET default_transaction_read_only = off',
-    'ALTER ROLE "App Reader" IN DATABASE postgres SET work_mem = \'8MB\'',
     "CREATE DATABASE appdb",
     'CREATE DATABASE "Other DB"',
+    # Settings the fence must leave as they were: another setting, and read-only explicitly off (globally
+    # and in one migrated database).
+    "ALTER ROLE app_rw SET statement_timeout = '5s'",
+    'ALTER ROLE "App Reader" SET default_transaction_read_only = off',
+    'ALTER ROLE "App Reader" IN DATABASE appdb SET default_transaction_read_only = off',
+    'ALTER ROLE "App Reader" IN DATABASE postgres SET work_mem = \'8MB\'',
     "GRANT CONNECT ON DATABASE appdb TO app_group WITH GRANT OPTION",
     'GRANT CONNECT ON DATABASE appdb TO "App Reader"',
 ]
@@ -58,12 +70,10 @@ SETUP_APPDB = [
     """CREATE FUNCTION app.audit_item() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN INSERT INTO app.audit VALUES (NEW.id); RETURN NEW; END $$""",
     "CREATE TRIGGER audit_item AFTER INSERT ON app.items FOR EACH ROW EXECUTE FUNCTION app.audit_item()",
-    "GRANT USAGE ON SCHEMA app TO app_group",
-    "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA app TO app_group",
-    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA app TO app_group",
+    "GRANT USAGE ON SCHEMA app TO app_group, monitor",
+    "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA app TO app_group, monitor",
+    "GRANT USAGE ON ALL SEQUENCES IN SCHEMA app TO app_group, monitor",
 ]
-
-
 def connect(server, dbname: str = "postgres", user: str = "postgres", **kwargs) -> psycopg.Connection:
     conninfo = psycopg.conninfo.make_conninfo(server.conninfo(), dbname=dbname, user=user)
     return psycopg.connect(conninfo, autocommit=True, **kwargs)
@@ -137,95 +147,108 @@ def source(pg_servers):
     return server
 
 
-def role_fence(conn, fence_id: str = "mig_cut") -> RoleFence:
-    return RoleFence(conn=conn, fence_id=fence_id, databases=DATABASES, control_schema=CONTROL,
-                     replication_role="repl", exclude_roles=["monitor"])
+def journal_for(conn, run_id: str = "run_1", migration_id: str = "mig") -> CutoverJournal:
+    return CutoverJournal(conn=conn, control_schema=CONTROL, migration_id=migration_id, run_id=run_id).ensure()
 
 
-def test_fence_holds_against_every_client_and_unblock_restores_exactly(source):
-    with connect(source, "appdb") as admin:
+def role_fence(conn, journal: CutoverJournal, **kwargs) -> RoleFence:
+    args = {"databases": DATABASES, "replication_role": "repl", "roles": ["app_group", "App Reader"],
+            "exclude_roles": ["monitor"], "keep_pids": [conn.info.backend_pid], **kwargs}
+    return RoleFence(conn=conn, journal=journal, **args)
+
+
+def can_connect(server, db: str, user: str) -> bool:
+    try:
+        with connect(server, db, user=user) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.mark.safety
+def test_fence_covers_every_member_of_a_group_role_in_the_migrated_databases_only(source):
+    with connect(source, "appdb") as admin, connect(source, "postgres") as journal_conn:
         before = security_snapshot(admin)
-        app = connect(source, "appdb", user="app_rw")
-        app.execute("INSERT INTO app.items (v) VALUES ('before')")
-
-        fence = role_fence(admin)
-        planned = fence.prepare()
-        assert planned["roles"] == ["App Reader", "app_rw"]
-        assert planned["kept"] == ["monitor", "postgres", "repl"]
-        blocked = fence.block()
-        assert blocked["sessions_ended"] >= 1
-
-        # The open session is gone: lifting read-only is not even possible.
-        with pytest.raises(psycopg.OperationalError):
-            app.execute("SET default_transaction_read_only = off")
-            app.execute("INSERT INTO app.items (v) VALUES ('during')")
-        app.close()
-        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
-            connect(source, "appdb", user="app_rw")
-
-        # Each layer holds on its own: with LOGIN given back by hand, CONNECT is still revoked...
-        admin.execute("ALTER ROLE app_rw LOGIN")
-        for db in DATABASES:
-            with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
-                connect(source, db, user="app_rw")
-        # ...and where it may connect, sessions start read-only.
-        with connect(source, "postgres", user="app_rw") as elsewhere:
-            assert elsewhere.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
-        admin.execute("ALTER ROLE app_rw NOLOGIN")
-
-        # The replication role and the excluded role still get in, though CONNECT left PUBLIC.
-        for user in ("repl", "monitor"):
-            for db in DATABASES:
-                with connect(source, db, user=user) as kept:
-                    assert kept.execute("SELECT 1").fetchone()[0] == 1
-        # A role that could not log in before is not touched.
-        assert "legacy" not in fence.session_roles()
-
-        # Rerun while fenced: the first record of each object (the real previous state) stays.
-        recorded = admin.execute(f"SELECT kind, object, previous FROM {CONTROL}.cutover_state "
-                                 "WHERE fence_id = 'mig_cut' AND kind NOT IN ('fence') ORDER BY 1, 2").fetchall()
+        sessions = {user: connect(source, "appdb", user=user) for user in ("app_rw", "app_nested", "monitor")}
+        journal = journal_for(journal_conn)
+        fence = role_fence(admin, journal)
+        assert fence.prepare()["roles"] == ["App Reader", "app_group", "app_nested", "app_rw", "app_sub"]
         fence.block()
-        assert admin.execute(f"SELECT kind, object, previous FROM {CONTROL}.cutover_state "
-                             "WHERE fence_id = 'mig_cut' AND kind NOT IN ('fence') ORDER BY 1, 2").fetchall() == recorded
-        assert ("role_read_only", "App Reader", {"value": "off"}) in recorded
 
-        restored = unblock_writes(admin, CONTROL, "mig_cut")
-        assert restored["restored"]
-        assert security_snapshot(admin) == before
-        assert unblock_writes(admin, CONTROL, "mig_cut")["restored"] == []
-        assert security_snapshot(admin) == before
+        # Every client session on the migrated databases is gone (members' and an unlisted login's alike).
+        for user, session in sessions.items():
+            with pytest.raises(psycopg.OperationalError):
+                session.execute("INSERT INTO app.items (v) VALUES (%s)", (user,))
+            session.close()
+        # Members, direct or nested, can no longer connect to the migrated databases...
+        for user in ("app_rw", "app_nested"):
+            for db in DATABASES:
+                assert not can_connect(source, db, user)
+        # ...and if CONNECT came back by hand, their sessions there would still start read-only.
+        admin.execute("GRANT CONNECT ON DATABASE appdb TO app_nested")
+        with connect(source, "appdb", user="app_nested") as back:
+            assert back.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        admin.execute("REVOKE CONNECT ON DATABASE appdb FROM app_nested")
+        # Databases that are not migrated are not touched.
+        with connect(source, "postgres", user="app_rw") as elsewhere:
+            assert elsewhere.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        # The kept roles still get in.
+        for user in ("repl", "monitor"):
+            assert all(can_connect(source, db, user) for db in DATABASES)
 
-    with connect(source, "appdb", user="app_rw") as app:
+        # A rerun while fenced keeps the first record of each change (the real previous state).
+        recorded = journal.read().fence_records
+        assert {"kind": "role_read_only", "object": '["App Reader", "appdb"]',
+                "previous": {"role": "App Reader", "database": "appdb", "value": "off"}} in recorded
+        fence.block()
+        assert journal.read().fence_records == recorded
+
+        assert fence.unblock()["restored"]
+        assert security_snapshot(admin) == before
+        assert fence.unblock()["restored"] == []
+        assert security_snapshot(admin) == before
+    with connect(source, "appdb", user="app_nested") as app:
         app.execute("INSERT INTO app.items (v) VALUES ('after')")
 
 
 def test_bad_names_fail_before_anything_changes(source):
-    with connect(source, "appdb") as admin:
+    with connect(source, "appdb") as admin, connect(source, "postgres") as journal_conn:
         before = security_snapshot(admin)
+        journal = journal_for(journal_conn, "run_bad")
         with pytest.raises(CutoverError, match="nobody"):
-            RoleFence(conn=admin, fence_id="bad", databases=DATABASES, control_schema=CONTROL,
-                      replication_role="repl", roles=["app_rw", "nobody"]).prepare()
+            role_fence(admin, journal, roles=["app_rw", "nobody"]).prepare()
         with pytest.raises(CutoverError, match="cannot be fenced"):
-            RoleFence(conn=admin, fence_id="bad", databases=DATABASES, control_schema=CONTROL,
-                      replication_role="repl", roles=["repl"]).prepare()
+            role_fence(admin, journal, roles=["repl"]).prepare()
+        with pytest.raises(CutoverError, match="members of the fenced roles"):
+            role_fence(admin, journal, roles=["app_group"], exclude_roles=["app_nested"]).prepare()
         with pytest.raises(CutoverError, match="replication_role"):
-            RoleFence(conn=admin, fence_id="bad", databases=DATABASES, control_schema=CONTROL,
-                      replication_role="no_such_role").prepare()
+            role_fence(admin, journal, replication_role="no_such_role").prepare()
         with pytest.raises(CutoverError, match="databases"):
-            RoleFence(conn=admin, fence_id="bad", databases=["nodb"], control_schema=CONTROL,
-                      replication_role="repl").prepare()
+            role_fence(admin, journal, databases=["nodb"]).prepare()
         with pytest.raises(ValueError, match="databases"):
-            RoleFence(conn=admin, fence_id="bad", databases=[], control_schema=CONTROL, replication_role="repl")
+            role_fence(admin, journal, databases=[])
         assert security_snapshot(admin) == before
+        assert journal.read().entries == {}
 
 
-def test_drain_waits_for_writers_refuses_prepared_transactions_and_can_end_every_session(source):
-    drain_args = {"databases": DATABASES, "control_schema": CONTROL, "fence_id": "mig_drain", "allowed_roles": ["repl"]}
+@pytest.mark.safety
+def test_drain_ends_every_session_but_the_cutovers_own_whatever_the_login(source):
     with connect(source, "appdb") as admin:
-        drain = SourceDrain(conn=admin, **drain_args)
-        drain.prepare()
-        quiet = drain.drain(5, end_sessions_of=[])
-        assert quiet <= drain.drain(5, end_sessions_of=[])
+        kept = connect(source, "Other DB")
+        # An application logged in as the migration's own login, and one as a login no fence lists.
+        own_login = connect(source, "appdb")
+        unlisted = connect(source, "Other DB", user="monitor")
+        elsewhere = connect(source, "postgres", user="monitor")
+        drain = SourceDrain(conn=admin, databases=DATABASES, keep_pids=[kept.info.backend_pid])
+        first = drain.drain(5)
+        for conn in (own_login, unlisted):
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        assert kept.execute("SELECT 1").fetchone()[0] == 1
+        assert elsewhere.execute("SELECT 1").fetchone()[0] == 1
+        assert {(s["role"], s["database"]) for s in drain.ended} >= {("postgres", "appdb"), ("monitor", "Other DB")}
+        assert first <= drain.drain(5)
 
         # A prepared transaction survives every session; the drain names it instead of waiting forever.
         with connect(source, "appdb") as other:
@@ -233,221 +256,212 @@ def test_drain_waits_for_writers_refuses_prepared_transactions_and_can_end_every
             other.execute("INSERT INTO app.items (v) VALUES ('prepared')")
             other.execute("PREPARE TRANSACTION 'held_by_someone'")
         with pytest.raises(CutoverError, match="held_by_someone"):
-            drain.drain(0.3, end_sessions_of=[])
+            drain.drain(0.3)
         admin.execute("ROLLBACK PREPARED 'held_by_someone'")
-
-        # An open transaction that has written (a role the fence keeps) is waited for until it ends.
-        monitor = connect(source, "appdb", user="monitor")
-        monitor.execute("BEGIN")
-        monitor.execute("CREATE TEMP TABLE t (x int)")
-        with pytest.raises(CutoverError, match="open transactions"):
-            drain.drain(0.3, end_sessions_of=[])
-        monitor.execute("COMMIT")
-        drain.drain(5, end_sessions_of=[])
-
-        # With no role list (a network fence), every other client session in the databases is ended.
-        app = connect(source, "appdb", user="app_rw")
-        kept = connect(source, "appdb", user="repl")
-        drain.drain(5, end_sessions_of=None)
-        with pytest.raises(psycopg.OperationalError):
-            app.execute("SELECT 1")
-        with pytest.raises(psycopg.OperationalError):
-            monitor.execute("SELECT 1")
-        assert kept.execute("SELECT 1").fetchone()[0] == 1
-        for conn in (app, kept, monitor):
+        drain.drain(5)
+        for conn in (own_login, unlisted, kept, elsewhere):
             conn.close()
 
 
 class Replication:
     """appdb replicated into a clone of the source by native CDC, as the DAG sets it up."""
 
-    def __init__(self, pg_servers, source, name: str, *, slot: str | None = None, subscription: str | None = None):
-        self.slot = slot or f"slot_{name}"
-        self.subscription = subscription or f"sub_{name}"
+    def __init__(self, pg_servers, source, name: str):
+        self.slot, self.subscription, self.publication = f"slot_{name}", f"sub_{name}", "pub_cut"
         with connect(source, "appdb") as src:
-            create_publication(src, "pub_cut", ["app"])
+            create_publication(src, self.publication, ["app"])
             src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
+        self.source = source
         self.target = pg_servers.clone(source)
+        self.captured = find_redo_done(self.target.log_text())
         with connect(self.target, "appdb") as tgt:
-            # The clone carries the source's control schema (and its fence records); the target's is its own.
             tgt.execute(f"DROP SCHEMA IF EXISTS {CONTROL} CASCADE")
             self.enable_ddl = disable_user_triggers(tgt, ["app"], control_schema=CONTROL)
-            create_subscription(tgt, self.subscription, source.conninfo("appdb"), "pub_cut", self.slot)
-            advance_origin(tgt, self.subscription, find_redo_done(self.target.log_text()))
+            self.resume_cdc(tgt)
 
-    def parts(self, source_conn, target_conn, fence_id: str):
-        fence = role_fence(source_conn, fence_id)
-        drain = SourceDrain(conn=source_conn, databases=DATABASES, control_schema=CONTROL, fence_id=fence_id,
-                            allowed_roles=["repl"])
-        cdc = NativeCdc(source_conn=source_conn,
-                        links=[NativeLink("appdb", self.slot, self.subscription, target_conn)])
-        opener = LocalTargetOpener(conn=source_conn, control_schema=CONTROL, fence_id=fence_id,
-                                   endpoint={"host": "127.0.0.1", "port": self.target.port, "databases": ["appdb"]})
-        return fence, drain, cdc, opener
+    def resume_cdc(self, tgt) -> None:
+        """What start_cdc.create_subscription does, on a first run and on a rerun after an abort."""
+        create_subscription(tgt, self.subscription, self.source.conninfo("appdb"), self.publication, self.slot)
+        advance_origin(tgt, self.subscription, self.captured)
 
-    def drop_slot(self, source) -> None:
-        with connect(source, "appdb") as src:
+    def plan(self, src, tgt, run_id: str, *, migration_id: str = "mig", fence_args: dict | None = None,
+             **kwargs) -> CutoverPlan:
+        for conn in (src, tgt):
+            bound_session(conn, lock_timeout_s=2, statement_timeout_s=30, run=run_id)
+        journal = journal_for(tgt, run_id, migration_id)
+        keep = [src.info.backend_pid]
+        args = {"after_stop": [("sync_sequences", lambda: sync_sequences(tgt, read_sequences(src, ["app"]))),
+                               ("enable_triggers", lambda: enable_triggers(tgt, self.enable_ddl))],
+                "undo_after_stop": [("disable_triggers",
+                                     lambda: disable_user_triggers(tgt, ["app"], control_schema=CONTROL))],
+                "drain_timeout_s": 30, "resume_hint": NativeCdc.resume_hint(), **kwargs}
+        return CutoverPlan(
+            journal=journal, fence=role_fence(src, journal, **(fence_args or {})),
+            drain=SourceDrain(conn=src, databases=DATABASES, keep_pids=keep),
+            cdc=NativeCdc(source_conn=src, links=[NativeLink("appdb", self.slot, self.subscription, tgt)]),
+            proof=ChangesAfterFinalLsn(checks=[SlotCheck("appdb", src, self.slot, "pgoutput", self.publication)],
+                                       databases=DATABASES, keep_pids=keep),
+            opener=LocalTargetOpener(endpoint={"host": "127.0.0.1", "port": self.target.port, "databases": ["appdb"]}),
+            databases=["appdb"], **args)
+
+    def drop_slot(self) -> None:
+        with connect(self.source, "appdb") as src:
             src.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s "
                         "AND NOT active", (self.slot,))
 
 
-def test_cutover_with_a_concurrent_writer(pg_servers, source):
+def ids(conn) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM app.items ORDER BY id")]
+
+
+@pytest.mark.safety
+def test_cutover_with_a_writer_that_logs_in_through_a_member_of_the_fenced_group(pg_servers, source):
     repl = Replication(pg_servers, source, "ok")
-    writer = AppWriter(source.conninfo("appdb", user="app_rw"))
+    writer = AppWriter(source.conninfo("appdb", user="app_nested"))
     writer.start()
     wait_for(lambda: len(writer.written) >= 50, 30, "the writer to get going")
-    with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt, connect(source, "appdb") as reader:
+    with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt:
         before = security_snapshot(src)
-        observed = []
-
-        def observe_quiet():
-            # Inside the window the writer keeps trying; the source must not change.
-            first = reader.execute("SELECT count(*) FROM app.items").fetchone()[0]
-            wait_for(lambda: writer.failures >= 3, 10, "the writer to be refused")
-            observed.append((first, reader.execute("SELECT count(*) FROM app.items").fetchone()[0]))
-
-        def sync():
-            return sync_sequences(tgt, read_sequences(src, ["app"]))
-
-        fence, drain, cdc, opener = repl.parts(src, tgt, "mig_ok")
-        timeline = run_cutover(fence=fence, drain=drain, cdc=cdc, opener=opener, drain_timeout_s=30,
-                               after_stop=[("observe_quiet", observe_quiet), ("sync_sequences", sync),
-                                           ("enable_triggers", lambda: enable_triggers(tgt, repl.enable_ddl))])
+        plan = repl.plan(src, tgt, "run_ok", fence_args={"roles": ["app_group"]})
+        timeline = run_cutover(plan)
         writer.stop()
 
         assert timeline["status"] == "completed"
         assert [s["step"] for s in timeline["steps"]] == [
-            "prepare_fence", "prepare_drain", "prepare_cdc", "block_writes", "drain_source", "cdc_applied",
-            "stop_cdc", "observe_quiet", "sync_sequences", "enable_triggers", "open_target"]
+            "prepare_fence", "prepare_cdc", "prepare_proof", "block_writes", "drain_source", "cdc_applied",
+            "stop_cdc", "sync_sequences", "enable_triggers", "prove_source_quiet", "open_target", "finish_cdc"]
         assert all(s["ok"] for s in timeline["steps"])
-        assert timeline["writes_blocked_at"] and timeline["target_open_at"] and timeline["final_lsn"]
-        assert timeline["write_blocked_seconds"] > 0
-        assert set(timeline["durations"]) == {s["step"] for s in timeline["steps"]}
-        assert observed[0][0] == observed[0][1]
-
-        # Every acknowledged write reached the target, and nothing else.
-        source_ids = [r[0] for r in src.execute("SELECT id FROM app.items ORDER BY id")]
-        target_ids = [r[0] for r in tgt.execute("SELECT id FROM app.items ORDER BY id")]
-        assert source_ids == target_ids
-        assert set(writer.written) <= set(target_ids)
+        assert timeline["source_quiet_proof"]["ok"] and timeline["source_quiet_proof"]["detail"] == {
+            "appdb": {"changes": 0}}
+        assert writer.failures > 0
+        # Every committed write reached the target, and nothing else.
+        assert ids(src) == ids(tgt)
+        assert set(writer.written) <= set(ids(tgt))
         # Sequences continue past the last id, and the trigger fires again on the target.
         new_id = tgt.execute("INSERT INTO app.items (v) VALUES ('on target') RETURNING id").fetchone()[0]
-        assert new_id > max(source_ids)
+        assert new_id > max(ids(src))
         assert tgt.execute("SELECT count(*) FROM app.audit WHERE item_id = %s", (new_id,)).fetchone()[0] == 1
-        # CDC is stopped and detached: the subscription is gone, the source's slot stays for cleanup.
         assert subscription_state(tgt, repl.subscription) is None
-        assert src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (repl.slot,)).fetchone()[0] == 1
-        target = src.execute(f"SELECT previous FROM {CONTROL}.cutover_state WHERE fence_id = 'mig_ok' AND kind = 'target'").fetchone()[0]
-        assert target["port"] == repl.target.port
 
-        # The source stays fenced after a cutover: once the target is open, unblocking changes nothing
-        # unless forced (the application moved back); forced, it undoes the fence exactly.
-        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
-            connect(source, "appdb", user="app_rw")
-        assert unblock_writes(src, CONTROL, "mig_ok")["restored"] == []
-        with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
-            connect(source, "appdb", user="app_rw")
-        assert unblock_writes(src, CONTROL, "mig_ok", force=True)["restored"]
-    with connect(source, "appdb") as src:
+        # The journal says so, and a rerun of the same run changes nothing.
+        state = journal_for(tgt, "run_ok").read()
+        assert state.target_open["databases"] == ["appdb"]
+        assert run_cutover(repl.plan(src, tgt, "run_ok", fence_args={"roles": ["app_group"]}))["note"] == \
+            "already cut over by this run"
+        # Another run of the migration finds the database already cut over.
+        with pytest.raises(CutoverError, match="run_ok already cut over"):
+            run_cutover(repl.plan(src, tgt, "run_later", fence_args={"roles": ["app_group"]}))
+
+        # The source stays fenced: the teardown changes nothing once the target is open, unless forced.
+        restore = lambda records: restore_role_fence(src, records)  # noqa: E731
+        assert unblock_run(journal_for(tgt, "run_ok"), restore)["restored"] == []
+        assert not can_connect(source, "appdb", "app_rw")
+        assert unblock_run(journal_for(tgt, "run_ok"), restore, force=True)["restored"]
         assert security_snapshot(src) == before
-    repl.drop_slot(source)
+    repl.drop_slot()
 
 
-def test_abort_when_cdc_cannot_catch_up_restores_writes(pg_servers, source):
-    repl = Replication(pg_servers, source, "stuck")
-    with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt, connect(repl.target, "appdb") as locker:
-        before = security_snapshot(src)
-        writer = AppWriter(source.conninfo("appdb", user="app_rw"))
-        # The target's apply worker waits on this lock, so CDC cannot pass the source's final LSN.
-        locker.execute("BEGIN")
-        locker.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
-        writer.start()
-        wait_for(lambda: len(writer.written) >= 50, 30, "the writer to get going")
-
-        fence, drain, cdc, opener = repl.parts(src, tgt, "mig_stuck")
-        with pytest.raises(CutoverAborted) as aborted:
-            run_cutover(fence=fence, drain=drain, cdc=cdc, opener=opener, drain_timeout_s=10, apply_timeout_s=1.5)
-        error = aborted.value
-        assert error.failed_step == "cdc_applied"
-        assert "cutover aborted at step 'cdc_applied'" in str(error) and "restored exactly" in str(error)
-        assert "did not apply past the source's final LSN" in str(error)
-        steps = {s["step"]: s for s in error.timeline["steps"]}
-        assert steps["cdc_applied"]["ok"] is False and steps["restore_writes"]["ok"] is True
-        assert "open_target" not in steps and "stop_cdc" not in steps
-        assert error.timeline["status"] == "aborted" and error.timeline["writes_restored_at"]
-        assert security_snapshot(src) == before
-
-        # The writer was refused while fenced and writes again now.
-        refused = writer.failures
-        assert refused > 0
-        count = len(writer.written)
-        wait_for(lambda: len(writer.written) > count + 10, 30, "the writer to write again")
-        writer.stop()
-
-        # CDC was never stopped: once the target lets it, it catches up with everything.
-        locker.execute("ROLLBACK")
-        wait_for(lambda: tgt.execute("SELECT count(*) FROM app.items").fetchone()[0]
-                 == src.execute("SELECT count(*) FROM app.items").fetchone()[0], 60, "CDC to catch up")
-        assert subscription_state(tgt, repl.subscription)["enabled"]
-
-
-def test_abort_after_cdc_stopped_names_the_step_and_says_how_to_resume(pg_servers, source):
-    repl = Replication(pg_servers, source, "late")
+@pytest.mark.safety
+def test_a_writer_the_fence_misses_fails_the_proof_before_the_target_opens(pg_servers, source):
+    repl = Replication(pg_servers, source, "miss")
+    # monitor is kept by the fence (exclude_roles) and reconnects each time its session is ended.
+    writer = AppWriter(source.conninfo("appdb", user="monitor"))
+    writer.start()
+    wait_for(lambda: len(writer.written) >= 50, 30, "the writer to get going")
     with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt:
         before = security_snapshot(src)
-        # A sequence missing on the target makes the project's sequence sync fail inside the window.
-        tgt.execute("ALTER TABLE app.items ALTER COLUMN id DROP DEFAULT")
-        tgt.execute("DROP SEQUENCE app.items_id_seq")
-        fence, drain, cdc, opener = repl.parts(src, tgt, "mig_late")
         with pytest.raises(CutoverAborted) as aborted:
-            run_cutover(fence=fence, drain=drain, cdc=cdc, opener=opener, drain_timeout_s=10,
-                        after_stop=[("sync_sequences", lambda: sync_sequences(tgt, read_sequences(src, ["app"])))])
-        assert aborted.value.failed_step == "sync_sequences"
-        assert "do not exist on the target" in str(aborted.value)
-        assert "CDC had already been stopped" in str(aborted.value)
+            run_cutover(repl.plan(src, tgt, "run_miss"))
+        error = aborted.value
+        assert error.failed_step == "prove_source_quiet"
+        assert "after its final LSN and are not on the target" in str(error)
+        assert "app.items" in str(error) and "monitor@appdb" in str(error)
+        assert "restored exactly" in str(error) and "resumed where it stopped" in str(error)
+        steps = {s["step"]: s for s in error.timeline["steps"]}
+        assert "open_target" not in steps and steps["restore_writes"]["ok"]
+        assert steps["disable_triggers"]["ok"] and steps["resume_cdc"]["ok"]
+        assert error.timeline["source_quiet_proof"]["ok"] is False
+        state = journal_for(tgt, "run_miss").read()
+        assert state.target_open is None and not state.fenced and state.outcome["state"] == "aborted"
         assert security_snapshot(src) == before
+        assert tgt.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_item'").fetchone()[0] == "D"
+
+        # CDC was resumed where it stopped, and catches up with every write.
+        writer.stop()
+        wait_for(lambda: ids(tgt) == ids(src), 60, "CDC to catch up after the abort")
+    repl.drop_slot()
+
+
+@pytest.mark.safety
+def test_abort_after_cdc_stopped_disables_triggers_again_and_cdc_resumes(pg_servers, source):
+    repl = Replication(pg_servers, source, "late")
+    with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt, \
+            connect(repl.target, "appdb") as locker:
+        before = security_snapshot(src)
+
+        def fail():
+            raise RuntimeError("the opener's prerequisites are missing")
+
+        plan = repl.plan(src, tgt, "run_late")
+        plan.after_stop = [*plan.after_stop, ("check_opener", fail)]
+        with pytest.raises(CutoverAborted) as aborted:
+            run_cutover(plan)
+        assert aborted.value.failed_step == "check_opener"
+        assert "CDC had been stopped and was resumed where it stopped" in str(aborted.value)
+        steps = {s["step"]: s for s in aborted.value.timeline["steps"]}
+        assert steps["enable_triggers"]["ok"] and steps["disable_triggers"]["ok"]
+        assert tgt.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_item'").fetchone()[0] == "D"
+        assert security_snapshot(src) == before
+
+        # A lock held on a target table while triggers are re-enabled: the statement gives up at
+        # lock_timeout and the cutover aborts instead of keeping writes blocked.
+        wait_for(lambda: subscription_state(tgt, repl.subscription)["worker_pid"], 30, "the apply worker to restart")
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE app.items IN ROW EXCLUSIVE MODE")
+        plan = repl.plan(src, tgt, "run_locked")
+        bound_session(tgt, lock_timeout_s=0.3, statement_timeout_s=30)
+        with pytest.raises(CutoverAborted) as aborted:
+            run_cutover(plan)
+        locker.execute("ROLLBACK")
+        assert aborted.value.failed_step == "enable_triggers"
+        assert "lock timeout" in str(aborted.value)
+        assert security_snapshot(src) == before
+
+        # A step that outlasts max_write_block_seconds aborts the cutover at the next step.
+        wait_for(lambda: subscription_state(tgt, repl.subscription)["worker_pid"], 30, "the apply worker to restart")
+        plan = repl.plan(src, tgt, "run_slow", max_write_block_s=3)
+        plan.after_stop = [("slow_step", lambda: time.sleep(3.1)), *plan.after_stop]
+        with pytest.raises(CutoverAborted, match="max_write_block_seconds") as aborted:
+            run_cutover(plan)
+        assert aborted.value.failed_step == "slow_step"
+        assert security_snapshot(src) == before
+
     with connect(source, "appdb", user="app_rw") as app:
         app.execute("INSERT INTO app.items (v) VALUES ('after abort')")
-    repl.drop_slot(source)
-
-
-def test_operators_run_the_cutover_and_undo_the_fence(pg_servers, source, monkeypatch):
-    """CutoverOperator and UnblockSourceWritesOperator as the DAG runs them (names from migration.naming)."""
-    from migration import naming
-    from operators.cutover import CutoverOperator, UnblockSourceWritesOperator
-
-    repl = Replication(pg_servers, source, "op", slot=naming.slot_name("opcut", "appdb"),
-                       subscription=naming.subscription_name("opcut", "appdb"))
-    monkeypatch.setenv("AIRFLOW_CONN_CUT_SOURCE", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
-    monkeypatch.setenv("AIRFLOW_CONN_CUT_TARGET", "postgres://postgres@127.0.0.1:1/postgres")
-    with connect(source, "appdb") as src:
-        before = security_snapshot(src)
-    writer = AppWriter(source.conninfo("appdb", user="app_rw"))
-    writer.start()
-    wait_for(lambda: len(writer.written) >= 20, 30, "the writer to get going")
-
-    timeline = CutoverOperator(
-        task_id="cutover", migration_id="opcut", source_conn_id="cut_source", target_conn_id="cut_target",
-        databases=["appdb"], schemas=["app"], replication_role="repl", control_schema=CONTROL,
-        exclude_roles=["monitor"], target_host="127.0.0.1", target_port=str(repl.target.port),
-        drain_timeout_seconds=30).execute({})
-    writer.stop()
-    assert timeline["status"] == "completed"
-    assert {"sync_sequences[appdb]", "enable_triggers[appdb]", "open_target"} <= set(timeline["durations"])
     with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt:
-        assert src.execute("SELECT count(*) FROM app.items").fetchone()[0] == \
-            tgt.execute("SELECT count(*) FROM app.items").fetchone()[0]
-        assert set(writer.written) <= {r[0] for r in tgt.execute("SELECT id FROM app.items")}
-        assert tgt.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_item'").fetchone()[0] == "O"
+        repl.resume_cdc(tgt)
+        wait_for(lambda: ids(tgt) == ids(src), 60, "CDC to catch up after the aborts")
+    repl.drop_slot()
 
-    unblock = UnblockSourceWritesOperator(task_id="unblock_source_writes", migration_id="opcut",
-                                          source_conn_id="cut_source", control_database="appdb",
-                                          control_schema=CONTROL)
-    # As the DAG's teardown after a completed cutover it leaves the fence in place.
-    assert unblock.execute({}) == {"fence_id": "opcut", "restored": [],
-                                   "note": "the target is open; the source stays fenced"}
-    with connect(source, "appdb") as src:
-        assert unblock_writes(src, CONTROL, "opcut", force=True)["restored"]
-    with connect(source, "appdb") as src:
-        assert security_snapshot(src) == before
-    repl.drop_slot(source)
+
+@pytest.mark.safety
+def test_runs_and_migrations_sharing_a_source_fence_and_restore_only_their_own_databases(source):
+    """A run for appdb opened its target; a later run (and another migration) for "Other DB" aborts:
+    its restore reads its own journal entries only and gives "Other DB" back exactly."""
+    with connect(source, "appdb") as admin, connect(source, "postgres") as journal_conn:
+        before = security_snapshot(admin)
+        restore = lambda records: restore_role_fence(admin, records)  # noqa: E731
+        run_a = journal_for(journal_conn, "run_a")
+        role_fence(admin, run_a, databases=["appdb"]).block()
+        run_a.write("target_open", "done", {"databases": ["appdb"]})
+        for journal in (journal_for(journal_conn, "run_b"), journal_for(journal_conn, "run_x", "other_mig")):
+            role_fence(admin, journal, databases=["Other DB"]).block()
+            assert not can_connect(source, "Other DB", "app_rw")
+            assert unblock_run(journal, restore)["restored"]
+            # "Other DB" is writable again; appdb stays fenced for run_a.
+            with connect(source, "Other DB", user="app_rw") as back:
+                assert back.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+            assert not can_connect(source, "appdb", "app_rw")
+        assert unblock_run(run_a, restore)["note"] == "the target is open; the source stays fenced"
+        assert unblock_run(run_a, restore, force=True)["restored"]
+        assert security_snapshot(admin) == before

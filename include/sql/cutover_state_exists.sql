@@ -1,1 +1,0 @@
-SELECT to_regclass(%(table)s) IS NOT NULL
