@@ -1,16 +1,32 @@
 """AWS cutover steps: block source writes at its security groups (keeping the replication path),
 put exactly those rules back on abort, switch the Route53 CNAME and wait for INSYNC, stop the source.
 
-Stand-ins: none. moto implements these EC2, Route53 and RDS calls; a Route53 change is INSYNC at
-once there, so the wait is exercised through its check function.
+Issue 8, scenario 5: the security-group fence keeps the rules it revokes in the run's cutover journal
+(on the target's real PostgreSQL), written before any rule is revoked; a worker killed right after a
+revoke leaves nothing in XCom, and the teardown puts back exactly those rules from the journal alone.
+
+Stand-ins: none for the project or PostgreSQL (the journal and the replication around the cutover run
+on real PostgreSQL 15 servers, the target a pg_basebackup clone). moto (server mode) is AWS and
+implements these EC2, Route53 and RDS calls; a Route53 change is INSYNC at once there, so the wait is
+exercised through its check function (tests/integration/test_cutover_dns.py makes it fail). The
+killed worker is a real process running the real CutoverOperator; a botocore event handler in it
+notes what the journal holds when a revoke is about to be sent and sends SIGKILL after the first one.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
 import pytest
 from conftest import TARGET_ACCOUNT, make_world, run_operator
 
 from hooks.aws import aws_client
+from migration import naming
 from migration.aws import (
     AwsMigrationError,
     Route53TargetOpener,
@@ -20,7 +36,11 @@ from migration.aws import (
     restore_source_writes,
     upsert_cname,
 )
+from migration.journal import CutoverJournal
+from migration.lsn import find_redo_done
+from migration.native_cdc import advance_origin, create_publication, create_subscription
 from operators.aws_cutover import AwsStopSourceOperator
+from operators.cutover import UnblockSourceWritesOperator
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
 
@@ -148,7 +168,8 @@ def test_dns_switch_reaches_insync_and_reports_the_previous_target(admin):
     assert opened["previous"] == "orders-src.cluster-x.us-east-1.rds.amazonaws.com"
     records = route53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
     cname = next(r for r in records if r["Type"] == "CNAME")
-    assert (cname["TTL"], cname["ResourceRecords"]) == (30, [{"Value": "orders-tgt.cluster-y.us-east-1.rds.amazonaws.com"}])
+    assert (cname["TTL"], cname["ResourceRecords"]) == (
+        30, [{"Value": "orders-tgt.cluster-y.us-east-1.rds.amazonaws.com"}])
     assert route53.get_change(Id=opened["change_id"])["ChangeInfo"]["Status"] == "INSYNC"
 
     route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE",
@@ -172,3 +193,140 @@ def test_stop_source_after_cutover(admin, standins, db_type):
             "DBInstanceStatus"]
     assert status == "stopped"
     assert run_operator(stop) == {"db_identifier": world["source_id"], "status": "stopped"}
+
+
+# --- issue 8, scenario 5: the revoked rules live in the journal, and the teardown reads only that ---
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATION, DATABASE, RUN_ID, CONTROL = "sgfence", "orders", "scheduled__2026-01-01T00:00:00+00:00", "migration_control"
+
+# A worker running the real CutoverOperator with the security-group fence. Before each revoke it
+# notes what the journal (read as the teardown reads it) holds; right after the first revoke it dies.
+WORKER = """
+import json, os, signal, sys
+import botocore.session
+import psycopg
+from migration.journal import CutoverJournal
+
+args = json.loads(sys.argv[1])
+
+def journaled():
+    with psycopg.connect(args["journal"], autocommit=True) as conn:
+        return CutoverJournal(conn=conn, control_schema=args["control_schema"], migration_id=args["migration_id"],
+                              run_id=args["run_id"]).read().fence_records
+
+def before_revoke(params, **_):
+    with open(args["observed"], "a") as out:
+        out.write(json.dumps({"revoking": params, "journal": journaled()}) + "\\n")
+
+def after_revoke(**_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+original = botocore.session.Session.__init__
+
+def init(self, *a, **k):
+    original(self, *a, **k)
+    self.register("provide-client-params.ec2.RevokeSecurityGroupIngress", before_revoke)
+    self.register("after-call.ec2.RevokeSecurityGroupIngress", after_revoke)
+
+botocore.session.Session.__init__ = init
+
+from operators.cutover import CutoverOperator
+
+CutoverOperator(task_id="switch_over", **args["operator"]).execute({"ti": None})
+print("the worker was not killed")
+"""
+
+
+class NoXcom:
+    """A task instance whose XCom is empty, as after Airflow cleared it for a new try: any use fails."""
+
+    def xcom_pull(self, *args, **kwargs):
+        raise AssertionError("the teardown must decide from the journal, not from XCom")
+
+    xcom_push = xcom_pull
+
+
+@pytest.fixture
+def replicated(pg_servers, monkeypatch):
+    """A source with the migrated database, replicated by native CDC into its pg_basebackup clone,
+    named as the DAG names them; Airflow connections for both."""
+    source = pg_servers.new("sgsrc")
+    with psycopg.connect(source.conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    with psycopg.connect(source.conninfo(DATABASE), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA sales")
+        conn.execute("CREATE TABLE sales.orders (id serial PRIMARY KEY, total int NOT NULL)")
+        conn.execute("INSERT INTO sales.orders (total) SELECT g FROM generate_series(1, 50) g")
+        create_publication(conn, naming.publication_name(MIGRATION, DATABASE), ["sales"])
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')",
+                     (naming.slot_name(MIGRATION, DATABASE),))
+    target = pg_servers.clone(source)
+    subscription = naming.subscription_name(MIGRATION, DATABASE)
+    with psycopg.connect(target.conninfo(DATABASE), autocommit=True) as conn:
+        create_subscription(conn, subscription, source.conninfo(DATABASE),
+                            naming.publication_name(MIGRATION, DATABASE), naming.slot_name(MIGRATION, DATABASE))
+        advance_origin(conn, subscription, find_redo_done(target.log_text()))
+    conns = {}
+    for side, server in (("source", source), ("target", target)):
+        conns[side] = f"{MIGRATION}_{side}"
+        monkeypatch.setenv(f"AIRFLOW_CONN_{MIGRATION.upper()}_{side.upper()}", json.dumps({
+            "conn_type": "postgres", "host": "127.0.0.1", "port": server.port, "login": "postgres",
+            "schema": DATABASE}))
+    yield {"source": source, "target": target, "conns": conns}
+    with psycopg.connect(target.conninfo(DATABASE), autocommit=True) as conn:
+        conn.execute(f"DROP SUBSCRIPTION IF EXISTS {subscription}")
+
+
+@pytest.mark.safety
+def test_security_group_fence_journals_the_rules_before_revoking_and_a_fresh_teardown_puts_them_back(
+        network, replicated, tmp_path):
+    ec2 = network["ec2"]
+    groups = [network["db"], network["db2"]]
+    before = {g: inbound(ec2, g) for g in groups}
+    observed = tmp_path / "observed.jsonl"
+    common = {"migration_id": MIGRATION, "source_conn_id": replicated["conns"]["source"],
+              "target_conn_id": replicated["conns"]["target"], "control_schema": CONTROL,
+              "source_aws_conn_id": "aws_source", "run_id": RUN_ID}
+    args = {"journal": replicated["target"].conninfo(DATABASE), "control_schema": CONTROL, "migration_id": MIGRATION,
+            "run_id": RUN_ID, "observed": str(observed), "operator": {
+                **common, "databases": [DATABASE], "schemas": ["sales"], "replication_role": "postgres",
+                "write_block": "security_group", "security_group_ids": groups,
+                "keep_security_group_ids": [network["dms"]]}}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dags")])}
+    worker = subprocess.run([sys.executable, "-c", WORKER, json.dumps(args)], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert worker.returncode == -9, worker.stdout + worker.stderr
+
+    # The worker died right after revoking the first group's rules; the second group was never touched.
+    assert inbound(ec2, network["db"]) == [("tcp", 5432, 5432, network["dms"], "dms")]
+    assert inbound(ec2, network["db2"]) == before[network["db2"]]
+    # When the first revoke was about to be sent, the journal already held every rule the fence was
+    # about to revoke, in both groups, exactly as described (descriptions included).
+    first = json.loads(observed.read_text().splitlines()[0])
+    journaled = {r["object"]: r["previous"] for r in first["journal"]}
+    assert [r["kind"] for r in first["journal"]] == ["security_group", "security_group"]
+    assert sorted(journaled) == sorted(groups)
+    assert journaled[first["revoking"]["GroupId"]]["IpPermissions"] == first["revoking"]["IpPermissions"]
+    assert sorted(source_of(p) for p in journaled[network["db"]]["IpPermissions"]) == sorted(
+        ["10.1.0.0/16", "10.9.4.17/32", network["app"], "::/0"])
+    assert [source_of(p) for p in journaled[network["db2"]]["IpPermissions"]] == ["0.0.0.0/0"]
+    assert {"CidrIp": "10.1.0.0/16", "Description": "app subnets"} in [
+        r for p in journaled[network["db"]]["IpPermissions"] for r in p.get("IpRanges", [])]
+
+    # The teardown, a new operator in another process than the worker, with an empty XCom: it reads
+    # the journal and puts back exactly what was revoked (the never-revoked rule is already there).
+    teardown = UnblockSourceWritesOperator(task_id="unblock_source_writes", control_database=DATABASE,
+                                           write_block="security_group", databases=[DATABASE], schemas=["sales"],
+                                           **common)
+    result = teardown.execute({"params": {}, "ti": NoXcom()})
+    assert result["restored"] == ["security_group:4 rule(s)"]
+    assert {g: inbound(ec2, g) for g in groups} == before
+    with psycopg.connect(replicated["target"].conninfo(DATABASE), autocommit=True) as conn:
+        state = CutoverJournal(conn=conn, control_schema=CONTROL, migration_id=MIGRATION, run_id=RUN_ID).read()
+        assert not state.fenced and state.target_open is None and state.outcome["state"] == "restored"
+        assert state.step("block_writes") == "started"  # the worker never got to record the step's end
+    # A rerun of the teardown has nothing left to do and changes nothing.
+    again = teardown.execute({"params": {}, "ti": NoXcom()})
+    assert again["restored"] == [] and again["note"] == "nothing is fenced by this run"
+    assert {g: inbound(ec2, g) for g in groups} == before
