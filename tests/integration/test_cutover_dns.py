@@ -14,7 +14,6 @@ the waiter gives up, a throttled revert) cannot be made there.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime
 
@@ -103,39 +102,6 @@ def ids(conn) -> list[int]:
 
 def trigger_state(conn) -> str:
     return conn.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'audit_item'").fetchone()[0]
-
-
-class AppWriter(threading.Thread):
-    """The application: keeps inserting as app_rw, reconnecting after each failure."""
-
-    def __init__(self, conninfo: str):
-        super().__init__(daemon=True)
-        self.conninfo = conninfo
-        self.stop_event = threading.Event()
-        self.written: list[int] = []
-        self.failures = 0
-
-    def run(self) -> None:
-        conn = None
-        while not self.stop_event.is_set():
-            try:
-                if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2)
-                    conn.execute("SET default_transaction_read_only = off")
-                self.written.append(conn.execute("INSERT INTO app.items (v) VALUES ('w') RETURNING id").fetchone()[0])
-                time.sleep(0.003)
-            except psycopg.Error:
-                self.failures += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.02)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(30)
 
 
 class Replication:
@@ -261,9 +227,9 @@ def test_dns_wait_fails_and_the_revert_is_not_confirmed_so_the_source_stays_fenc
     """Case A: the CNAME was submitted, INSYNC never came, the revert was throttled: the source must
     not reopen. The teardown refuses (unless forced); a rerun of the run resumes at the commit point."""
     repl = Replication(pg_servers, f"a{revert_fails_at[:3]}")
-    writer = AppWriter(repl.source.conninfo("appdb", user="app_rw"))
-    writer.start()
-    wait_for(lambda: len(writer.written) >= 30, 30, "the application to get going")
+    # The application has a session open through the cutover, and has written through it.
+    app = connect(repl.source, "appdb", user="app_rw")
+    written = [app.execute("INSERT INTO app.items (v) VALUES ('app') RETURNING id").fetchone()[0] for _ in range(30)]
     with connect(repl.source, "appdb") as src, connect(repl.target, "appdb") as tgt:
         dns = Route53()
         dns.expect_read(SOURCE_HOST)  # prepare()
@@ -283,11 +249,11 @@ def test_dns_wait_fails_and_the_revert_is_not_confirmed_so_the_source_stays_fenc
         steps = {s["step"]: s for s in error.timeline["steps"]}
         assert steps["open_target"]["ok"] is False and steps["revert_open"]["ok"] is False
         assert "restore_writes" not in steps and "resume_cdc" not in steps
-        # The source is still fenced: the application can neither connect nor write.
+        # The source is still fenced: the application's session was ended, and it can neither connect nor write.
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("INSERT INTO app.items (v) VALUES ('after the fence')")
+        app.close()
         assert not app_can_write(repl.source)
-        failures = writer.failures
-        time.sleep(0.3)
-        assert writer.failures > failures  # still refused, not writing
 
         # The journal, read on a fresh session as the teardown would: commit point passed, target not open.
         with connect(repl.target, "appdb") as other:
@@ -314,13 +280,12 @@ def test_dns_wait_fails_and_the_revert_is_not_confirmed_so_the_source_stays_fenc
         dns.expect_status(change, "PENDING", "INSYNC")
         timeline = run_cutover(repl.plan(src, tgt, "run_a", dns.opener()))
         dns.done()
-        writer.stop()
         assert timeline["status"] == "completed"
         assert [s["step"] for s in timeline["steps"]] == ["open_target", "finish_cdc"]
         state = repl.journal(tgt, "run_a").read()
         assert state.target_open["endpoint"]["status"] == "INSYNC" and state.outcome["state"] == "completed"
         # Nothing the application saw committed is missing from the target.
-        assert ids(src) == ids(tgt) and set(writer.written) <= set(ids(tgt))
+        assert ids(src) == ids(tgt) and set(written) <= set(ids(tgt))
         assert subscription_state(tgt, repl.subscription) is None
         # Open now: the teardown leaves the source fenced, unless forced (the application moved back).
         assert unblock_run(repl.journal(tgt, "run_a"), repl.restore)["restored"] == []
