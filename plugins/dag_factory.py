@@ -334,7 +334,7 @@ def _build_tasks(config: MigrationConfig) -> None:
             task_id="unblock_source_writes", migration_id=config.migration_id, source_conn_id=src,
             target_conn_id=tgt, target_host=t_host, target_port=t_port, databases=databases, schemas=plan["schemas"],
             control_database=first_db, control_schema=config.control_schema, write_block=config.cutover.write_block,
-            source_aws_conn_id=config.source.aws_conn_id,
+            source_aws_conn_id=config.source.aws_conn_id, cdc_engine=config.cdc_engine,
             doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))

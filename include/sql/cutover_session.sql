@@ -1,4 +1,4 @@
--- Every session of the critical section: commits reach disk (the final LSN covers every earlier commit),
+-- Every session of the critical section: commits reach disk (the journal is durable before each step),
 -- no statement waits on a lock or runs past its bound, and the fence's read-only default is not ours.
 SELECT set_config('synchronous_commit', 'on', false),
        set_config('lock_timeout', %(lock_timeout)s, false),

@@ -34,7 +34,7 @@ from migration import sql as q
 from migration.config import check_names
 from migration.journal import CutoverJournal, JournalState
 from migration.lsn import LSN
-from migration.native_cdc import drop_subscription, slot_positions, subscription_state
+from migration.native_cdc import drop_subscription, enable_subscription, slot_positions, subscription_state
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,15 @@ class SourceDrain:
     Every client session on the migrated databases is ended, whatever its role, except the cutover's own
     (``keep_pids``): a security group does not cut open connections, and a role fence does not reach a
     login it does not list. Quiet means: no such session left, no open transaction that has written, and
-    no prepared transaction. The final LSN is the flush position read right after a synchronous commit
-    (see ``bound_session``), so every commit made before it is at or below it.
+    no prepared transaction. The final LSN is the WAL insert position read then, so every commit
+    acknowledged before it is at or below it, even where applications commit asynchronously.
     """
 
     conn: psycopg.Connection
     databases: Sequence[str]
     keep_pids: Sequence[int] = ()
     poll_interval_s: float = 0.01
+    settle_s: float = 0.02
     ended: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -126,12 +127,19 @@ class SourceDrain:
     def drain(self, timeout_s: float) -> LSN:
         deadline = time.monotonic() + timeout_s
         params = {"databases": list(self.databases), "keep_pids": list(self.keep_pids)}
+        quiet_since: float | None = None
         while True:
             with self.conn.cursor(row_factory=dict_row) as cur:
                 state = cur.execute(q.load("cutover_drain_check"), params).fetchone()
             self.ended += state["sessions_ended"]
             if not (state["sessions_ended"] or state["open_transactions"] or state["prepared_transactions"]):
-                break
+                if quiet_since is not None and time.monotonic() - quiet_since >= self.settle_s:
+                    break
+                # Quiet twice, ``settle_s`` apart: a session that passed its CONNECT check just before the
+                # fence shows up only once it has started, and is ended then.
+                quiet_since = quiet_since or time.monotonic()
+            else:
+                quiet_since = None
             if time.monotonic() > deadline:
                 raise CutoverError(
                     f"the source did not drain within {timeout_s:g} s: sessions still being ended "
@@ -139,7 +147,7 @@ class SourceDrain:
                     f"transactions {state['prepared_transactions']} (finish those with COMMIT PREPARED or "
                     "ROLLBACK PREPARED)")
             time.sleep(self.poll_interval_s)
-        return LSN(self.conn.execute(q.load("cutover_flush_lsn")).fetchone()[0])
+        return LSN(self.conn.execute(q.load("cutover_final_lsn")).fetchone()[0])
 
 
 def _who(sessions: Sequence[dict[str, Any]]) -> str:
@@ -219,9 +227,7 @@ class NativeCdc:
 
     def resume(self) -> dict[str, Any]:
         """After an abort: enable the subscriptions again; apply resumes from each one's origin."""
-        for link in self.links:
-            link.target_conn.execute(q.compose("native_cdc_enable_subscription", subscription=link.subscription))
-        return {"resumed": [link.subscription for link in self.links]}
+        return {link.database: enable_subscription(link.target_conn, link.subscription) for link in self.links}
 
     @staticmethod
     def resume_hint() -> str:
@@ -570,14 +576,15 @@ def _journal_outcome(journal: CutoverJournal, state: str, detail: dict[str, Any]
 
 
 def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]], list[str]], *,
-                force: bool = False) -> dict[str, Any]:
+                force: bool = False, undo_after_stop: Sequence[Step] = ()) -> dict[str, Any]:
     """The teardown's decision, from the journal alone: restore what this run's fence changed, unless the
     target is (or may be) open. ``restore`` puts back a list of fence records and returns what it restored.
 
     - target open: the source stays fenced (``force`` restores it: the application moved back);
     - past the commit point without a confirmed opening or revert: the fence stays and this raises,
       naming the next step (an external opening may already send clients to the target);
-    - otherwise: every unrestored record is put back, once.
+    - otherwise: every unrestored record is put back, once; and if CDC had been stopped (a worker died in
+      the window), ``undo_after_stop`` runs (triggers disabled again, CDC resumed).
     """
     state = journal.ensure().read()
     if state.target_open and not force:
@@ -588,15 +595,20 @@ def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]
             f"this run passed its commit point ({point.get('opener')} opening submitted) without confirming the "
             "opening or its revert, so the source stays fenced. Clear cutover.switch_over to finish the opening, "
             "or, once the endpoint points at the source again, run this task with force_restore")
+    undone = []
+    if not state.target_open and state.step("stop_cdc") == "done":
+        for name, fn in undo_after_stop:
+            fn()
+            undone.append(name)
     records = state.fence_records
     if not records:
-        return {"restored": [], "note": "nothing is fenced by this run"}
+        return {"restored": [], "undone": undone, "note": "nothing is fenced by this run"}
     restored = restore(records)
     journal.mark_restored()
     _void_commit_point(journal, point)
-    _journal_outcome(journal, "restored", {"restored": restored, "forced": force})
+    _journal_outcome(journal, "restored", {"restored": restored, "undone": undone, "forced": force})
     log.info("Source writes restored for run %s: %s", journal.run_id, restored)
-    return {"restored": restored}
+    return {"restored": restored, "undone": undone}
 
 
 def _summary(timeline: _Timeline, plan: CutoverPlan, final_lsn: LSN | None, *, status: str,

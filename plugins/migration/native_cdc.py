@@ -240,6 +240,15 @@ def advance_origin(target_conn: psycopg.Connection, subscription: str, captured_
     return target
 
 
+def enable_subscription(target_conn: psycopg.Connection, name: str) -> bool:
+    """Enable a subscription again (apply resumes from its origin); False if it does not exist."""
+    name = _name(name, "subscription")
+    if subscription_state(target_conn, name) is None:
+        return False
+    target_conn.execute(q.compose("native_cdc_enable_subscription", subscription=name))
+    return True
+
+
 def drop_subscription(target_conn: psycopg.Connection, name: str, *, drop_slot: bool = False) -> bool:
     """Disable and drop a subscription; the source's slot stays unless ``drop_slot``. False if absent."""
     name = _name(name, "subscription")

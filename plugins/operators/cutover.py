@@ -25,8 +25,10 @@ from migration.cutover import (
     run_cutover,
     unblock_run,
 )
+from migration.drift import check_no_drift
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
+from migration.native_cdc import enable_subscription
 from operators.replication_slot import endpoint_override
 
 # Every statement in the window waits at most this long for a lock; a step runs at most max_write_block_seconds.
@@ -145,7 +147,10 @@ class CutoverOperator(BaseOperator):
                 resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
-            after, undo = [], []
+            # Schema drift is re-checked with writes blocked: no DDL can slip in after this.
+            after = [(f"check_schema_drift[{db}]", partial(check_no_drift, sources[db], targets[db], schemas,
+                                                           database=db)) for db in databases]
+            undo = []
             if self.sync_sequences:
                 after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
                           for db in databases]
@@ -261,7 +266,7 @@ class UnblockSourceWritesOperator(BaseOperator):
 
     Runs as the teardown of the critical section. Once the target is open it changes nothing; with
     nothing fenced it changes nothing. If the cutover had enabled the target's triggers and did not open
-    the target, they are disabled again. ``force_restore`` (a task param: ``airflow tasks test … -t
+    the target, they are disabled again, and stopped native CDC is resumed. ``force_restore`` (a task param: ``airflow tasks test … -t
     '{"force_restore": true}'``) restores the source even after the target opened, for when the
     application was moved back. Returns ``{restored, ...}``.
     """
@@ -274,8 +279,9 @@ class UnblockSourceWritesOperator(BaseOperator):
                  control_schema: str = "migration_control", write_block: str = "roles",
                  source_aws_conn_id: str | None = None, target_host: str | None = None,
                  target_port: int | str | None = None, databases: Any = (), schemas: Any = (),
-                 run_id: str = "{{ run_id }}", **kwargs: Any):
+                 cdc_engine: str = "native", run_id: str = "{{ run_id }}", **kwargs: Any):
         super().__init__(**kwargs)
+        self.cdc_engine = cdc_engine
         self.migration_id = migration_id
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
@@ -292,14 +298,22 @@ class UnblockSourceWritesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         force = bool((context.get("params") or {}).get("force_restore", False))
         host, port = endpoint_override(self.target_host, self.target_port)
-        with connect(self.target_conn_id, dbname=self.control_database, host=host, port=port) as target:
+        with ExitStack() as stack:
+            target = stack.enter_context(connect(self.target_conn_id, dbname=self.control_database, host=host,
+                                                 port=port))
             journal = _journal(target, self.control_schema, self.migration_id, self.run_id)
-            result = unblock_run(journal, self._restore, force=force)
-            state = journal.read()
-            enabled = [name for name, entry in state.entries.items()
-                       if name.startswith("step:enable_triggers[") and entry["state"] == "done"]
-            if enabled and not state.target_open:
-                result["triggers_disabled_again"] = self._disable_triggers(host, port)
+            undo = []
+            if journal.ensure().read().step("stop_cdc") == "done":
+                # A worker died after CDC stopped: triggers off again and, for native CDC, apply resumed.
+                for db in list(self.databases or []):
+                    conn = stack.enter_context(connect(self.target_conn_id, dbname=db, host=host, port=port))
+                    undo.append((f"disable_triggers[{db}]", partial(target_prep.disable_user_triggers, conn,
+                                                                     list(self.schemas or []),
+                                                                     control_schema=self.control_schema)))
+                    if self.cdc_engine == "native":
+                        subscription = naming.subscription_name(self.migration_id, db)
+                        undo.append((f"resume_cdc[{db}]", partial(enable_subscription, conn, subscription)))
+            result = unblock_run(journal, self._restore, force=force, undo_after_stop=undo)
         self.log.info("Unblock: %s", json.dumps(result, default=str))
         return result
 
@@ -318,10 +332,3 @@ class UnblockSourceWritesOperator(BaseOperator):
                 restored += restore_role_fence(source, roles)
         return restored
 
-    def _disable_triggers(self, host: str | None, port: int | None) -> list[str]:
-        done = []
-        for db in list(self.databases or []):
-            with connect(self.target_conn_id, dbname=db, host=host, port=port) as target:
-                target_prep.disable_user_triggers(target, list(self.schemas or []), control_schema=self.control_schema)
-            done.append(db)
-        return done
