@@ -67,12 +67,12 @@ def per_database_plan(config: MigrationConfig, databases: list[str], schemas: li
 
 
 CUTOVER_STEPS = [
-    "re-check the guardrails (window, lag, validation)",
-    "block writes on the source (recorded so they can be restored)",
-    "wait until no transaction is open and CDC has applied past the source's final LSN",
-    "stop CDC",
-    "sync sequences from the source",
-    "re-enable the target's triggers",
+    "re-check the guardrails (window, lag, validation, schema drift)",
+    "block writes on the source (journaled on the target so they can be restored)",
+    "end every other session on the migrated databases; wait until none is left and no transaction is open",
+    "wait until CDC has applied past the source's final LSN, then stop CDC",
+    "re-check schema drift, sync sequences from the source, re-enable the target's triggers",
+    "prove that no change committed on the source after the final LSN is missing from the target",
     "open the target",
 ]
 

@@ -499,6 +499,9 @@ def _resume_at_commit_point(plan: CutoverPlan, timeline: _Timeline, state: Journ
     """An earlier try of this run passed the commit point and did not confirm the opening; the source is
     still fenced and everything before the opening is done, so the only way is forward."""
     final_lsn = LSN(state.commit_point["final_lsn"])
+    if state.commit_point.get("opener_state") is not None and hasattr(plan.opener, "state"):
+        # What a revert must put back is what the first try found, not what the opening left.
+        plan.opener.state = state.commit_point["opener_state"]
     log.info("Resuming this run's cutover at the commit point (final LSN %s): opening the target again", final_lsn)
     try:
         opened = timeline.run("open_target", plan.opener.open)
@@ -517,6 +520,9 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
             reverted = bool(timeline.run("revert_open", plan.opener.revert))
         except BaseException as revert_exc:  # noqa: BLE001 - reported in the message below
             log.error("Reverting the opening failed: %s", revert_exc)
+        if reverted:
+            # Only a confirmed revert takes the run back before its commit point (here or in the teardown).
+            journal.write("commit_point", "reverted", {"final_lsn": str(final_lsn), "opener": plan.opener.name})
         if not reverted:
             result = _summary(timeline, plan, final_lsn, status="fence_kept", failed_step=failed)
             message = (f"cutover stopped at step {failed!r} after its commit point: {exc}. The opening "
@@ -528,6 +534,11 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
             _journal_outcome(journal, "fence_kept", {"failed_step": failed, "error": str(exc), "summary": result})
             raise CutoverAborted(message, failed_step=failed, timeline=result, fence_kept=True) from exc
     stopped = timeline.done("stop_cdc")
+    if not stopped:
+        try:  # an earlier try of this run may have stopped CDC (a rerun past the commit point)
+            stopped = journal.read().step("stop_cdc") == "done"
+        except psycopg.Error as read_exc:
+            log.error("Could not read the journal: %s", read_exc)
     resumed = False
     if stopped:
         undo = list(plan.undo_after_stop)
@@ -556,9 +567,10 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
         _void_commit_point(journal, {"final_lsn": str(final_lsn)})
     result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
     _journal_outcome(journal, "aborted", {"failed_step": failed, "error": str(exc), "summary": result})
+    blocked = result["write_blocked_seconds"]
     raise CutoverAborted(
-        f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were "
-        f"(blocked for {result['write_blocked_seconds']:.3f} s).{hint}",
+        f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were"
+        f"{f' (blocked for {blocked:.3f} s)' if blocked is not None else ''}.{hint}",
         failed_step=failed, timeline=result) from exc
 
 
@@ -590,7 +602,7 @@ def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]
     if state.target_open and not force:
         return {"restored": [], "note": "the target is open; the source stays fenced"}
     point = state.commit_point
-    if point and point.get("external") and state.step("revert_open") != "done" and not force:
+    if point and point.get("external") and not force:
         raise CutoverError(
             f"this run passed its commit point ({point.get('opener')} opening submitted) without confirming the "
             "opening or its revert, so the source stays fenced. Clear cutover.switch_over to finish the opening, "

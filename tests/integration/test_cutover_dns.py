@@ -353,13 +353,6 @@ def test_dns_wait_fails_and_the_revert_is_confirmed_so_the_source_reopens(pg_ser
 
 
 @pytest.mark.safety
-@pytest.mark.xfail(strict=True, reason=(
-    "product bugs in migration/cutover.py, _resume_at_commit_point/_abort: (1) the rerun does not give the "
-    "opener the state journaled at the commit point (commit_point.opener_state); prepare() on the rerun reads "
-    "the record as the first try left it (the target), so a confirmed revert puts back the target and the "
-    "source reopens: split brain; (2) the abort message then formats write_blocked_seconds, None on a resumed "
-    "timeline: TypeError instead of CutoverAborted; (3) stop_cdc is looked up in the resumed timeline only, "
-    "so the target's triggers stay enabled and CDC is not resumed"))
 def test_a_rerun_at_the_commit_point_reverts_to_the_record_as_it_was_before_the_cutover(pg_servers):
     """Case A, then the rerun's opening fails too and its revert is confirmed: the revert must put back
     the record as it was before the cutover (the source), since that is what the source's reopening means."""
@@ -407,10 +400,6 @@ def test_a_rerun_at_the_commit_point_reverts_to_the_record_as_it_was_before_the_
 
 
 @pytest.mark.safety
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug in migration/cutover.py: a revert that returns False (not confirmed, as TargetOpener allows) "
-    "is journaled as step revert_open 'done', and unblock_run takes 'done' as a confirmed revert: the teardown "
-    "reopens the source without force while the opening may be live"))
 def test_a_revert_that_is_not_confirmed_never_lets_the_teardown_reopen_the_source(pg_servers):
     """The opener cannot revert (it never read the record it would put back: revert() returns False):
     the abort keeps the fence, and so must the teardown."""
