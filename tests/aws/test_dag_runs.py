@@ -39,7 +39,12 @@ Stand-ins (AWS only; the project's code and PostgreSQL are never stood in):
   resource id) to moto's CloudWatch, and table statistics whose ValidationState is 'Validated' only
   while the table's rows on source and target are identical ('Pending records' otherwise). An apply
   error, or an UPDATE or DELETE that finds no row (stricter than DMS's default, which logs it), fails
-  the task with the error as LastFailureMessage. It handles the names and column types these tests
+  the task with the error as LastFailureMessage. When the source ends the stand-in's session (the
+  cutover's drain ends every client session on the migrated databases but its own), it reconnects at
+  its next pass and resumes from the slot, as DMS does with a lost source connection (a recoverable
+  error, retried by default); DMS itself reads changes through a walsender, which the drain leaves
+  alone, while its validation and metadata sessions are client sessions like the stand-in's.
+  It handles the names and column types these tests
   use (unquoted identifiers, no arrays). Its first pass runs inside the describe call that first
   reports the task 'running', so the sensors that follow find metrics and statistics at their first
   check instead of waiting a 60 s poll interval.
@@ -278,8 +283,9 @@ class _TaskRun:
         self.instance_id = backend.replication_instances[task.replication_instance_arn].id
         self.schemas = [rule["object-locator"]["schema-name"] for rule in json.loads(task.table_mappings)["rules"]
                         if rule["rule-type"] == "selection" and rule["rule-action"] == "include"]
-        self.source = psycopg.connect(host=source.server_name, port=source.port, dbname=source.database_name,
-                                      user=source.username, autocommit=True)
+        self.source_params = {"host": source.server_name, "port": source.port, "dbname": source.database_name,
+                              "user": source.username}
+        self.source = psycopg.connect(**self.source_params, autocommit=True)
         self.target = psycopg.connect(host=target.server_name, port=target.port, dbname=target.database_name,
                                       user=target.username, autocommit=True)
         self.counts: dict[str, dict[str, int]] = {}
@@ -300,6 +306,10 @@ class _TaskRun:
     def close(self) -> None:
         self.source.close()
         self.target.close()
+
+    def reconnect_source(self) -> None:
+        self.source.close()
+        self.source = psycopg.connect(**self.source_params, autocommit=True)
 
     def replicate(self) -> dict[str, Any]:
         """Apply every transaction committed up to the flushed WAL position, then confirm up to it."""
@@ -390,6 +400,7 @@ class DmsReplicationStandIn:
         self.runs: dict[str, _TaskRun] = {}
         self.started_at: dict[str, str] = {}
         self.errors: list[str] = []
+        self.recovered: list[str] = []  # source sessions ended under it, reconnected
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -434,20 +445,30 @@ class DmsReplicationStandIn:
             for arn, task in tasks.items():
                 if task.status != "running":
                     continue
+                run = self.runs.get(arn)
                 try:
-                    if arn not in self.runs:
-                        self.runs[arn] = _TaskRun(task, self.ext.backend(TARGET_ACCOUNT))
-                        self.started_at[arn] = self.runs[arn].started_at
-                    run = self.runs[arn]
+                    if run is not None and run.source.broken:
+                        run.reconnect_source()  # recoverable: the source ended the session
+                    if run is None:
+                        run = self.runs[arn] = _TaskRun(task, self.ext.backend(TARGET_ACCOUNT))
+                        self.started_at[arn] = run.started_at
                     progress = run.replicate()
                     self._publish(run, progress)
+                except psycopg.OperationalError as exc:
+                    if run is None or not run.source.broken:
+                        self._fail(arn, exc)
+                    else:
+                        self.recovered.append(f"{type(exc).__name__}: {exc}")
                 except Exception as exc:  # noqa: BLE001 - DMS fails the task with the error
-                    message = f"{type(exc).__name__}: {exc}"
-                    self.errors.append(message)
-                    self.ext.fail_task(arn, message)
-                    run = self.runs.pop(arn, None)
-                    if run is not None:
-                        run.close()
+                    self._fail(arn, exc)
+
+    def _fail(self, arn: str, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self.errors.append(message)
+        self.ext.fail_task(arn, message)
+        run = self.runs.pop(arn, None)
+        if run is not None:
+            run.close()
 
     def _publish(self, run: _TaskRun, progress: dict[str, Any]) -> None:
         if progress["decoded"] == 0 and time.monotonic() - run.published_at < 1.0:
