@@ -396,8 +396,9 @@ def _optional(obj: Any, method: str) -> Callable[[], Any]:
 
 @dataclass
 class CutoverPlan:
-    """Everything the critical section runs with. ``after_stop`` steps (sequence sync, trigger enabling)
-    run after CDC stops; ``undo_after_stop`` steps (triggers disabled again) run on an abort once CDC has
+    """Everything the critical section runs with. ``after_drain`` steps (the schema drift re-check) run
+    once the source is quiet, before CDC is waited on; ``after_stop`` steps (sequence sync, trigger
+    enabling) run after CDC stops; ``undo_after_stop`` steps (triggers disabled again) run on an abort once CDC has
     stopped; ``resume_hint`` says how to resume the engine's CDC after such an abort."""
 
     journal: CutoverJournal
@@ -407,6 +408,7 @@ class CutoverPlan:
     proof: ChangesAfterFinalLsn
     opener: TargetOpener
     databases: Sequence[str]
+    after_drain: Sequence[Step] = ()
     after_stop: Sequence[Step] = ()
     undo_after_stop: Sequence[Step] = ()
     drain_timeout_s: float = 60.0
@@ -458,6 +460,8 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
 
         final_lsn = timeline.run("drain_source", lambda: plan.drain.drain(min(plan.drain_timeout_s, left())))
         plan.proof.seen_sessions = list(getattr(plan.fence, "ended", [])) + plan.drain.ended
+        for name, fn in plan.after_drain:
+            timeline.run(name, fn)
         timeline.run("cdc_applied", lambda: plan.cdc.drain(
             final_lsn, min(plan.apply_timeout_s or plan.drain_timeout_s, left())))
         left()

@@ -147,10 +147,10 @@ class CutoverOperator(BaseOperator):
                 resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
-            # Schema drift is re-checked with writes blocked: no DDL can slip in after this.
-            after = [(f"check_schema_drift[{db}]", partial(check_no_drift, sources[db], targets[db], schemas,
-                                                           database=db)) for db in databases]
-            undo = []
+            # Schema drift is re-checked once the source is quiet: no DDL can come after this.
+            plan.after_drain = [(f"check_schema_drift[{db}]", partial(
+                check_no_drift, sources[db], targets[db], schemas, database=db)) for db in databases]
+            after, undo = [], []
             if self.sync_sequences:
                 after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
                           for db in databases]

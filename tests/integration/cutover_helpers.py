@@ -143,8 +143,9 @@ def can_connect(server, db: str, user: str) -> bool:
 class Replication:
     """appdb replicated into a clone of the source by native CDC, as the DAG sets it up."""
 
-    def __init__(self, pg_servers, source, name: str):
-        self.slot, self.subscription, self.publication = f"slot_{name}", f"sub_{name}", "pub_cut"
+    def __init__(self, pg_servers, source, name: str, *, slot: str | None = None, subscription: str | None = None,
+                 publication: str = "pub_cut"):
+        self.slot, self.subscription, self.publication = slot or f"slot_{name}", subscription or f"sub_{name}", publication
         with connect(source, "appdb") as src:
             create_publication(src, self.publication, ["app"])
             src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
