@@ -85,7 +85,14 @@ def test_zero_loss_under_load_with_approval_through_the_api(local_migration, hit
     report = _report(migration.dag_id)
     assert report["outcome"] == "cut over"
     assert 0 < report["write_blocked_seconds"] < 60
-    assert [s["name"] for s in report["timeline"]][:2] == ["prepare_fence", "prepare_drain"]
+    steps = [s["name"] for s in report["timeline"]]
+    in_order = ["prepare_fence", "prepare_cdc", "prepare_proof", "block_writes", "drain_source", "cdc_applied",
+                "stop_cdc", "sync_sequences[app]", "enable_triggers[app]", "prove_source_quiet", "open_target",
+                "finish_cdc"]
+    assert sorted(steps) == sorted([*in_order, "check_schema_drift[app]"]), steps
+    assert [name for name in steps if name in in_order] == in_order, steps
+    # The drift re-check runs with writes blocked and the source quiet, before the proof.
+    assert steps.index("drain_source") < steps.index("check_schema_drift[app]") < steps.index("prove_source_quiet")
     assert report["validation"][0]["rows"] > 0
 
 
@@ -109,31 +116,33 @@ def test_reject_at_the_gate_leaves_the_source_untouched(local_migration, hitl):
 
 
 def test_failure_after_writes_are_blocked_restores_them(local_migration):
-    """A session the fence does not cover keeps a transaction open, so the drain times out."""
+    """A prepared transaction, which ending sessions does not finish, keeps the source from draining, so the
+    drain times out after writes were blocked."""
     migration = local_migration("e2e_abort", cutover={"approval": "auto", "drain_timeout_seconds": 3}, rows=500)
     with migration.source_conn() as src:
-        src.execute("CREATE ROLE batch_admin LOGIN; GRANT INSERT ON dms_sample.sport_type TO batch_admin; "
-                    "GRANT USAGE ON SCHEMA dms_sample TO batch_admin")
+        src.execute("ALTER SYSTEM SET max_prepared_transactions = 2")
         roles_before = _role_state(src, sample.APP_ROLE)
+    migration.source.stop()
+    migration.source.start()
     holding = threading.Event()
-    release = threading.Event()
 
-    def hold_transaction_once_cdc_runs():
-        # Opened after the slot exists (slot creation waits for open transactions, as it should).
+    def prepare_transaction_once_cdc_runs():
+        # Prepared after the slot exists (slot creation waits for running transactions, as it should).
         wait_for(lambda: migration.clone_dir.exists() and _subscription_enabled(migration), timeout=300)
-        with psycopg.connect(migration.source.conninfo("app", user="batch_admin")) as conn:
-            conn.execute("INSERT INTO dms_sample.sport_type VALUES ('curling', 'open transaction')")
+        with psycopg.connect(migration.source.conninfo("app")) as conn:
+            conn.execute("INSERT INTO dms_sample.sport_type VALUES ('curling', 'prepared transaction')")
+            conn.execute("PREPARE TRANSACTION 'e2e_abort_held'")
             holding.set()
-            release.wait(600)
-            conn.rollback()
 
-    blocker = threading.Thread(target=hold_transaction_once_cdc_runs, daemon=True)
+    blocker = threading.Thread(target=prepare_transaction_once_cdc_runs, daemon=True)
     blocker.start()
     try:
         dagrun = migration.run()
     finally:
-        release.set()
         blocker.join(30)
+        if holding.is_set():
+            with migration.source_conn() as src:
+                src.execute("ROLLBACK PREPARED 'e2e_abort_held'")
     states = migration.task_states(dagrun)
     assert holding.is_set()
     assert dagrun.state == "failed"
