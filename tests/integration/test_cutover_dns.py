@@ -246,6 +246,8 @@ def test_dns_wait_fails_and_the_revert_is_not_confirmed_so_the_source_stays_fenc
         error = aborted.value
         assert error.fence_kept is True and error.failed_step == "open_target"
         assert "STAYS FENCED" in str(error) and "Max attempts exceeded" in str(error)
+        # The next step is named: finish the opening, or restore by force once DNS points at the source.
+        assert "clear cutover.switch_over" in str(error) and "force_restore" in str(error)
         steps = {s["step"]: s for s in error.timeline["steps"]}
         assert steps["open_target"]["ok"] is False and steps["revert_open"]["ok"] is False
         assert "restore_writes" not in steps and "resume_cdc" not in steps
