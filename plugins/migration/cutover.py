@@ -565,7 +565,7 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
         _journal_outcome(journal, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
         raise CutoverAborted(
             f"cutover aborted at step {failed!r}: {exc}. Restoring source writes FAILED too ({undo_exc}); the "
-            "source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the journal).{hint}",
+            f"source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the journal).{hint}",
             failed_step=failed, timeline=result) from exc
     if passed_commit:
         _void_commit_point(journal, {"final_lsn": str(final_lsn)})
