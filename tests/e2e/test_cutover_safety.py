@@ -203,6 +203,17 @@ def test_group_role_members_writing_in_three_databases_cut_over_with_nothing_los
     assert report["databases"] == databases
     blocked_at, opened_at = _at(report["writes_blocked_at"]), _at(report["target_open_at"])
 
+    for database in databases:
+        with _conn(migration.source.port, database) as src, _conn(migration.target_port, database) as dst:
+            result = sample.compare(src, dst, migration.schemas)
+            assert result.rows > ROWS and result.tables == 7, database
+            assert (result.lost, result.mismatched, result.extra) == (0, 0, 0), (database, result)
+            for writer in writers[databases.index(database) * 2:][:2]:
+                ids = writer.ids()
+                assert len(ids) > 10, writer.name
+                missing = sorted(set(ids) - _on_target(dst, ids))
+                assert not missing, f"{writer.name}: {len(missing)} acknowledged rows missing on the target"
+
     for writer in writers:
         # Live into the cutover: acknowledged writes in the last 30 s before the fence, refused ones after it.
         assert writer.committed and writer.committed[-1][2] > blocked_at - timedelta(seconds=30), (
@@ -210,18 +221,6 @@ def test_group_role_members_writing_in_three_databases_cut_over_with_nothing_los
         assert any(at >= blocked_at for at in writer.failures), (writer.name, "was never refused by the fence")
         # No write reached the source once the target was open (sent before it opened, if acknowledged at all).
         assert all(sent < opened_at for _, sent, _ in writer.committed), writer.name
-
-    for database in databases:
-        with _conn(migration.source.port, database) as src, _conn(migration.target_port, database) as dst:
-            result = sample.compare(src, dst, migration.schemas)
-            assert result.rows > ROWS and result.tables == 7, database
-            assert (result.lost, result.mismatched, result.extra) == (0, 0, 0), (database, result.details)
-            for writer in writers[databases.index(database) * 2:][:2]:
-                ids = writer.ids()
-                assert len(ids) > 10, writer.name
-                missing = sorted(set(ids) - _on_target(dst, ids))
-                assert not missing, f"{writer.name}: {len(missing)} acknowledged rows missing on the target"
-
 
 OWN_LOGIN_GAP = (
     "product bug (migration.fence / migration.cutover): the migration's own login is kept by the fence, its "
