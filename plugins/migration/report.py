@@ -18,12 +18,17 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- Outcome: **{report.get('outcome', 'unknown')}**",
               f"- Initial load: {report.get('initial_load')}; CDC engine: {report.get('cdc_engine')}",
               f"- Databases: {', '.join(report.get('databases', []))}",
-              f"- Write-blocked window: **{_fmt_seconds(report.get('write_blocked_seconds'))}**", ""]
+              f"- Write-blocked window: **{_fmt_seconds(report.get('write_blocked_seconds'))}**"]
+    proof = report.get("source_quiet_proof")
+    if proof:
+        lines.append("- Proof that nothing committed after the final LSN is missing: "
+                     + ("**passed**" if proof.get("ok") else f"**failed**: {proof.get('error')}"))
+    lines.append("")
     timeline = report.get("timeline") or []
     if timeline:
         lines += ["## Cutover timeline", "", "| step | started | seconds | detail |", "|---|---|---|---|"]
         for step in timeline:
-            detail = str(step.get("detail", "")).replace("|", "\\|")
+            detail = str(f"FAILED: {step['error']}" if step.get("error") else step.get("detail", "")).replace("|", "\\|")
             lines.append(f"| {step['name']} | {step.get('started_at', '')} | {step.get('seconds', 0):.3f} | {detail} |")
         lines.append("")
     validation = report.get("validation") or []

@@ -136,7 +136,9 @@ class MigrationReportOperator(BaseOperator):
         validation = [{"database": r.get("database"), "tables": r.get("tables", 0), "rows": r.get("rows_compared", 0),
                        "mismatched_chunks": r.get("mismatched_chunks", 0)}
                       for r in results_list(self.validation_results)]
-        outcome = {"completed": "cut over", "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored"}
+        outcome = {"completed": "cut over", "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored",
+                   "fence_kept": f"stopped at {timeline.get('failed_step')} after the commit point; the source stays "
+                                 "fenced"}
         report = {
             "migration_id": self.migration_id,
             "run_id": context["run_id"],
@@ -147,7 +149,9 @@ class MigrationReportOperator(BaseOperator):
             "writes_blocked_at": timeline.get("writes_blocked_at"),
             "target_open_at": timeline.get("target_open_at"),
             "timeline": [{"name": s.get("step"), "started_at": s.get("started_at"), "seconds": s.get("seconds", 0),
-                          "detail": s.get("detail", "")} for s in timeline.get("steps", [])],
+                          "detail": s.get("detail", ""), **({"error": s["error"]} if s.get("error") else {})}
+                         for s in timeline.get("steps", [])],
+            "source_quiet_proof": timeline.get("source_quiet_proof"),
             "validation": validation,
             "cleanup": ti.xcom_pull(task_ids=self.cleanup_task_id) or [],
             "source_changes": source_changes(ti),

@@ -289,6 +289,10 @@ def test_a_session_of_the_migrations_own_login_writing_never_loses_rows(local_mi
         assert "postgres@app (own-login-writer)" in failed["error"], failed["error"]
         if timeline["failed_step"] == "prove_source_quiet":
             assert timeline["source_quiet_proof"]["ok"] is False, timeline
+            assert report["source_quiet_proof"]["ok"] is False, report
+        # The report says what was still writing.
+        reported = next(s for s in report["timeline"] if s["name"] == timeline["failed_step"])
+        assert "postgres@app (own-login-writer)" in reported["error"], report["timeline"]
         # Writes are back exactly as they were, CDC runs again, and both writers write again.
         with migration.source_conn() as src:
             assert _fence_state(src) == before
