@@ -13,15 +13,11 @@ from airflow.sdk import BaseOperator, Context
 from hooks.postgres import connect
 from migration import naming, sequences, target_prep
 from migration.cutover import (
-    ChangesAfterFinalLsn,
     CutoverAborted,
     CutoverPlan,
     LocalTargetOpener,
     NativeCdc,
     NativeLink,
-    SlotCheck,
-    SourceDrain,
-    bound_session,
     run_cutover,
     unblock_run,
 )
@@ -29,6 +25,7 @@ from migration.drift import check_no_drift
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
 from migration.native_cdc import enable_subscription
+from migration.source_quiet import ChangesAfterFinalLsn, SlotCheck, SourceDrain, bound_session
 from operators.replication_slot import endpoint_override
 
 # Every statement in the window waits at most this long for a lock; a step runs at most max_write_block_seconds.

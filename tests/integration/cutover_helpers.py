@@ -8,21 +8,13 @@ import time
 
 import psycopg
 
-from migration.cutover import (
-    ChangesAfterFinalLsn,
-    CutoverPlan,
-    LocalTargetOpener,
-    NativeCdc,
-    NativeLink,
-    SlotCheck,
-    SourceDrain,
-    bound_session,
-)
+from migration.cutover import CutoverPlan, LocalTargetOpener, NativeCdc, NativeLink
 from migration.fence import RoleFence
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription
 from migration.sequences import read_sequences, sync_sequences
+from migration.source_quiet import ChangesAfterFinalLsn, SlotCheck, SourceDrain, bound_session
 from migration.target_prep import disable_user_triggers, enable_triggers
 
 CONTROL = "migration_control"

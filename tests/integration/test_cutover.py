@@ -28,9 +28,10 @@ from cutover_helpers import (
     wait_for,
 )
 
-from migration.cutover import CutoverAborted, CutoverError, SourceDrain, bound_session, run_cutover, unblock_run
+from migration.cutover import CutoverAborted, CutoverError, run_cutover, unblock_run
 from migration.fence import restore_role_fence
 from migration.native_cdc import subscription_state
+from migration.source_quiet import SourceDrain, bound_session
 
 pytestmark = pytest.mark.integration
 

@@ -23,23 +23,12 @@ import pytest
 from botocore.stub import Stubber
 
 from migration.aws import Route53TargetOpener
-from migration.cutover import (
-    ChangesAfterFinalLsn,
-    CutoverAborted,
-    CutoverError,
-    CutoverPlan,
-    NativeCdc,
-    NativeLink,
-    SlotCheck,
-    SourceDrain,
-    bound_session,
-    run_cutover,
-    unblock_run,
-)
+from migration.cutover import CutoverAborted, CutoverError, CutoverPlan, NativeCdc, NativeLink, run_cutover, unblock_run
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription, subscription_state
+from migration.source_quiet import ChangesAfterFinalLsn, SlotCheck, SourceDrain, bound_session
 from migration.target_prep import disable_user_triggers, enable_triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.aws]
