@@ -121,6 +121,7 @@ class NativeCdc:
                 raise CutoverError(f"database {link.database}: subscription {link.subscription} is "
                                    f"{'missing' if state is None else 'disabled'} on the target; CDC is not running. "
                                    f"{self.resume_hint()}")
+            link.target_conn.execute(q.compose("cutover_subscription_synchronous", subscription=link.subscription))
         return {link.database: {"slot": link.slot_name, "confirmed_flush_lsn": slots[link.slot_name]["confirmed_flush_lsn"]}
                 for link in self.links}
 
