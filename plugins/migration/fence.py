@@ -80,7 +80,8 @@ class RoleFence:
     can log in, except the kept ones: the replication role, the role running the cutover, ``exclude_roles``
     and the managed service's own ``pg_*``/``rds*`` roles. In each migrated database only:
 
-    - new sessions of the fenced roles, and of the role running the cutover, start read-only
+    - new sessions of the fenced roles and of the kept ones (the role running the cutover,
+      ``exclude_roles``; not a separate replication role) start read-only
       (``ALTER ROLE … IN DATABASE … SET default_transaction_read_only``);
     - CONNECT is revoked from everyone but the kept roles (PUBLIC included);
     - every client session but the cutover's own (``keep_pids``) is ended.
@@ -170,10 +171,12 @@ class RoleFence:
         """Record every change in the journal, make them all in one transaction, then end every session."""
         roles = self._roles()
         fenced, keep = self._plan(roles)
-        me = sorted(r for r, v in roles.items() if v["is_me"])
+        # Roles that keep CONNECT start read-only too (the migration's own login, exclude_roles): a kept
+        # login cannot write by default. Only the replication role, when it is another login, is left as is.
+        kept_logins = {r for r in keep if r != self.replication_role or roles[r]["is_me"]}
         records: list[dict[str, Any]] = []
         statements: list[sql.Composable] = []
-        for role in sorted(set(fenced) | set(me)):
+        for role in sorted(set(fenced) | kept_logins):
             for database in self.databases:
                 previous = roles[role]["read_only_in"].get(database)
                 records.append({"kind": "role_read_only", "object": json.dumps([role, database]),

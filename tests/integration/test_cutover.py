@@ -71,6 +71,11 @@ def test_fence_covers_every_member_of_a_group_role_in_the_migrated_databases_onl
         # The kept roles still get in.
         for user in ("repl", "monitor"):
             assert all(can_connect(source, db, user) for db in DATABASES)
+        # ...and the kept logins other than the replication role start read-only there.
+        with connect(source, "appdb", user="monitor") as kept:
+            assert kept.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        with connect(source, "appdb", user="repl") as kept:
+            assert kept.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
 
         # A rerun while fenced keeps the first record of each change (the real previous state).
         recorded = journal.read().fence_records
@@ -188,14 +193,18 @@ def test_cutover_with_a_writer_that_logs_in_through_a_member_of_the_fenced_group
 @pytest.mark.safety
 def test_a_writer_the_fence_misses_fails_the_proof_before_the_target_opens(pg_servers, source):
     repl = Replication(pg_servers, source, "miss")
-    # monitor is kept by the fence (exclude_roles) and reconnects each time its session is ended.
+    # monitor is kept by the fence (exclude_roles): it reconnects each time its session is ended and turns
+    # off the read-only default its new sessions get.
     writer = AppWriter(source.conninfo("appdb", user="monitor"))
     writer.start()
     wait_for(lambda: len(writer.written) >= 50, 30, "the writer to get going")
     with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt:
         before = security_snapshot(src)
+        # A slow step after CDC stops (thousands of sequences, say) gives the writer time to come back.
+        plan = repl.plan(src, tgt, "run_miss")
+        plan.after_stop = [("slow_step", lambda: time.sleep(0.3)), *plan.after_stop]
         with pytest.raises(CutoverAborted) as aborted:
-            run_cutover(repl.plan(src, tgt, "run_miss"))
+            run_cutover(plan)
         error = aborted.value
         assert error.failed_step == "prove_source_quiet"
         assert "after its final LSN and are not on the target" in str(error)
