@@ -33,7 +33,8 @@ class SchemaDriftError(RuntimeError):
         self.differences = differences
 
 
-def _schemas(schemas: Any) -> list[str]:
+def drift_schemas(schemas: Any) -> list[str]:
+    """``schemas`` checked as names (a clear error naming the field), as a list."""
     return check_names(schemas if isinstance(schemas, str | list) or schemas is None else list(schemas),
                        "schema drift", "schemas")
 
@@ -70,7 +71,7 @@ def schema_drift(source_conn: psycopg.Connection, target_conn: psycopg.Connectio
     ``column "app"."orders"."note": only on the source (text null)``. Costs one digest query per side
     when nothing differs, and one more per side to name the differences when something does.
     """
-    schemas = _schemas(schemas)
+    schemas = drift_schemas(schemas)
     source_digest, _ = catalog(source_conn, schemas, detail=False)
     target_digest, _ = catalog(target_conn, schemas, detail=False)
     if source_digest == target_digest:
@@ -102,17 +103,3 @@ def check_no_drift(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     found = schema_drift(source_conn, target_conn, schemas)
     if found:
         raise SchemaDriftError(drift_message(found, database=database), found)
-
-
-def drift_by_database(*, source_conn_id: str, target_conn_id: str, databases: Sequence[str], schemas: Sequence[str],
-                      target_host: str | None = None, target_port: int | None = None) -> dict[str, list[str]]:
-    """{database: differences} through Airflow connections (the gate and the guardrail re-check)."""
-    from hooks.postgres import connect  # Airflow is imported only where a check actually runs
-
-    schemas = _schemas(schemas)
-    found = {}
-    for database in databases:
-        with connect(source_conn_id, dbname=database) as source, \
-                connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
-            found[database] = schema_drift(source, target, schemas)
-    return found

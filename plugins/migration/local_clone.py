@@ -127,12 +127,3 @@ def clone_available(conninfo: str) -> tuple[bool, dict[str, Any]]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return False, {"accepting": False, "reason": reason}
     return not in_recovery, {"accepting": True, "in_recovery": in_recovery, "server_version": version}
-
-
-def check_clone_available(*, conn_id: str, dbname: str | None = None, host: str | None = None,
-                          port: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """Sensor check for the clone, reached through the target connection at ``host``/``port``."""
-    from hooks.postgres import conninfo_for  # Airflow is imported only where a check actually runs
-
-    done, facts = clone_available(conninfo_for(conn_id, dbname=dbname, host=host, port=port))
-    return done, {"host": host, "port": port, "dbname": dbname, **facts}

@@ -20,7 +20,6 @@ from psycopg.rows import dict_row
 from migration import sql as q
 from migration.config import check_names
 from migration.credentials import remove_subscription_passfile, subscription_conninfo
-from migration.drift import drift_message, schema_drift
 from migration.lsn import LSN
 
 log = logging.getLogger(__name__)
@@ -353,38 +352,3 @@ def read_lag_samples(target_conn: psycopg.Connection, control_schema: str, datab
     except psycopg.errors.UndefinedTable:
         return []
     return [dict(r) for r in rows]
-
-
-def check_lag(*, source_conn_id: str, target_conn_id: str, database: str, slot_name: str, subscription: str,
-              max_lag_bytes: int, max_apply_age_s: float, control_schema: str | None = None,
-              schemas: Sequence[str] | None = None, source_host: str | None = None, source_port: int | None = None,
-              target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """Sensor check: (caught up, {lag_bytes, apply_age_s, ...}) for one database's slot and subscription.
-
-    With ``control_schema`` every check is also kept as a lag sample on the target. While CDC is not
-    caught up and the apply worker has failed, the payload starts with ``problem`` (what fails and where
-    to look) and, with ``schemas``, carries ``schema_drift``: the objects whose definitions differ
-    between source and target (migration.drift), named in the problem too.
-    """
-    from hooks.postgres import connect  # Airflow is imported only where a check actually runs
-
-    with connect(source_conn_id, dbname=database, host=source_host, port=source_port) as source, \
-            connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
-        lag = measure_lag(source, target, slot_name, subscription)
-        if control_schema:
-            record_lag_sample(target, control_schema, database, lag)
-        ready = lag_ready(lag, max_lag_bytes, max_apply_age_s)
-        problem = None if ready else apply_problem(lag, subscription)
-        if problem and schemas:
-            try:
-                drift = schema_drift(source, target, list(schemas))
-            except psycopg.Error as exc:
-                problem += f"; the schema drift check could not run ({type(exc).__name__}: {exc})"
-            else:
-                lag["schema_drift"] = drift
-                problem += f"; {drift_message(drift)}" if drift else "; the migrated schemas' catalogs match"
-    lag["database"] = database
-    if problem:
-        log.warning("Database %s: %s", database, problem)
-        lag = {"problem": problem, **lag}
-    return ready, lag

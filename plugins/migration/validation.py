@@ -539,21 +539,3 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
             f"{ranges}{more}. Compare those key ranges on source and target; details are in "
             f"{control_schema}.validation_failures on the target. Rerun the task after fixing the data.")
     return result
-
-
-def check_validation(*, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
-                     control_schema: str, validation_id: str, run_id: str, chunk_rows: int = 10000,
-                     max_rechecks: int = 3, slot_name: str | None = None, cdc_wait_s: float = 15.0,
-                     source_host: str | None = None, source_port: int | None = None,
-                     target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
-    """Sensor check: (clean, {tables, rows_compared, mismatched_chunks, persistent, in_flux, run_id, ...}) for one
-    database, for the Airflow run ``run_id``."""
-    from hooks.postgres import connect  # Airflow is imported only where a check actually runs
-
-    with connect(source_conn_id, dbname=database, host=source_host, port=source_port) as source, \
-            connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
-        result = run_validation(source, target, schemas=schemas, control_schema=control_schema,
-                                validation_id=validation_id, run_id=run_id, chunk_rows=chunk_rows,
-                                max_rechecks=max_rechecks, slot_name=slot_name, cdc_wait_s=cdc_wait_s)
-    result["database"] = database
-    return result["clean"], result

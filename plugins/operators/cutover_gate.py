@@ -69,8 +69,8 @@ class _GuardrailInputs:
     def _drift(self) -> dict[str, list[str]] | None:
         if not self.target_conn_id or not self.schemas:
             return None
-        from migration.drift import drift_by_database
         from operators.replication_slot import endpoint_override
+        from triggers.checks import drift_by_database
 
         host, port = endpoint_override(self.target_host, self.target_port)
         return drift_by_database(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id,

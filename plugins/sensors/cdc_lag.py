@@ -25,7 +25,7 @@ class CdcLagSensor(DeferrablePollSensor):
     Returns ``{lag_bytes, apply_age_s, confirmed_flush_lsn, current_lsn, worker_running, apply_error_count, ...}``.
     """
 
-    check_path = "migration.native_cdc:check_lag"
+    check_path = "triggers.checks:check_native_cdc_lag"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "slot_name", "subscription",
                                       "target_host", "target_port", "schemas")
 

@@ -14,7 +14,7 @@ from sensors.base import DeferrablePollSensor
 class CloneAvailableSensor(DeferrablePollSensor):
     """Done when the clone at ``host``:``port`` (through ``target_conn_id``) answers and is out of recovery."""
 
-    check_path = "migration.local_clone:check_clone_available"
+    check_path = "triggers.checks:check_clone_available"
     template_fields: Sequence[str] = ("target_conn_id", "host", "port", "dbname")
 
     def __init__(self, *, target_conn_id: str, host: str | None = None, port: int | str | None = None,

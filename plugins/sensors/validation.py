@@ -23,7 +23,7 @@ class ValidationCleanSensor(DeferrablePollSensor):
     run_id, schemas, by_schema, compared_at, database}``.
     """
 
-    check_path = "migration.validation:check_validation"
+    check_path = "triggers.checks:check_native_validation"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "schemas", "validation_id",
                                       "run_id", "slot_name", "target_host", "target_port")
 

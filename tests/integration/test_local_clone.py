@@ -7,9 +7,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from migration.local_clone import MARKER, LocalCloneError, check_clone_available, clone_local, clone_logfile
+from migration.local_clone import MARKER, LocalCloneError, clone_local, clone_logfile
 from migration.localpg import LocalServer, free_port
 from migration.lsn import find_redo_done
+from triggers.checks import check_clone_available
 
 pytestmark = pytest.mark.integration
 
@@ -124,5 +125,5 @@ def test_operator_and_sensor(pg_servers, source, monkeypatch):
         sensor.execute({})
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "triggers.poll.PollTrigger"
-    assert kwargs["check"] == "migration.local_clone:check_clone_available"
+    assert kwargs["check"] == "triggers.checks:check_clone_available"
     assert kwargs["kwargs"] == {"conn_id": "local_target", "dbname": None, "host": "127.0.0.1", "port": port}

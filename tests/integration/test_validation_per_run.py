@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from migration import guardrails
-from migration.validation import check_validation, run_validation
+from migration.validation import run_validation
+from triggers.poll import resolve_check
 
 pytestmark = [pytest.mark.integration]
 
@@ -77,7 +78,7 @@ def test_a_later_run_with_an_extra_schema_compares_it_and_is_not_clean(pair):
     assert first["run_id"] == "manual__run1"
 
     # What the deferred sensor checks next: this run's own full pass, not the first run's clean one.
-    done, payload = check_validation(**trigger["kwargs"])
+    done, payload = resolve_check(trigger["check"])(**trigger["kwargs"])
     assert not done and not payload["clean"]
     assert payload["tables"] == 2 and payload["rows_compared"] == 1500
     assert payload["by_schema"] == {"app": {"tables": 1, "rows": 1000}, "extra": {"tables": 1, "rows": 500}}
