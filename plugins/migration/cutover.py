@@ -275,6 +275,7 @@ class CutoverPlan:
     max_write_block_s: float = 60.0
     resume_hint: str = ""
     after_open: Sequence[Step] = ()
+    unfenceable_roles: Sequence[str] = ()
 
 
 def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
@@ -317,8 +318,13 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
                                    f"({plan.max_write_block_s:g} s)")
             return remaining
 
-        final_lsn = timeline.run("drain_source", lambda: plan.drain.drain(min(plan.drain_timeout_s, left())))
-        plan.proof.seen_sessions = list(getattr(plan.fence, "ended", [])) + plan.drain.ended
+        def drained() -> LSN:
+            lsn = plan.drain.drain(min(plan.drain_timeout_s, left()))
+            plan.proof.seen_sessions = list(getattr(plan.fence, "ended", [])) + plan.drain.ended
+            _refuse_unfenceable(plan.proof.seen_sessions, plan.unfenceable_roles)
+            return lsn
+
+        final_lsn = timeline.run("drain_source", drained)
         for name, fn in plan.after_drain:
             timeline.run(name, fn)
         timeline.run("cdc_applied", lambda: plan.cdc.drain(
@@ -339,6 +345,19 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
     except BaseException as exc:
         _abort(plan, timeline, final_lsn, exc, passed_commit)
     return _opened(plan, timeline, final_lsn, opened)
+
+
+def _refuse_unfenceable(ended: Sequence[dict[str, Any]], roles: Sequence[str]) -> None:
+    """A client session of a login the fence must keep (the migration's own) could come back and write
+    after the target opens: nothing can keep that login out, so the cutover stops here instead."""
+    found = sorted({f"{s.get('role')}@{s.get('database')} ({s.get('application_name') or 'no application_name'})"
+                    for s in ended if s.get("role") in set(roles)})
+    if found:
+        raise CutoverError(
+            f"client sessions of {sorted(set(roles))} were connected to the migrated databases: {', '.join(found)}. "
+            "The migration's own login must stay able to connect, so the fence cannot keep such a client from "
+            "coming back and writing after the target opens. Stop that client, or give it a login of its own "
+            "and list that login (or a group it belongs to) in cutover.application_roles")
 
 
 def _opened(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, opened: Any) -> dict[str, Any]:

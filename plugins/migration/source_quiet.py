@@ -161,5 +161,6 @@ class ChangesAfterFinalLsn:
                 f"writes reached the source after its final LSN and are not on the target ({detail}). Sessions on "
                 f"the migrated databases now: {_who(now)}; ended during the window: {_who(self.seen_sessions)}. "
                 "The fence does not cover them: add those roles to cutover.application_roles (members of a listed "
-                "role are covered), or stop that client, before the next attempt")
+                "role are covered; a client using the migration's own login or a superuser needs a login of its "
+                "own), or stop that client, before the next attempt")
         return {db: {"changes": 0} for db in found}

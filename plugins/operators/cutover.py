@@ -141,6 +141,8 @@ class CutoverOperator(BaseOperator):
                 opener=self._opener(host, port, databases), databases=databases,
                 drain_timeout_s=float(self.drain_timeout_seconds),
                 max_write_block_s=float(self.max_write_block_seconds),
+                # DMS reads and validates through the source login; native CDC only through walsenders.
+                unfenceable_roles=[control.info.user] if self.cdc_engine == "native" else [],
                 resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
@@ -178,7 +180,7 @@ class CutoverOperator(BaseOperator):
                              roles=list(self.application_roles or []) or None,
                              exclude_roles=list(self.exclude_roles or []), keep_pids=keep_pids)
         from hooks.aws import aws_client
-        from migration.aws import SecurityGroupWriteBlock
+        from migration.aws.cutover import SecurityGroupWriteBlock
 
         def persist(plan: list[dict[str, Any]]) -> None:
             # Journaled before any rule is revoked, so the teardown can put them back after a lost worker.
@@ -197,7 +199,7 @@ class CutoverOperator(BaseOperator):
                 NativeLink(db, naming.slot_name(self.migration_id, db), naming.subscription_name(self.migration_id, db),
                            targets[db]) for db in databases])
         from hooks.aws import aws_client
-        from migration.dms import DmsCdcEngine, DmsLink, find_task
+        from migration.dms.cutover import DmsCdcEngine, DmsLink, find_task
 
         # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
         client = aws_client(self.target_aws_conn_id, "dms")
@@ -228,7 +230,7 @@ class CutoverOperator(BaseOperator):
             return LocalTargetOpener(endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
                                                "databases": databases})
         from hooks.aws import aws_client
-        from migration.aws import Route53TargetOpener
+        from migration.aws.cutover import Route53TargetOpener
 
         return Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
                                    hosted_zone_id=self.dns_zone_id, record_name=self.dns_record_name,
@@ -250,7 +252,7 @@ class _JournaledSecurityGroups:
         return self.fence.block()
 
     def unblock(self) -> dict[str, Any]:
-        from migration.aws import restore_source_writes
+        from migration.aws.cutover import restore_source_writes
 
         records = [r for r in self.journal.read().fence_records if r["kind"] == "security_group"]
         restored = restore_source_writes(self.fence.ec2, [r["previous"] for r in records])
@@ -319,7 +321,7 @@ class UnblockSourceWritesOperator(BaseOperator):
         groups = [r for r in records if r["kind"] == "security_group"]
         if groups:
             from hooks.aws import aws_client
-            from migration.aws import restore_source_writes
+            from migration.aws.cutover import restore_source_writes
 
             count = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), [r["previous"] for r in groups])
             restored.append(f"security_group:{count} rule(s)")

@@ -222,17 +222,10 @@ def test_group_role_members_writing_in_three_databases_cut_over_with_nothing_los
         # No write reached the source once the target was open (sent before it opened, if acknowledged at all).
         assert all(sent < opened_at for _, sent, _ in writer.committed), writer.name
 
-OWN_LOGIN_GAP = (
-    "product bug (migration.fence / migration.cutover): the migration's own login is kept by the fence, its "
-    "read-only default can be lifted by the session, and nothing stops it from reconnecting; the proof reads the "
-    "slots once, so a session that reconnects after the proof writes to the source after the target opened")
-
-
 @pytest.mark.parametrize("reconnect_after", [
     pytest.param(0.0, id="reconnects-at-once"),
     # A connection pool's backoff: the session comes back after the proof has read the slots.
-    pytest.param(1.0, id="reconnects-after-1s", marks=pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                                         reason=OWN_LOGIN_GAP)),
+    pytest.param(1.0, id="reconnects-after-1s"),
 ])
 def test_a_session_of_the_migrations_own_login_writing_never_loses_rows(local_migration, reconnect_after):
     """Scenario 2: a session of the migration's own login (the source connection's, here a superuser,

@@ -298,3 +298,31 @@ def test_runs_and_migrations_sharing_a_source_fence_and_restore_only_their_own_d
         assert unblock_run(run_a, restore)["note"] == "the target is open; the source stays fenced"
         assert unblock_run(run_a, restore, force=True)["restored"]
         assert security_snapshot(admin) == before
+
+
+@pytest.mark.safety
+def test_a_client_of_the_migrations_own_login_stops_the_cutover_before_anything_is_lost(pg_servers, source):
+    """The migration's own login must stay able to connect, so the fence cannot keep a client using it
+    (on RDS often the master user) from coming back later: its session aborts the cutover at the drain."""
+    repl = Replication(pg_servers, source, "own")
+    writer = AppWriter(source.conninfo("appdb"))  # the migration's own login, lifting read-only
+    writer.start()
+    wait_for(lambda: len(writer.written) >= 20, 30, "the writer to get going")
+    with connect(source, "postgres") as admin, connect(repl.target, "appdb") as tgt:
+        before = security_snapshot(admin)
+        src = connect(source, "appdb")
+        plan = repl.plan(src, tgt, "run_own", unfenceable_roles=["postgres"])
+        with pytest.raises(CutoverAborted) as aborted:
+            run_cutover(plan)
+        assert aborted.value.failed_step == "drain_source"
+        assert "client sessions of ['postgres'] were connected" in str(aborted.value)
+        assert "postgres@appdb" in str(aborted.value)
+        assert "open_target" not in {s["step"] for s in aborted.value.timeline["steps"]}
+        assert security_snapshot(admin) == before
+        count = len(writer.written)
+        wait_for(lambda: len(writer.written) > count + 10, 30, "the writer to write again")
+        writer.stop()
+        wait_for(lambda: ids(tgt) == ids(src), 60, "CDC to catch up after the abort")
+        src.close()
+    repl.drop_slot()
+
