@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from migration import sql
 from migration.lsn import LSN, redo_done_lsns
@@ -78,13 +79,14 @@ def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None, co
         return LSN.parse(consistent_point, field="consistent_point")
     if not slot_name or source_conn is None:
         return None
-    row = source_conn.execute(sql.load("capture_slot_lsn"), {"slot_name": slot_name}).fetchone()
+    with source_conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(sql.load("slots_get"), {"slot_name": slot_name}).fetchone()
     if row is None:
         raise CaptureError(f"slot_name: replication slot {slot_name!r} does not exist on the source, so it has no "
                            "consistent point; create the slot before the load.")
-    if row[0] != "logical" or row[1] is None:
+    if row["slot_type"] != "logical" or row["confirmed_flush_lsn"] is None:
         raise CaptureError(f"slot_name: replication slot {slot_name!r} is not a logical slot; it has no consistent point.")
-    return LSN(row[1], field="confirmed_flush_lsn")
+    return LSN(row["confirmed_flush_lsn"], field="confirmed_flush_lsn")
 
 
 def capture_clone_lsn(
