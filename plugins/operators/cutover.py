@@ -306,6 +306,9 @@ class UnblockSourceWritesOperator(BaseOperator):
                 # A worker died after CDC stopped: triggers off again and, for native CDC, apply resumed.
                 for db in list(self.databases or []):
                     conn = stack.enter_context(connect(self.target_conn_id, dbname=db, host=host, port=port))
+                    # A lock held on a target table must fail this teardown, not hang it.
+                    bound_session(conn, lock_timeout_s=LOCK_TIMEOUT_SECONDS, statement_timeout_s=60,
+                                  run=str(self.run_id))
                     undo.append((f"disable_triggers[{db}]", partial(target_prep.disable_user_triggers, conn,
                                                                      list(self.schemas or []),
                                                                      control_schema=self.control_schema)))
