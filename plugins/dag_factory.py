@@ -49,7 +49,7 @@ def per_database_plan(config: MigrationConfig, databases: list[str], schemas: li
             "dms_source_settings": None, "dms_table_mappings": None,
         }
         if config.cdc_engine == "dms":
-            from migration import dms
+            from migration.dms import requests as dms
 
             item.update(
                 dms_task_id=naming.dms_task_id(config.migration_id, db),
@@ -420,7 +420,7 @@ def _aws_preflight(config: MigrationConfig, first_db: str):
 def _dms_start(config, database, slot_name, task_id, source_endpoint, target_endpoint, source_settings,
                table_mappings, captured_lsn, t_host, t_port) -> None:
     """DMS, per database: start LSN in the slot, endpoints, connection tests, the CDC-only task, running."""
-    from migration import dms
+    from migration.dms import requests as dms
     from operators.clone_lsn import ResolveCdcStartLsnOperator
     from operators.dms import (
         DmsCreateCdcTaskOperator,

@@ -88,7 +88,7 @@ class ResolveCdcStartLsnOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         if self.replication_task_id:
             from hooks.aws import aws_client
-            from migration.dms import find_task
+            from migration.dms.resources import find_task
 
             task = find_task(aws_client(self.aws_conn_id, "dms"), self.replication_task_id)
             if task and task.get("CdcStartPosition"):

@@ -3,7 +3,8 @@
 Provider operators are used for the task itself (create, start, delete); this module adds a
 find-first step to each so a rerun never duplicates or restarts what exists. Endpoints, the
 replication instance, test_connection and table statistics are our own, all delegating to
-``migration.dms``. Every XCom is a small dict (or the task ARN, as the provider returns).
+``migration.dms`` (its modules follow these phases). Every XCom is a small dict (or the task ARN, as
+the provider returns).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from migration import dms
+from migration.dms import cutover as dms_cutover
+from migration.dms import monitoring as dms_monitoring
+from migration.dms import requests as dms_requests
+from migration.dms import resources as dms_resources
 from migration.lsn import LSN
 from triggers.poll import PollTrigger, resolve_check
 
 
 class _WaitsByPolling:
-    """Create-then-wait operators: defer to PollTrigger on a ``migration.dms`` check, or poll inline."""
+    """Create-then-wait operators: defer to PollTrigger on a ``triggers.checks`` check, or poll inline."""
 
     deferrable: bool
     poll_interval: float
@@ -100,9 +104,9 @@ class DmsEnsureReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
     def execute(self, context: Context) -> dict[str, Any]:
         client = self.hook.conn
         if self.replication_instance_arn:
-            result = dms.reuse_replication_instance(client, self.replication_instance_arn)
+            result = dms_resources.reuse_replication_instance(client, self.replication_instance_arn)
         else:
-            result = dms.ensure_replication_instance(
+            result = dms_resources.ensure_replication_instance(
                 client, identifier=self.replication_instance_identifier, migration_id=self.migration_id,
                 instance_class=self.instance_class, allocated_storage_gb=self.allocated_storage_gb,
                 subnet_group=self.subnet_group, security_group_ids=list(self.security_group_ids or ()),
@@ -110,7 +114,7 @@ class DmsEnsureReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
                 publicly_accessible=self.publicly_accessible)
         self.log.info("Replication instance %s (%s), created by this migration: %s",
                       result["identifier"], result["status"], result["created"])
-        return self._wait("migration.dms:check_replication_instance_available",
+        return self._wait("triggers.checks:check_dms_instance_available",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_arn": result["arn"]}, result)
 
@@ -168,12 +172,12 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
             username, password = conn.login, conn.password
         if self.endpoint_type == "target" and self.source_conn_id:
             self._prove_not_source(server, port, uses_secret)
-        request = dms.endpoint_request(
+        request = dms_requests.endpoint_request(
             endpoint_identifier=self.endpoint_identifier, endpoint_type=self.endpoint_type, database=self.database,
             postgresql_settings=settings, server_name=server, port=port, username=username,
             ssl_mode=self.ssl_mode, engine_name=self.engine_name,
-            tags={dms.OWNER_TAG: self.migration_id} if self.migration_id else None)
-        result = dms.ensure_postgres_endpoint(self.hook.conn, request, password=password)
+            tags={dms_requests.OWNER_TAG: self.migration_id} if self.migration_id else None)
+        result = dms_resources.ensure_postgres_endpoint(self.hook.conn, request, password=password)
         self.log.info("%s endpoint %s: %s%s", self.endpoint_type, self.endpoint_identifier,
                       "created" if result["created"] else "exists",
                       f", updated {', '.join(result['modified'])}" if result["modified"] else "")
@@ -211,9 +215,9 @@ class DmsTestConnectionOperator(_WaitsByPolling, AwsBaseOperator[DmsHook]):
         self.wait_timeout = wait_timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
-        dms.start_connection_test(self.hook.conn, replication_instance_arn=self.replication_instance_arn,
+        dms_resources.start_connection_test(self.hook.conn, replication_instance_arn=self.replication_instance_arn,
                                   endpoint_arn=self.endpoint_arn)
-        return self._wait("migration.dms:check_connection_tested",
+        return self._wait("triggers.checks:check_dms_connection_tested",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_arn": self.replication_instance_arn,
                            "endpoint_arn": self.endpoint_arn}, {"endpoint_arn": self.endpoint_arn})
@@ -224,7 +228,8 @@ class DmsCreateCdcTaskOperator(DmsCreateTaskOperator):
 
     ``cdc_start_position`` (the resolved start LSN) and ``replication_task_settings`` (a dict) go
     into ``create_task_kwargs`` as CdcStartPosition and ReplicationTaskSettings. A task with the same
-    identifier is reused when it joins the same endpoints and instance. Returns the task ARN.
+    identifier is reused when it joins the same endpoints and instance
+    (``migration.dms.resources.existing_cdc_task``). Returns the task ARN.
     """
 
     template_fields: Sequence[str] = tuple(sorted(
@@ -243,34 +248,22 @@ class DmsCreateCdcTaskOperator(DmsCreateTaskOperator):
         self.replication_task_settings = replication_task_settings
 
     def execute(self, context: Context) -> str:
-        dms.check_identifier(self.replication_task_id, "replication_task_id")
         start = LSN.parse(self.cdc_start_position, field="cdc_start_position")
-        existing = dms.find_task(self.hook.conn, self.replication_task_id)
+        existing = dms_resources.existing_cdc_task(
+            self.hook.conn, identifier=self.replication_task_id, source_endpoint_arn=self.source_endpoint_arn,
+            target_endpoint_arn=self.target_endpoint_arn, replication_instance_arn=self.replication_instance_arn)
         if existing:
-            return self._reuse(existing)
+            if existing.wait_until_ready:
+                self.hook.wait_for_task_status(existing.arn, DmsTaskWaiterStatus.READY)
+            self.log.info("Replication task %s exists (%s); not creating it again", self.replication_task_id,
+                          existing.status)
+            return existing.arn
         self.create_task_kwargs = {
             **self.create_task_kwargs,
             "CdcStartPosition": str(start),
-            "ReplicationTaskSettings": dms.dumps_settings(self.replication_task_settings),
+            "ReplicationTaskSettings": dms_requests.dumps_settings(self.replication_task_settings),
         }
         return super().execute(context)
-
-    def _reuse(self, task: dict[str, Any]) -> str:
-        arn = task["ReplicationTaskArn"]
-        wanted = {"SourceEndpointArn": self.source_endpoint_arn, "TargetEndpointArn": self.target_endpoint_arn,
-                  "ReplicationInstanceArn": self.replication_instance_arn, "MigrationType": "cdc"}
-        differs = [key for key, value in wanted.items() if task.get(key) != value]
-        if differs:
-            raise AirflowException(
-                f"replication task {self.replication_task_id} exists with another {', '.join(differs)}; "
-                "delete it (cleanup) before rerunning with the new endpoints or instance")
-        status = task.get("Status")
-        if status == "deleting":
-            raise AirflowException(f"replication task {self.replication_task_id} is being deleted; rerun when gone")
-        if status == "creating":
-            self.hook.wait_for_task_status(arn, DmsTaskWaiterStatus.READY)
-        self.log.info("Replication task %s exists (%s); not creating it again", self.replication_task_id, status)
-        return arn
 
 
 class DmsStartCdcTaskOperator(DmsStartTaskOperator):
@@ -278,8 +271,8 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
 
     A ready task starts with start-replication and ``{"CdcStartPosition": lsn}``; a running or starting
     task is left alone; a stopped or failed one resumes from DMS's own checkpoint (resume-processing),
-    since starting it from the LSN again would replay changes the target already has.
-    Returns ``{arn, start_type, cdc_start_position, status_before}``.
+    since starting it from the LSN again would replay changes the target already has
+    (``migration.dms.resources.cdc_start``). Returns ``{arn, start_type, cdc_start_position, status_before}``.
     """
 
     template_fields: Sequence[str] = tuple(sorted({*DmsStartTaskOperator.template_fields, "cdc_start_position"}))
@@ -292,25 +285,17 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         start = LSN.parse(self.cdc_start_position, field="cdc_start_position")
-        task = dms.describe_task(self.hook.conn, self.replication_task_arn)
-        if task is None:
-            raise AirflowException(f"replication task {self.replication_task_arn} was not found; create it first")
-        status = task["Status"]
-        result = {"arn": self.replication_task_arn, "status_before": status, "cdc_start_position": str(start)}
-        if status in ("running", "starting"):
-            self.log.info("Replication task is already %s; not starting it again", status)
-            return {**result, "start_type": None}
-        if status == "ready":
-            self.start_replication_task_type = "start-replication"
-            self.start_task_kwargs = {**self.start_task_kwargs, "CdcStartPosition": str(start)}
-        elif status in ("stopped", "failed"):
-            self.start_replication_task_type = "resume-processing"
-            self.start_task_kwargs = {}
-        else:
-            raise AirflowException(f"replication task {self.replication_task_arn} is {status}; it can be started "
-                                   "when ready, stopped or failed")
+        plan = dms_resources.cdc_start(self.hook.conn, self.replication_task_arn, start,
+                                       start_kwargs=self.start_task_kwargs)
+        result = {"arn": self.replication_task_arn, "status_before": plan.status_before,
+                  "cdc_start_position": str(start), "start_type": plan.start_type}
+        if plan.start_type is None:
+            self.log.info("Replication task is already %s; not starting it again", plan.status_before)
+            return result
+        self.start_replication_task_type = plan.start_type
+        self.start_task_kwargs = plan.start_kwargs
         super().execute(context)
-        return {**result, "start_type": self.start_replication_task_type}
+        return result
 
 
 class DmsTableStatisticsOperator(AwsBaseOperator[DmsHook]):
@@ -325,12 +310,12 @@ class DmsTableStatisticsOperator(AwsBaseOperator[DmsHook]):
         self.max_tables = max_tables
 
     def execute(self, context: Context) -> dict[str, Any]:
-        tables = dms.table_statistics(self.hook.conn, self.replication_task_arn)
-        return dms.summarise_table_statistics(tables, limit=self.max_tables)
+        tables = dms_monitoring.table_statistics(self.hook.conn, self.replication_task_arn)
+        return dms_monitoring.summarise_table_statistics(tables, limit=self.max_tables)
 
 
 class DmsCleanupScopeOperator(BaseOperator):
-    """Decide which DMS tasks and endpoints this run's cleanup deletes (``migration.dms.cleanup_scope``).
+    """Decide which DMS tasks and endpoints this run's cleanup deletes (``migration.dms.resources.cleanup_scope``).
 
     Only the run's databases (``plan``, validate_run's output), and only when the cutover task
     (``cutover_task_id``) completed. Returns the replication task identifiers (what the task deletes
@@ -349,7 +334,7 @@ class DmsCleanupScopeOperator(BaseOperator):
         from operators.report import cutover_timeline
 
         ti = context["ti"]
-        scope = dms.cleanup_scope(self.plan, cutover_timeline(ti, self.cutover_task_id))
+        scope = dms_resources.cleanup_scope(self.plan, cutover_timeline(ti, self.cutover_task_id))
         self.log.info("DMS cleanup: %s", scope["reason"])
         ti.xcom_push(key="endpoint_identifiers", value=scope["endpoint_identifiers"])
         ti.xcom_push(key="scope", value=scope)
@@ -373,13 +358,13 @@ class DmsDeleteCdcTaskOperator(DmsDeleteTaskOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         client = self.hook.conn
-        task = dms.find_task(client, self.replication_task_id)
+        task = dms_resources.find_task(client, self.replication_task_id)
         if task is None:
             self.log.info("Replication task %s does not exist; nothing to delete", self.replication_task_id)
             return {"identifier": self.replication_task_id, "arn": None, "deleted": False}
         arn = task["ReplicationTaskArn"]
         if task["Status"] in ("running", "starting", "stopping"):
-            dms.stop_task(client, arn, timeout=self.stop_timeout, poll_interval=self.stop_poll_interval)
+            dms_cutover.stop_task(client, arn, timeout=self.stop_timeout, poll_interval=self.stop_poll_interval)
         self.replication_task_arn = arn
         super().execute(context)
         return {"identifier": self.replication_task_id, "arn": arn, "deleted": True}
@@ -399,7 +384,7 @@ class DmsDeleteEndpointsOperator(AwsBaseOperator[DmsHook]):
         client = self.hook.conn
         deleted, absent = [], []
         for identifier in list(self.endpoint_identifiers):
-            (deleted if dms.delete_endpoint_if_exists(client, identifier) else absent).append(identifier)
+            (deleted if dms_resources.delete_endpoint_if_exists(client, identifier) else absent).append(identifier)
         if deleted:
             client.get_waiter("endpoint_deleted").wait(
                 Filters=[{"Name": "endpoint-id", "Values": deleted}], WaiterConfig={"Delay": 5, "MaxAttempts": 60})
@@ -425,11 +410,11 @@ class DmsDeleteReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
         self.wait_timeout = wait_timeout
 
     def execute(self, context: Context) -> dict[str, Any]:
-        result = dms.delete_replication_instance_if_owned(
+        result = dms_resources.delete_replication_instance_if_owned(
             self.hook.conn, identifier=self.replication_instance_identifier, migration_id=self.migration_id)
         self.log.info("Replication instance %s: %s", self.replication_instance_identifier, result["reason"])
         if not result["deleted"]:
             return result
-        return self._wait("migration.dms:check_replication_instance_deleted",
+        return self._wait("triggers.checks:check_dms_instance_deleted",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_identifier": self.replication_instance_identifier}, result)

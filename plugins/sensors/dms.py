@@ -28,7 +28,7 @@ class DmsCdcLatencySensor(DeferrablePollSensor):
     ``consecutive_datapoints`` periods, and the source slot's confirmed_flush_lsn is within
     ``max_slot_lag_bytes`` of the source WAL (so a quiet metric cannot hide a stalled slot)."""
 
-    check_path = "migration.dms:check_cdc_latency"
+    check_path = "triggers.checks:check_dms_cdc_latency"
     template_fields: Sequence[str] = ("aws_conn_id", "replication_task_arn", "replication_instance_id",
                                       "source_conn_id", "database", "slot_name")
 
@@ -70,7 +70,7 @@ class DmsValidationSensor(DeferrablePollSensor):
     <control_schema>.awsdms_validation_failures_v1 has no row for the task; fails at once, naming
     tables, keys and failure types, when validation found differences."""
 
-    check_path = "migration.dms:check_validation"
+    check_path = "triggers.checks:check_dms_validation"
     template_fields: Sequence[str] = ("aws_conn_id", "replication_task_arn", "target_conn_id", "database",
                                       "target_host", "target_port", "control_schema", "expected_tables")
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
+from hooks.aws import aws_client
 from hooks.postgres import connect, conninfo_for
 from migration import drift, local_clone, native_cdc, validation
+from migration.dms import monitoring as dms_monitoring
+from migration.dms import resources as dms_resources
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +96,62 @@ def drift_by_database(*, source_conn_id: str, target_conn_id: str, databases: Se
                 connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
             found[database] = drift.schema_drift(source, target, schemas)
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# DMS: replication instance, connection tests, CDC latency, validation (migration.dms)
+# ---------------------------------------------------------------------------------------------
+
+def check_dms_instance_available(*, aws_conn_id: str | None, replication_instance_arn: str,
+                                 region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """The replication instance is 'available' (fails at once on a state it cannot leave)."""
+    return dms_resources.replication_instance_state(aws_client(aws_conn_id, "dms", region_name=region_name),
+                                                    replication_instance_arn)
+
+
+def check_dms_instance_deleted(*, aws_conn_id: str | None, replication_instance_identifier: str,
+                               region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """The replication instance is gone."""
+    instance = dms_resources.find_replication_instance(aws_client(aws_conn_id, "dms", region_name=region_name),
+                                                       identifier=replication_instance_identifier)
+    status = instance.get("ReplicationInstanceStatus") if instance else "deleted"
+    return instance is None, {"identifier": replication_instance_identifier, "status": status}
+
+
+def check_dms_connection_tested(*, aws_conn_id: str | None, replication_instance_arn: str, endpoint_arn: str,
+                                region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """The connection test from the instance to the endpoint succeeded (fails with DMS's message)."""
+    return dms_resources.connection_test_state(aws_client(aws_conn_id, "dms", region_name=region_name),
+                                               replication_instance_arn=replication_instance_arn,
+                                               endpoint_arn=endpoint_arn)
+
+
+def check_dms_cdc_latency(*, aws_conn_id: str | None, replication_task_arn: str, replication_instance_id: str,
+                          source_conn_id: str, database: str, slot_name: str, max_latency_seconds: float = 5,
+                          consecutive_datapoints: int = 3, max_slot_lag_bytes: int = 16 * 1024 * 1024,
+                          period_seconds: int = 60, lookback_seconds: int = 900, region_name: str | None = None
+                          ) -> tuple[bool, dict[str, Any]]:
+    """CDC latency and the source slot (migration.dms.monitoring.cdc_latency_state)."""
+    with connect(source_conn_id, dbname=database) as source_conn:
+        return dms_monitoring.cdc_latency_state(
+            dms=aws_client(aws_conn_id, "dms", region_name=region_name),
+            cloudwatch=aws_client(aws_conn_id, "cloudwatch", region_name=region_name),
+            source_conn=source_conn, replication_task_arn=replication_task_arn,
+            replication_instance_id=replication_instance_id, slot_name=slot_name,
+            max_latency_seconds=max_latency_seconds, consecutive_datapoints=consecutive_datapoints,
+            max_slot_lag_bytes=max_slot_lag_bytes, now=datetime.now(UTC),
+            period_seconds=period_seconds, lookback_seconds=lookback_seconds,
+        )
+
+
+def check_dms_validation(*, aws_conn_id: str | None, replication_task_arn: str, target_conn_id: str, database: str,
+                         control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
+                         expected_tables: list[str] | None = None, max_reported: int = 20,
+                         region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """DMS validation (migration.dms.monitoring.validation_state); the target reached at ``target_host``."""
+    port = int(target_port) if target_port not in (None, "") else None
+    with connect(target_conn_id, dbname=database, host=target_host or None, port=port) as target_conn:
+        return dms_monitoring.validation_state(
+            dms=aws_client(aws_conn_id, "dms", region_name=region_name), target_conn=target_conn,
+            replication_task_arn=replication_task_arn, control_schema=control_schema,
+            expected_tables=expected_tables, max_reported=max_reported)

@@ -20,7 +20,9 @@ import pytest
 import yaml
 from dms_fixtures import dms_moto  # noqa: F401 - fixture
 
-from migration import dms
+from migration.dms import errors as dms_errors
+from migration.dms import requests as dms_requests
+from migration.dms import resources as dms_resources
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 from operators.dms import (
     DmsCreateCdcTaskOperator,
@@ -72,9 +74,9 @@ def make_cdc(database: str, instance: dict[str, Any]) -> str:
     arn = DmsCreateCdcTaskOperator(
         task_id="create_cdc_task", aws_conn_id="aws_target", replication_task_id=dms_task_id(MIGRATION, database),
         source_endpoint_arn=arns["source"], target_endpoint_arn=arns["target"],
-        replication_instance_arn=instance["arn"], table_mappings=dms.table_mappings(["sales"]),
+        replication_instance_arn=instance["arn"], table_mappings=dms_requests.table_mappings(["sales"]),
         cdc_start_position="0/16B3749",
-        replication_task_settings=dms.cdc_task_settings(control_schema="dms_control_schema")).execute({})
+        replication_task_settings=dms_requests.cdc_task_settings(control_schema="dms_control_schema")).execute({})
     DmsStartCdcTaskOperator(task_id="start_cdc_task", aws_conn_id="aws_target", replication_task_arn=arn,
                             cdc_start_position="0/16B3749").execute({})
     return arn
@@ -177,7 +179,7 @@ def test_cleanup_after_a_run_narrowed_to_one_database_keeps_the_others(two_datab
 def test_cleanup_after_a_cutover_that_did_not_complete_deletes_nothing(two_databases, dms_moto, config):  # noqa: F811
     before = remaining(dms_moto)
     for cutover in (None, {"status": "aborted", "failed_step": "drain"}):
-        scope = dms.cleanup_scope([{"database": "orders", "dms_task_id": dms_task_id(MIGRATION, "orders"),
+        scope = dms_resources.cleanup_scope([{"database": "orders", "dms_task_id": dms_task_id(MIGRATION, "orders"),
                                     "dms_source_endpoint": "a", "dms_target_endpoint": "b"}], cutover)
         assert scope["replication_task_ids"] == [] and scope["endpoint_identifiers"] == []
         assert "did not complete" in scope["reason"]
@@ -201,8 +203,8 @@ def test_instance_still_used_by_another_database_task_is_kept(two_databases, dms
 
 
 def test_cleanup_scope_refuses_a_malformed_plan():
-    with pytest.raises(dms.DmsInputError, match=r"^plan\[0\]\.dms_task_id: "):
-        dms.cleanup_scope([{"database": "orders", "dms_task_id": None}], {"status": "completed"})
+    with pytest.raises(dms_errors.DmsInputError, match=r"^plan\[0\]\.dms_task_id: "):
+        dms_resources.cleanup_scope([{"database": "orders", "dms_task_id": None}], {"status": "completed"})
 
 
 # -- scenario 10: the target endpoint reaches the clone, not the source ----------------------------

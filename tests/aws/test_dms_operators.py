@@ -26,7 +26,9 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from dms_fixtures import dms_moto  # noqa: F401 - fixture
 
-from migration import dms
+from migration.dms import cutover as dms_cutover
+from migration.dms import errors as dms_errors
+from migration.dms import requests as dms_requests
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 from operators.dms import (
@@ -89,7 +91,7 @@ def ensure_instance(**kwargs):
 
 
 def source_endpoint(**kwargs):
-    settings = kwargs.pop("postgresql_settings", None) or dms.source_postgres_settings(
+    settings = kwargs.pop("postgresql_settings", None) or dms_requests.source_postgres_settings(
         slot_name="mig_orders_mig_app", control_schema="migration_control")
     return DmsEnsurePostgresEndpointOperator(
         task_id="ensure_source_endpoint", aws_conn_id="aws_target", migration_id=MIGRATION,
@@ -102,16 +104,16 @@ def target_endpoint(host="clone-1.cluster.example", port="5432"):
         task_id="ensure_target_endpoint", aws_conn_id="aws_target", migration_id=MIGRATION,
         endpoint_identifier=dms_endpoint_id(MIGRATION, DATABASE, "target"), endpoint_type="target",
         database=DATABASE, postgres_conn_id="target_pg", host=host, port=port,
-        postgresql_settings=dms.target_postgres_settings(session_replication_role_replica=True)).execute({})
+        postgresql_settings=dms_requests.target_postgres_settings(session_replication_role_replica=True)).execute({})
 
 
 def create_task(instance, source, target, lsn=START_LSN):
     return DmsCreateCdcTaskOperator(
         task_id="create_cdc_task", aws_conn_id="aws_target", replication_task_id=dms_task_id(MIGRATION, DATABASE),
         source_endpoint_arn=source["arn"], target_endpoint_arn=target["arn"],
-        replication_instance_arn=instance["arn"], table_mappings=dms.table_mappings(["dms_sample", "billing"]),
+        replication_instance_arn=instance["arn"], table_mappings=dms_requests.table_mappings(["dms_sample", "billing"]),
         cdc_start_position=lsn,
-        replication_task_settings=dms.cdc_task_settings(control_schema="migration_control", validation_threads=8,
+        replication_task_settings=dms_requests.cdc_task_settings(control_schema="migration_control", validation_threads=8,
                                                         lob_max_size_kb=64)).execute({})
 
 
@@ -142,7 +144,7 @@ def test_instance_is_created_once_with_the_configured_shape_and_found_on_rerun(d
         "ReplicationInstanceIdentifier": dms_instance_id(MIGRATION), "ReplicationInstanceClass": "dms.r5.large",
         "AllocatedStorage": 100, "MultiAZ": True, "PubliclyAccessible": False,
         "ReplicationSubnetGroupIdentifier": "dms-subnets", "VpcSecurityGroupIds": ["sg-0123abcd"],
-        "Tags": [{"Key": dms.OWNER_TAG, "Value": MIGRATION}]}
+        "Tags": [{"Key": dms_requests.OWNER_TAG, "Value": MIGRATION}]}
     assert [r["account"] for r in dms_moto.requests if r["action"] == "CreateReplicationInstance"] == [TARGET]
     assert len(dms_moto.backend(TARGET).replication_instances) == 1
 
@@ -168,9 +170,9 @@ def test_instance_found_by_identifier_without_our_tag_is_not_ours(dms_moto):  # 
 
 
 def test_unknown_configured_instance_fails_clearly(dms_moto):  # noqa: F811
-    with pytest.raises(dms.DmsError, match="replication_instance_arn .* was not found"):
+    with pytest.raises(dms_errors.DmsError, match="replication_instance_arn .* was not found"):
         ensure_instance(replication_instance_arn=f"arn:aws:dms:us-east-1:{TARGET}:rep:nope")
-    with pytest.raises(dms.DmsInputError, match="replication_instance_arn"):
+    with pytest.raises(dms_errors.DmsInputError, match="replication_instance_arn"):
         ensure_instance(replication_instance_arn="nope")
     assert dms_moto.calls("CreateReplicationInstance") == []
 
@@ -182,7 +184,7 @@ def test_instance_wait_defers_and_finishes_in_the_trigger(dms_moto):  # noqa: F8
         replication_instance_identifier=dms_instance_id(MIGRATION), poll_interval=0.05)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    assert deferred.value.trigger.serialize()[1]["check"] == "migration.dms:check_replication_instance_available"
+    assert deferred.value.trigger.serialize()[1]["check"] == "triggers.checks:check_dms_instance_available"
     event = run_trigger(deferred.value.trigger)
     assert event.payload["status"] == "success", event.payload
     result = op.execute_complete({}, event=event.payload, **deferred.value.kwargs)
@@ -202,7 +204,7 @@ def test_source_endpoint_request_is_exact_and_the_password_goes_only_to_dms(dms_
         "PostgreSQLSettings": {"SlotName": "mig_orders_mig_app", "PluginName": "test-decoding",
                                "HeartbeatEnable": True, "HeartbeatFrequency": 5,
                                "HeartbeatSchema": "migration_control", "CaptureDdls": False},
-        "Tags": [{"Key": dms.OWNER_TAG, "Value": MIGRATION}]}
+        "Tags": [{"Key": dms_requests.OWNER_TAG, "Value": MIGRATION}]}
     assert set(result) == {"arn", "identifier", "created", "modified"} and result["created"] is True
     assert PASSWORD not in json.dumps(result)
     assert PASSWORD not in caplog.text
@@ -211,7 +213,7 @@ def test_source_endpoint_request_is_exact_and_the_password_goes_only_to_dms(dms_
 
 def test_endpoint_with_a_secret_sends_no_credentials(dms_moto, pg_connections, record_aws_calls):  # noqa: F811
     # Recorded for the IAM check: this call needs iam:PassRole on the secrets role (test_iam_policies.py).
-    settings = dms.source_postgres_settings(
+    settings = dms_requests.source_postgres_settings(
         slot_name="mig_orders_mig_app", control_schema="migration_control", plugin="pglogical", capture_ddls=True,
         secrets_manager_secret_id="arn:aws:secretsmanager:us-east-1:222222222222:secret:src-AbCdEf",
         secrets_manager_access_role_arn="arn:aws:iam::222222222222:role/dms-secrets-access")
@@ -255,7 +257,7 @@ def test_connection_test_succeeds_repeats_and_surfaces_dms_failure(cdc_task):
     op = DmsTestConnectionOperator(task_id="test_target_connection", aws_conn_id="aws_target", poll_interval=0.05,
                                    replication_instance_arn=cdc_task["instance"]["arn"],
                                    endpoint_arn=cdc_task["target"]["arn"])
-    with pytest.raises(dms.DmsError, match="to endpoint orders-mig-app-target failed: FATAL: password authentication"):
+    with pytest.raises(dms_errors.DmsError, match="to endpoint orders-mig-app-target failed: FATAL: password authentication"):
         op.execute({})
 
 
@@ -288,7 +290,7 @@ def test_create_task_request_is_exact_and_a_rerun_creates_no_duplicate(cdc_task)
     assert request["SourceEndpointArn"] == cdc_task["source"]["arn"]
     assert request["TargetEndpointArn"] == cdc_task["target"]["arn"]
     assert request["ReplicationInstanceArn"] == cdc_task["instance"]["arn"]
-    assert json.loads(request["TableMappings"]) == dms.table_mappings(["dms_sample", "billing"])
+    assert json.loads(request["TableMappings"]) == dms_requests.table_mappings(["dms_sample", "billing"])
     assert json.loads(request["ReplicationTaskSettings"]) == {
         "TargetMetadata": {"SupportLobs": True, "FullLobMode": False, "LimitedSizeLobMode": True, "LobMaxSize": 64},
         "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
@@ -304,7 +306,7 @@ def test_create_task_request_is_exact_and_a_rerun_creates_no_duplicate(cdc_task)
 
 def test_existing_task_with_other_endpoints_is_refused(cdc_task):
     other = dict(cdc_task["target"], arn=cdc_task["source"]["arn"])
-    with pytest.raises(AirflowException, match="exists with another TargetEndpointArn"):
+    with pytest.raises(dms_errors.DmsError, match="exists with another TargetEndpointArn"):
         create_task(cdc_task["instance"], cdc_task["source"], other)
 
 
@@ -330,7 +332,7 @@ def test_start_request_is_exact_the_task_runs_and_a_rerun_does_not_replay(cdc_ta
     assert sensor.poke({}) is True
     assert start_task(arn)["start_type"] is None
     assert len(ext.calls("StartReplicationTask")) == 1
-    stopped = dms.stop_task(client(), arn, poll_interval=0.01)
+    stopped = dms_cutover.stop_task(client(), arn, poll_interval=0.01)
     assert stopped["stopped"] is True and stopped["was"] == "running"
     resumed = start_task(arn)
     assert resumed["status_before"] == "stopped" and resumed["start_type"] == "resume-processing"
@@ -363,9 +365,9 @@ def test_table_statistics_operator_summarises_all_pages(cdc_task):
 
 def test_engine_prepare_and_stop_every_task(cdc_task):
     ext, arn = cdc_task["moto"], cdc_task["arn"]
-    engine = dms.DmsCdcEngine(links=[dms.DmsLink(DATABASE, arn, "mig_orders_mig_app")], dms=client(),
+    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, arn, "mig_orders_mig_app")], dms=client(),
                               poll_interval=0.01)
-    with pytest.raises(dms.DmsError, match="database app: replication task .* is ready, not running"):
+    with pytest.raises(dms_errors.DmsError, match="database app: replication task .* is ready, not running"):
         engine.prepare(source_conn=object())
     start_task(arn)
     result = engine.stop()
@@ -447,9 +449,9 @@ def test_operators_wire_into_a_mapped_per_database_group_and_serialize():
                 task_id="create_cdc_task", aws_conn_id="aws_target", replication_task_id=task_id,
                 source_endpoint_arn=pull("start_cdc.ensure_source_endpoint", "arn"),
                 target_endpoint_arn=pull("start_cdc.ensure_target_endpoint", "arn"),
-                replication_instance_arn=instance_arn, table_mappings=dms.table_mappings(["dms_sample"]),
+                replication_instance_arn=instance_arn, table_mappings=dms_requests.table_mappings(["dms_sample"]),
                 cdc_start_position=pull("start_cdc.resolve_start_lsn", "start_lsn"),
-                replication_task_settings=dms.cdc_task_settings(control_schema="migration_control"))
+                replication_task_settings=dms_requests.cdc_task_settings(control_schema="migration_control"))
             task_arn = "{{ ti.xcom_pull(task_ids='start_cdc.create_cdc_task', map_indexes=ti.map_index) }}"
             start = DmsStartCdcTaskOperator(task_id="start_cdc_task", aws_conn_id="aws_target",
                                             replication_task_arn=task_arn,

@@ -28,9 +28,13 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from dms_fixtures import dms_moto, running_cdc_task  # noqa: F401 - fixture
 
-from migration import dms
+from hooks.postgres import connect
+from migration.dms import cutover as dms_cutover
+from migration.dms import errors as dms_errors
+from migration.dms import monitoring as dms_monitoring
 from migration.lsn import LSN
 from sensors.dms import DmsCdcLatencySensor, DmsValidationSensor
+from triggers.checks import check_dms_cdc_latency, check_dms_validation
 
 pytestmark = [pytest.mark.aws, pytest.mark.integration]
 
@@ -162,7 +166,7 @@ def test_latency_sensor_defers_then_its_trigger_finishes_when_n_datapoints_are_l
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     trigger = deferred.value.trigger
-    assert trigger.serialize()[1]["check"] == "migration.dms:check_cdc_latency"
+    assert trigger.serialize()[1]["check"] == "triggers.checks:check_dms_cdc_latency"
     seen = len(dms_moto.calls("DescribeReplicationTasks"))
     event = run_trigger(trigger, after_checks=seen + 1,
                         count_checks=lambda: len(dms_moto.calls("DescribeReplicationTasks")),
@@ -183,12 +187,12 @@ def test_quiet_metrics_do_not_hide_a_stalled_slot(dms_moto, pg):  # noqa: F811
     kwargs = {"aws_conn_id": "aws_target", "replication_task_arn": task["arn"],
               "replication_instance_id": task["instance_id"], "source_conn_id": "source_pg", "database": DATABASE,
               "slot_name": SLOT, "max_latency_seconds": 5, "consecutive_datapoints": 3, "max_slot_lag_bytes": 4096}
-    ready, payload = dms.check_cdc_latency(**kwargs)
+    ready, payload = check_dms_cdc_latency(**kwargs)
     assert not ready
     assert payload["reason"].startswith(f"metrics are quiet but slot {SLOT} is ")
     assert payload["slot"]["lag_bytes"] > 4096
     assert confirm_like_dms(pg["source"]) is not None
-    ready, payload = dms.check_cdc_latency(**kwargs)
+    ready, payload = check_dms_cdc_latency(**kwargs)
     assert ready, payload
 
 
@@ -197,11 +201,11 @@ def test_latency_check_fails_on_a_failed_task_or_a_missing_slot(dms_moto, pg):  
     kwargs = {"aws_conn_id": "aws_target", "replication_task_arn": task["arn"],
               "replication_instance_id": task["instance_id"], "source_conn_id": "source_pg", "database": DATABASE,
               "slot_name": "mig_other_app"}
-    with pytest.raises(dms.DmsError, match="replication slot mig_other_app does not exist on the source"):
-        dms.check_cdc_latency(**kwargs)
+    with pytest.raises(dms_errors.DmsError, match="replication slot mig_other_app does not exist on the source"):
+        check_dms_cdc_latency(**kwargs)
     dms_moto.fail_task(task["arn"], "Last Error Task error notification received from subtask 0")
-    with pytest.raises(dms.DmsError, match="is failed .*FATAL_ERROR.*Task error notification"):
-        dms.check_cdc_latency(**kwargs)
+    with pytest.raises(dms_errors.DmsError, match="is failed .*FATAL_ERROR.*Task error notification"):
+        check_dms_cdc_latency(**kwargs)
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -255,10 +259,10 @@ def test_validation_waits_for_expected_tables_and_for_any_statistics(dms_moto, p
     check = {"aws_conn_id": "aws_target", "replication_task_arn": task["arn"], "target_conn_id": "target_pg",
              "database": DATABASE, "control_schema": CONTROL, "target_host": "127.0.0.1",
              "target_port": pg["target_port"], "expected_tables": ["dms_sample.orders", "dms_sample.items"]}
-    ready, payload = dms.check_validation(**check)
+    ready, payload = check_dms_validation(**check)
     assert not ready and payload["reason"] == "DMS reports no table statistics yet"
     dms_moto.set_table_statistics(task["arn"], stats(("dms_sample", "orders", "Validated")))
-    ready, payload = dms.check_validation(**check)
+    ready, payload = check_dms_validation(**check)
     assert not ready and payload["reason"] == "1 table(s) not reported yet: dms_sample.items"
 
 
@@ -271,7 +275,7 @@ def test_validation_failure_names_tables_keys_and_types_capped(dms_moto, pg):  #
         ("orders", '{"id": 9}', "MISSING_TARGET"), ("items", '{"id": 3}', "MISSING_SOURCE"),
         ("orders", '{"id": 10}', "RECORD_DIFF")])
     sensor = validation_sensor(task, pg, max_reported=2)
-    with pytest.raises(dms.DmsValidationFailed) as failed:
+    with pytest.raises(dms_errors.DmsValidationFailed) as failed:
         sensor.execute({})
     message = str(failed.value)
     assert f"DMS validation failed for task {task['resource_id']}" in message
@@ -304,15 +308,15 @@ def test_validation_failures_query_on_real_postgresql(pg):
     add_failures(pg["target"], "TASKA", [("orders", '{"id": 1}', "RECORD_DIFF"), ("orders", '{"id": 2}', "RECORD_DIFF"),
                                          ("items", '{"id": 5}', "MISSING_TARGET")])
     add_failures(pg["target"], "TASKB", [("orders", '{"id": 1}', "MISSING_SOURCE")])
-    result = dms.validation_failures(pg["target"], control_schema=CONTROL, task_name="TASKA", limit=2)
+    result = dms_monitoring.validation_failures(pg["target"], control_schema=CONTROL, task_name="TASKA", limit=2)
     assert result["table_present"] is True and result["total"] == 3
     assert result["by_table"] == [
         {"table": "dms_sample.orders", "failure_type": "RECORD_DIFF", "failures": 2},
         {"table": "dms_sample.items", "failure_type": "MISSING_TARGET", "failures": 1}]
     assert [(s["table"], s["key_type"], s["key"], s["failure_type"]) for s in result["sample"]] == [
         ("dms_sample.orders", "Row", '{"id": 1}', "RECORD_DIFF"), ("dms_sample.orders", "Row", '{"id": 2}', "RECORD_DIFF")]
-    assert dms.validation_failures(pg["target"], control_schema=CONTROL, task_name="NONE")["total"] == 0
-    absent = dms.validation_failures(pg["target"], control_schema="no_such_schema", task_name="TASKA")
+    assert dms_monitoring.validation_failures(pg["target"], control_schema=CONTROL, task_name="NONE")["total"] == 0
+    absent = dms_monitoring.validation_failures(pg["target"], control_schema="no_such_schema", task_name="TASKA")
     assert absent == {"table_present": False, "total": 0, "by_table": [], "sample": []}
 
 
@@ -338,7 +342,7 @@ def test_drain_returns_at_once_on_slot_proof_without_reading_cloudwatch(dms_moto
     cloudwatch = client("cloudwatch")
     metric_reads = []
     cloudwatch.meta.events.register("before-call.cloudwatch.GetMetricData", lambda **_: metric_reads.append(1))
-    engine = dms.DmsCdcEngine(links=[dms.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
                               cloudwatch=cloudwatch, replication_instance_id=task["instance_id"], marker_schema=CONTROL)
     result = engine.drain(str(final), timeout=5)
     assert result["drained"] is True and result["proof"] == "slot" and result["checks"] == 1
@@ -358,7 +362,7 @@ def test_drain_waits_for_dms_to_confirm_past_the_final_lsn_using_the_marker(dms_
     def sleep_while_dms_works(_seconds: float) -> None:
         confirmations.append(confirm_like_dms(consumer))
 
-    engine = dms.DmsCdcEngine(links=[dms.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
                               cloudwatch=client("cloudwatch"), replication_instance_id=task["instance_id"],
                               marker_schema=CONTROL, sleep=sleep_while_dms_works)
     result = engine.drain(final, timeout=30)
@@ -367,7 +371,7 @@ def test_drain_waits_for_dms_to_confirm_past_the_final_lsn_using_the_marker(dms_
     assert LSN(result["markers"][DATABASE]) >= final and LSN(result["confirmed"][DATABASE]) > final
     assert result["incoming_changes"] == {DATABASE: 4}
     assert confirmations and confirmations[0] > final
-    row = pg["source"].execute(f"SELECT final_lsn::text FROM {CONTROL}.{dms.DRAIN_MARKER_TABLE}").fetchone()
+    row = pg["source"].execute(f"SELECT final_lsn::text FROM {CONTROL}.{dms_cutover.DRAIN_MARKER_TABLE}").fetchone()
     assert LSN(row[0]) == final
 
 
@@ -377,17 +381,17 @@ def test_drain_times_out_when_dms_cannot_confirm_past_the_final_lsn(pg):
     final = final_lsn(pg["source"])
     consumer = psycopg.connect(pg["source_server"].conninfo(DATABASE), autocommit=True)
     stop = threading.Event()
-    engine = dms.DmsCdcEngine(links=[dms.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
                               poll_interval=0.05, sleep=lambda s: (confirm_like_dms(consumer), stop.wait(s)))
-    with pytest.raises(dms.DmsDrainTimeout,
+    with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=rf"final LSN {final} within 0.3 s: app: slot {SLOT} confirmed .* bytes behind"):
         engine.drain(final, timeout=0.3)
     consumer.close()
-    confirmed = dms.slot_position(pg["source"], SLOT)["confirmed_flush_lsn"]
+    confirmed = dms_monitoring.slot_position(pg["source"], SLOT)["confirmed_flush_lsn"]
     assert LSN(confirmed) < final
 
 
-def test_engine_from_connections_drains_every_database_and_marks_only_the_lagging_one(dms_moto, pg):  # noqa: F811
+def test_engine_with_its_own_connections_drains_every_database_and_marks_only_the_lagging_one(dms_moto, pg):  # noqa: F811
     source_server = pg["source_server"]
     with psycopg.connect(source_server.conninfo(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'app2'").fetchone():
@@ -405,8 +409,9 @@ def test_engine_from_connections_drains_every_database_and_marks_only_the_laggin
     final = final_lsn(pg["source"])
     pg["source"].execute(f"SELECT pg_replication_slot_advance('{SLOT}', pg_current_wal_lsn())")
     consumer = psycopg.connect(source_server.conninfo("app2"), autocommit=True)
-    engine = dms.DmsCdcEngine.from_connections(
-        aws_conn_id="aws_target", source_conn_id="source_pg", replication_instance_id=first["instance_id"],
+    engine = dms_cutover.DmsCdcEngine.opening(
+        connect=lambda database: connect("source_pg", dbname=database), dms=client("dms"),
+        cloudwatch=client("cloudwatch"), replication_instance_id=first["instance_id"],
         marker_schema=CONTROL, sleep=lambda _s: confirm_like_dms(consumer, "mig_orders_mig_app2"),
         tasks=[{"database": DATABASE, "replication_task_arn": first["arn"], "slot_name": SLOT},
                {"database": "app2", "replication_task_arn": second["arn"], "slot_name": "mig_orders_mig_app2"}])
@@ -429,8 +434,8 @@ def test_drain_reports_a_marker_it_could_not_write(pg):
     pg["source"].execute("INSERT INTO dms_sample.orders VALUES (5, 'e')")
     other_database_write(pg["source_server"])
     final = final_lsn(pg["source"])
-    engine = dms.DmsCdcEngine(links=[dms.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
                               marker_schema="no_such_schema", poll_interval=0.05)
-    with pytest.raises(dms.DmsDrainTimeout,
+    with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=r"drain marker was not written in app \(InvalidSchemaName: schema "):
         engine.drain(final, timeout=0.2)
