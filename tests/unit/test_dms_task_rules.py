@@ -41,8 +41,9 @@ def task(status: str, **overrides: str) -> dict:
             "Status": status, **overrides}
 
 
-def answer_by_identifier(dms, found: dict | None) -> None:
-    expected = {"Filters": [{"Name": "replication-task-id", "Values": [TASK_ID]}], "WithoutSettings": True}
+def answer(dms, found: dict | None, *, by: str = "replication-task-id", value: str = TASK_ID) -> None:
+    """Queue DMS's answer to the one describe_replication_tasks call the rule must make."""
+    expected = {"Filters": [{"Name": by, "Values": [value]}], "WithoutSettings": True}
     if found is None:  # DMS answers a filter that matches nothing with ResourceNotFoundFault
         dms.stubber.add_client_error("describe_replication_tasks", "ResourceNotFoundFault",
                                      expected_params=expected)
@@ -51,12 +52,7 @@ def answer_by_identifier(dms, found: dict | None) -> None:
 
 
 def answer_by_arn(dms, found: dict | None) -> None:
-    expected = {"Filters": [{"Name": "replication-task-arn", "Values": [TASK_ARN]}], "WithoutSettings": True}
-    if found is None:
-        dms.stubber.add_client_error("describe_replication_tasks", "ResourceNotFoundFault",
-                                     expected_params=expected)
-    else:
-        dms.stubber.add_response("describe_replication_tasks", {"ReplicationTasks": [found]}, expected)
+    answer(dms, found, by="replication-task-arn", value=TASK_ARN)
 
 
 def existing(dms) -> ExistingTask | None:
@@ -67,18 +63,18 @@ def existing(dms) -> ExistingTask | None:
 # -- reuse ---------------------------------------------------------------------------------------
 
 def test_no_task_means_create_one(dms):
-    answer_by_identifier(dms, None)
+    answer(dms, None)
     assert existing(dms) is None
 
 
 @pytest.mark.parametrize("status", ["ready", "running", "stopped", "failed"])
 def test_a_task_joining_the_same_endpoints_and_instance_is_reused_as_it_is(dms, status):
-    answer_by_identifier(dms, task(status))
+    answer(dms, task(status))
     assert existing(dms) == ExistingTask(arn=TASK_ARN, status=status, wait_until_ready=False)
 
 
 def test_a_task_still_creating_is_reused_once_ready(dms):
-    answer_by_identifier(dms, task("creating"))
+    answer(dms, task("creating"))
     assert existing(dms) == ExistingTask(arn=TASK_ARN, status="creating", wait_until_ready=True)
 
 
@@ -89,13 +85,13 @@ def test_a_task_still_creating_is_reused_once_ready(dms):
     ("MigrationType", "full-load-and-cdc"),
 ])
 def test_a_task_joining_anything_else_is_refused_naming_what_differs(dms, field, value):
-    answer_by_identifier(dms, task("ready", **{field: value}))
+    answer(dms, task("ready", **{field: value}))
     with pytest.raises(DmsError, match=rf"replication task {TASK_ID} exists with another {field}; delete it"):
         existing(dms)
 
 
 def test_a_task_being_deleted_is_refused(dms):
-    answer_by_identifier(dms, task("deleting"))
+    answer(dms, task("deleting"))
     with pytest.raises(DmsError, match=f"replication task {TASK_ID} is being deleted; rerun when gone"):
         existing(dms)
 
