@@ -14,15 +14,15 @@ the waiter gives up, a throttled revert) cannot be made there.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import botocore.session
 import psycopg
 import pytest
 from botocore.stub import Stubber
+from cutover_helpers import connect, ids, wait_for
 
-from migration.aws import Route53TargetOpener
+from migration.aws.cutover import Route53TargetOpener
 from migration.cutover import CutoverAborted, CutoverError, CutoverPlan, NativeCdc, NativeLink, run_cutover, unblock_run
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
@@ -61,20 +61,6 @@ SETUP_APPDB = [
 ]
 
 
-def connect(server, dbname: str = "postgres", user: str = "postgres") -> psycopg.Connection:
-    return psycopg.connect(psycopg.conninfo.make_conninfo(server.conninfo(), dbname=dbname, user=user),
-                           autocommit=True)
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-    return value
-
-
 def app_can_write(server) -> bool:
     """The application's login writes on the source (a new session, as a client would open)."""
     try:
@@ -83,10 +69,6 @@ def app_can_write(server) -> bool:
         return True
     except psycopg.Error:
         return False
-
-
-def ids(conn) -> list[int]:
-    return [r[0] for r in conn.execute("SELECT id FROM app.items ORDER BY id")]
 
 
 def trigger_state(conn) -> str:
