@@ -26,8 +26,29 @@ def window_state(now: datetime, not_before: str | None, not_after: str | None) -
     return "open"
 
 
+def slot_warnings(retention: dict[str, dict[str, Any]] | None) -> list[str]:
+    """What a person should know about the slots before approving: an aborted cutover keeps them so CDC
+    can resume, and a kept slot retains the source's WAL until it is dropped."""
+    found = []
+    for database, slot in sorted((retention or {}).items()):
+        retained = f"{slot['retained_bytes'] / 1048576:.1f} MiB"
+        if slot.get("wal_status") in ("unreserved", "lost"):
+            found.append(f"database {database}: the slot is {slot['wal_status']} (WAL it needs is or will be "
+                         f"removed, max_slot_wal_keep_size {slot['max_slot_wal_keep_size']}); CDC cannot resume")
+        elif str(slot.get("max_slot_wal_keep_size")) == "-1":
+            found.append(f"database {database}: the slot retains {retained} of WAL and max_slot_wal_keep_size is "
+                         "-1 (no limit): if the cutover aborts, the kept slot grows with every write until the "
+                         "next attempt or cleanup; watch the source's free storage")
+        else:
+            found.append(f"database {database}: the slot retains {retained} of WAL; {slot.get('safe_wal_size')} "
+                         f"bytes more before max_slot_wal_keep_size ({slot['max_slot_wal_keep_size']}) "
+                         "invalidates it and CDC could not resume")
+    return found
+
+
 def problems(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[str, dict[str, Any]],
-             now: datetime, drift: dict[str, list[str]] | None = None, run_id: str | None = None) -> list[str]:
+             now: datetime, drift: dict[str, list[str]] | None = None, run_id: str | None = None,
+             retention: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Everything that forbids the cutover now; empty means go.
 
     ``drift``: per database, the objects whose definitions differ between source and target
@@ -47,6 +68,9 @@ def problems(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[s
     for database, differences in sorted((drift or {}).items()):
         if differences:
             found.append(drift_message(differences, database=database))
+    for database, slot in sorted((retention or {}).items()):
+        if slot.get("wal_status") == "lost":
+            found.append(f"database {database}: the slot lost WAL it needs (wal_status lost); start CDC again")
     state = window_state(now, rails.not_before, rails.not_after)
     if state == "closed":
         found.append(f"the cutover window closed at {rails.not_after}")
@@ -70,7 +94,7 @@ def _compared(result: dict[str, Any]) -> str:
 
 def summary(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[str, dict[str, Any]],
             steps: list[str], now: datetime, drift: dict[str, list[str]] | None = None,
-            run_id: str | None = None) -> str:
+            run_id: str | None = None, retention: dict[str, dict[str, Any]] | None = None) -> str:
     """Markdown body for the approval gate: lag, validation, schema drift and the planned steps."""
     lines = ["### Replication lag", ""]
     lines += [f"- `{db}`: {lag} bytes (limit {rails.max_lag_bytes})" for db, lag in sorted(lag_bytes.items())]
@@ -87,12 +111,16 @@ def summary(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[st
             lines += [f"  - {d}" for d in differences[:20]]
             if len(differences) > 20:
                 lines.append(f"  - and {len(differences) - 20} more")
+    if retention is not None:
+        lines += ["", "### Slots kept on the source", ""]
+        lines += [f"- {w}" for w in slot_warnings(retention)]
     lines += ["", "### Window", "", f"- not before: {rails.not_before or 'any time'}",
               f"- not after: {rails.not_after or 'any time'}",
               f"- now: {now.isoformat()} ({window_state(now, rails.not_before, rails.not_after)})",
               "", "### Planned steps", ""]
     lines += [f"{i}. {step}" for i, step in enumerate(steps, 1)]
-    found = problems(rails, lag_bytes=lag_bytes, validation=validation, now=now, drift=drift, run_id=run_id)
+    found = problems(rails, lag_bytes=lag_bytes, validation=validation, now=now, drift=drift, run_id=run_id,
+                     retention=retention)
     lines += ["", "### Guardrails", ""]
     lines += [f"- ⚠ {p}" for p in found] or ["- all clear"]
     lines += ["", "Rejecting leaves the source untouched."]

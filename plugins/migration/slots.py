@@ -183,6 +183,16 @@ def drop_slot(conn: psycopg.Connection, slot_name: str) -> bool:
     return conn.execute(sql.load("slots_drop_if_idle"), {"slot_name": slot_name}).rowcount == 1
 
 
+def slot_retention(source_conn: psycopg.Connection, slot_name: str) -> dict[str, Any]:
+    """{retained_bytes, wal_status, safe_wal_size, max_slot_wal_keep_size} of a slot on the source."""
+    validate_slot_name(slot_name)
+    with source_conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(sql.load("slots_retention"), {"slot_name": slot_name}).fetchone()
+    if row is None:
+        raise SlotError(f"Replication slot {slot_name!r} does not exist on the source; create it first.")
+    return dict(row)
+
+
 def replication_lag_bytes(source_conn: psycopg.Connection, slot_name: str) -> int:
     """Bytes of WAL the slot's consumer has not confirmed yet: pg_current_wal_lsn() - confirmed_flush_lsn."""
     validate_slot_name(slot_name)

@@ -14,15 +14,19 @@ from airflow.sdk.exceptions import AirflowException
 from migration import guardrails, naming
 
 
-def _lag_by_database(source_conn_id: str, migration_id: str, databases: Sequence[str]) -> dict[str, int]:
+def _slots_by_database(source_conn_id: str, migration_id: str,
+                       databases: Sequence[str]) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Per database: the slot's lag in bytes, and what it retains on the source."""
     from hooks.postgres import connect
-    from migration.slots import replication_lag_bytes
+    from migration.slots import replication_lag_bytes, slot_retention
 
-    lags = {}
+    lags, retention = {}, {}
     for database in databases:
         with connect(source_conn_id, dbname=database) as conn:
-            lags[database] = replication_lag_bytes(conn, naming.slot_name(migration_id, database))
-    return lags
+            slot = naming.slot_name(migration_id, database)
+            lags[database] = replication_lag_bytes(conn, slot)
+            retention[database] = slot_retention(conn, slot)
+    return lags, retention
 
 
 def results_list(results: Any) -> list[dict[str, Any]]:
@@ -69,7 +73,7 @@ class _GuardrailInputs:
     def _drift(self) -> dict[str, list[str]] | None:
         if not self.target_conn_id or not self.schemas:
             return None
-        from operators.replication_slot import endpoint_override
+        from migration.endpoints import endpoint_override
         from triggers.checks import drift_by_database
 
         host, port = endpoint_override(self.target_host, self.target_port)
@@ -80,8 +84,8 @@ class _GuardrailInputs:
     def measure(self, context: Context) -> dict[str, Any]:
         """Everything the guardrails judge, measured now: keyword arguments of guardrails.problems/summary."""
         rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
-        lag = _lag_by_database(self.source_conn_id, self.migration_id, self.databases)
-        return {"rails": rails, "lag_bytes": lag,
+        lag, retention = _slots_by_database(self.source_conn_id, self.migration_id, self.databases)
+        return {"rails": rails, "lag_bytes": lag, "retention": retention,
                 "validation": _validation_by_database(self.databases, self.validation_results),
                 "drift": self._drift(), "run_id": (context or {}).get("run_id"), "now": datetime.now(UTC)}
 
