@@ -9,8 +9,8 @@ from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect
 from migration.capture import METHOD_REDO_DONE_AT, LocalLogReader, LogReader, capture_clone_lsn
+from migration.endpoints import endpoint_override
 from migration.slots import resolve_start_lsn
-from operators.replication_slot import endpoint_override
 
 
 class CaptureCloneLsnOperator(BaseOperator):

@@ -22,11 +22,11 @@ from migration.cutover import (
     unblock_run,
 )
 from migration.drift import check_no_drift
+from migration.endpoints import endpoint_override
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
 from migration.native_cdc import enable_subscription
 from migration.source_quiet import ChangesAfterFinalLsn, SlotCheck, SourceDrain, bound_session
-from operators.replication_slot import endpoint_override
 
 # Every statement in the window waits at most this long for a lock; a step runs at most max_write_block_seconds.
 LOCK_TIMEOUT_SECONDS = 2.0

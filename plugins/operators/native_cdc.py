@@ -9,9 +9,9 @@ from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect, conninfo_for
 from migration.clone_guard import ensure_target_is_not_source
+from migration.endpoints import endpoint_override
 from migration.lsn import LSN
 from migration.native_cdc import advance_origin, create_publication, create_subscription, drop_subscription
-from operators.replication_slot import endpoint_override
 
 
 class CreatePublicationOperator(BaseOperator):

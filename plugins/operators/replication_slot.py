@@ -8,22 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect
+from migration.endpoints import endpoint_override
 from migration.slots import create_slot, drop_copied_slots, plugin_for
-
-
-def endpoint_override(host: str | None, port: int | str | None, *,
-                      port_field: str = "target_port") -> tuple[str | None, int | None]:
-    """Host and port from (possibly templated) operator arguments; empty or "None" means the connection's own."""
-    host = None if host in (None, "", "None") else str(host)
-    if port in (None, "", "None"):
-        return host, None
-    try:
-        number = int(port)
-    except (TypeError, ValueError):
-        raise ValueError(f"{port_field}: expected a port number, got {port!r}") from None
-    if not 0 < number < 65536:
-        raise ValueError(f"{port_field}: {number} is not a TCP port")
-    return host, number
 
 
 class CreateReplicationSlotOperator(BaseOperator):

@@ -13,8 +13,8 @@ from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect
 from migration import report as report_md
+from migration.endpoints import endpoint_override
 from operators.cutover_gate import results_list
-from operators.replication_slot import endpoint_override
 
 
 def report_dir(dag_id: str, run_id: str) -> Path:

@@ -8,8 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect
+from migration.endpoints import endpoint_override
 from migration.sequences import read_sequences, sync_sequences
-from operators.replication_slot import endpoint_override
 
 
 class SyncSequencesOperator(BaseOperator):

@@ -15,6 +15,7 @@ from airflow.sdk import BaseOperator, Context
 
 from hooks.postgres import connect
 from migration.clone_guard import ensure_target_is_not_source
+from migration.endpoints import endpoint_override
 from migration.target_prep import (
     TargetPrepError,
     create_control_schema,
@@ -22,7 +23,6 @@ from migration.target_prep import (
     enable_triggers,
     saved_trigger_ddl,
 )
-from operators.replication_slot import endpoint_override
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException
 
-from operators.replication_slot import endpoint_override
+from migration.endpoints import endpoint_override
 from sensors.base import DeferrablePollSensor
 
 
