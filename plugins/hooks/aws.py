@@ -11,7 +11,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.rds import RdsHook
 
-from migration.aws import RdsLogReader
+from migration.aws.snapshot import RdsLogReader
 
 
 def aws_client(aws_conn_id: str, service: str, *, region_name: str | None = None) -> Any:

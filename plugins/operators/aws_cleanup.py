@@ -9,14 +9,10 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from hooks.aws import aws_client
-from migration.aws import (
-    as_mapping,
-    check_account_id,
-    delete_resource_share,
-    revoke_key_from_account,
-    set_parameter,
-    unshare_db_snapshot,
-)
+from migration.aws.common import as_mapping, check_account_id
+from migration.aws.parameters import set_parameter
+from migration.aws.sharing import delete_resource_share, revoke_key_from_account
+from migration.aws.snapshot import unshare_db_snapshot
 from migration.naming import ram_share_name
 
 
@@ -72,7 +68,8 @@ class AwsCleanupOperator(BaseOperator):
             step("deleted_shares", f"delete RAM share {name}",
                  lambda: delete_resource_share(aws_client(self.source_aws_conn_id, "ram"), name=name))
         if self.source_kms_key_id:
-            step("kms_statement_removed", f"remove the key-policy statement for {account} from {self.source_kms_key_id}",
+            step("kms_statement_removed",
+                 f"remove the key-policy statement for {account} from {self.source_kms_key_id}",
                  lambda: revoke_key_from_account(aws_client(self.source_aws_conn_id, "kms"),
                                                  key_id=self.source_kms_key_id, account_id=account))
         if self.source_snapshot_identifier:

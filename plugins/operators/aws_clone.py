@@ -11,21 +11,10 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from hooks.aws import aws_client
-from migration.aws import (
-    LOGICAL_REPLICATION,
-    accept_resource_share,
-    as_list,
-    check_account_id,
-    check_db_type,
-    ensure_cluster_clone,
-    ensure_cluster_writer,
-    ensure_resource_share,
-    grant_key_to_account,
-    kms_statement_sid,
-    reboot_writer,
-    require_db,
-    set_parameter,
-)
+from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer
+from migration.aws.common import as_list, check_account_id, check_db_type, db_kind, require_db
+from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter
+from migration.aws.sharing import accept_resource_share, ensure_resource_share, grant_key_to_account, kms_statement_sid
 from migration.naming import aws_name, ram_share_name
 from triggers.poll import PollTrigger
 
@@ -172,11 +161,12 @@ class AwsSetLogicalReplicationOperator(BaseOperator):
         if not (self.reboot and pending):
             return change
         change["rebooted"] = reboot_writer(rds, desc)
+        writer = change["rebooted"] if db_kind(self.db_type).separate_writer else None
         self.defer(
             trigger=PollTrigger(
-                check="migration.aws:check_db_available",
+                check="triggers.checks:check_rds_db_available",
                 kwargs={"aws_conn_id": self.aws_conn_id, "db_type": self.db_type, "identifier": self.db_identifier,
-                        "writer_instance_identifier": change["rebooted"] if self.db_type == "cluster" else None,
+                        "writer_instance_identifier": writer,
                         "require_parameters_in_sync": True},
                 poke_interval=self.poll_interval, timeout=self.wait_timeout),
             method_name="execute_complete",

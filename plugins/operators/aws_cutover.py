@@ -1,6 +1,6 @@
 """The AWS step after a successful cutover that runs as a task of its own: stop the source.
 
-Inside the critical section the cutover calls migration.aws directly (SecurityGroupWriteBlock,
+Inside the critical section the cutover calls migration.aws.cutover directly (SecurityGroupWriteBlock,
 Route53TargetOpener); putting source writes back is the cutover's teardown (UnblockSourceWritesOperator).
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.aws import aws_client
-from migration.aws import check_db_type, stop_db
+from migration.aws.common import check_db_type
+from migration.aws.cutover import stop_db
 
 
 class AwsStopSourceOperator(BaseOperator):

@@ -8,10 +8,10 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.aws import aws_client
-from migration.aws import (
+from migration.aws.common import CLUSTER, check_db_type
+from migration.aws.preflight import (
     PreflightFailed,
     aurora_lsn_function_problem,
-    check_db_type,
     planned_logical_replication_change,
     preflight,
 )
@@ -95,7 +95,7 @@ class AwsPreflightOperator(BaseOperator):
             min_free_storage_bytes=self.min_free_storage_bytes,
             storage_lookback_minutes=self.storage_lookback_minutes,
         )
-        if self.db_type == "cluster" and self.source_postgres_conn_id:
+        if self.db_type == CLUSTER.db_type and self.source_postgres_conn_id:
             from hooks.postgres import connect
 
             with connect(self.source_postgres_conn_id, dbname=self.database or None) as conn:

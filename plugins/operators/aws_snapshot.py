@@ -9,15 +9,12 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from hooks.aws import aws_client, rds_log_reader
-from migration.aws import (
-    AwsMigrationError,
-    as_list,
-    check_account_id,
+from migration.aws.common import AwsMigrationError, as_list, check_account_id
+from migration.aws.sharing import grant_key_to_account, kms_statement_sid
+from migration.aws.snapshot import (
     ensure_db_snapshot,
     ensure_instance_from_snapshot,
     ensure_snapshot_copy,
-    grant_key_to_account,
-    kms_statement_sid,
     share_db_snapshot,
     snapshot_available,
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from migration.aws import check_db_type, check_identifier
+from migration.aws.common import check_db_type, check_identifier
 from sensors.base import DeferrablePollSensor
 
 
@@ -23,7 +23,7 @@ class AwsDbAvailableSensor(DeferrablePollSensor):
     ``require_parameters_in_sync`` also waits for a reboot to have applied parameter changes.
     """
 
-    check_path = "migration.aws:check_db_available"
+    check_path = "triggers.checks:check_rds_db_available"
     template_fields: Sequence[str] = ("aws_conn_id", "db_identifier", "writer_instance_identifier")
     ui_color = "#cfe2f3"
 
@@ -50,7 +50,7 @@ class AwsDbAvailableSensor(DeferrablePollSensor):
 class AwsDbSnapshotAvailableSensor(DeferrablePollSensor):
     """Wait until a DB snapshot is available; returns ``{snapshot_identifier, snapshot_arn, status}``."""
 
-    check_path = "migration.aws:check_snapshot_available"
+    check_path = "triggers.checks:check_rds_snapshot_available"
     template_fields: Sequence[str] = ("aws_conn_id", "snapshot_identifier")
     ui_color = "#cfe2f3"
 

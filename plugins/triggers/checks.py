@@ -17,6 +17,8 @@ import psycopg
 from hooks.aws import aws_client
 from hooks.postgres import connect, conninfo_for
 from migration import drift, local_clone, native_cdc, validation
+from migration.aws import common as aws_common
+from migration.aws import snapshot as aws_snapshot
 from migration.dms import monitoring as dms_monitoring
 from migration.dms import resources as dms_resources
 
@@ -96,6 +98,25 @@ def drift_by_database(*, source_conn_id: str, target_conn_id: str, databases: Se
                 connect(target_conn_id, dbname=database, host=target_host, port=target_port) as target:
             found[database] = drift.schema_drift(source, target, schemas)
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# AWS side: RDS clusters, instances and snapshots
+# ---------------------------------------------------------------------------------------------
+
+def check_rds_db_available(*, aws_conn_id: str, db_type: str, identifier: str,
+                           writer_instance_identifier: str | None = None,
+                           require_parameters_in_sync: bool = False) -> tuple[bool, dict[str, Any]]:
+    """A DB cluster (and its writer) or DB instance is available (migration.aws.common.db_available),
+    through an RDS client for the Airflow connection ``aws_conn_id``."""
+    return aws_common.db_available(aws_client(aws_conn_id, "rds"), db_type=db_type, identifier=identifier,
+                                   writer_instance_identifier=writer_instance_identifier,
+                                   require_parameters_in_sync=require_parameters_in_sync)
+
+
+def check_rds_snapshot_available(*, aws_conn_id: str, snapshot_identifier: str) -> tuple[bool, dict[str, Any]]:
+    """A DB snapshot is available (migration.aws.snapshot.snapshot_available)."""
+    return aws_snapshot.snapshot_available(aws_client(aws_conn_id, "rds"), snapshot_identifier=snapshot_identifier)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,14 +27,10 @@ from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, make_world, postgre
 
 from hooks.aws import aws_client
 from hooks.postgres import connect
-from migration.aws import (
-    AwsMigrationError,
-    ensure_cluster_clone,
-    ensure_resource_share,
-    get_parameter,
-    grant_key_to_account,
-    kms_statement_sid,
-)
+from migration.aws.clone import ensure_cluster_clone
+from migration.aws.common import AwsMigrationError
+from migration.aws.parameters import get_parameter
+from migration.aws.sharing import ensure_resource_share, grant_key_to_account, kms_statement_sid
 from operators.aws_cleanup import AwsCleanupOperator
 from operators.aws_clone import AwsCreateClusterCloneOperator, AwsSetLogicalReplicationOperator, AwsShareClusterOperator
 from sensors.aws_rds import AwsDbAvailableSensor

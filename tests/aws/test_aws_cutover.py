@@ -27,8 +27,8 @@ from conftest import TARGET_ACCOUNT, make_world, run_operator
 
 from hooks.aws import aws_client
 from migration import naming
-from migration.aws import (
-    AwsMigrationError,
+from migration.aws.common import AwsMigrationError
+from migration.aws.cutover import (
     Route53TargetOpener,
     SecurityGroupWriteBlock,
     WriteBlockError,

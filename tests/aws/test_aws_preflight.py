@@ -21,14 +21,9 @@ import pytest
 from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, aws_conn_uri, make_world, postgres_conn_uri, run_operator
 
 from hooks.aws import aws_client
-from migration.aws import (
-    DbDescription,
-    PreflightFailed,
-    engine_problem,
-    get_parameter,
-    logical_replication_problem,
-    preflight,
-)
+from migration.aws.common import DbDescription
+from migration.aws.parameters import get_parameter
+from migration.aws.preflight import PreflightFailed, engine_problem, logical_replication_problem, preflight
 from operators.aws_preflight import AwsPreflightOperator
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]

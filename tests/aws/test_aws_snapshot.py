@@ -39,7 +39,9 @@ from conftest import (
 
 from hooks.aws import aws_client, rds_log_reader
 from hooks.postgres import connect
-from migration.aws import AwsMigrationError, ensure_snapshot_copy, kms_statement_sid
+from migration.aws.common import AwsMigrationError
+from migration.aws.sharing import kms_statement_sid
+from migration.aws.snapshot import ensure_snapshot_copy
 from migration.capture import capture_clone_lsn
 from migration.lsn import LSN, find_redo_done
 from operators.aws_cleanup import AwsCleanupOperator
@@ -229,7 +231,7 @@ def test_log_reader_stops_when_the_marker_does_not_move():
     from botocore.config import Config
     from botocore.stub import Stubber
 
-    from migration.aws import RdsLogReader
+    from migration.aws.snapshot import RdsLogReader
 
     # Stubbed calls never reach AWS, so they carry the marker that keeps them out of the IAM record.
     rds = boto3.client("rds", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x",

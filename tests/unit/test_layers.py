@@ -19,7 +19,7 @@ AIRFLOW_SIDE = ("airflow", "hooks", "operators", "sensors", "triggers")
 
 # Modules of plugins/migration (relative path, a package by its folder) that still import Airflow-side
 # code while their split is under way. Remove an entry as soon as it is clean; the list should be empty.
-NOT_YET_CLEAN: frozenset[str] = frozenset({"aws.py"})
+NOT_YET_CLEAN: frozenset[str] = frozenset()
 
 
 def _imported_names(tree: ast.AST) -> list[tuple[int, str]]:

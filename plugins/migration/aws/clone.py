@@ -1,0 +1,111 @@
+"""The Aurora clone path (target account): a copy-on-write clone of the shared source cluster, and its writer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from migration.aws.common import (
+    CLUSTER,
+    DEFAULT_INSTANCE_CLASS,
+    INSTANCE,
+    SOURCE_TAG,
+    AwsMigrationError,
+    check_identifier,
+    error_code,
+    migration_tags,
+    parse_arn,
+    require_db,
+    require_ours,
+)
+
+
+def ensure_cluster_clone(
+    rds: Any,
+    *,
+    migration_id: str,
+    cluster_identifier: str,
+    source_cluster_arn: str,
+    kms_key_id: str | None,
+    subnet_group: str | None = None,
+    security_group_ids: Sequence[str] = (),
+    parameter_group: str | None = None,
+) -> dict[str, Any]:
+    """Copy-on-write clone of the shared source cluster, or the clone an earlier try made."""
+    check_identifier(cluster_identifier, field="target.cluster_identifier")
+    source = parse_arn(source_cluster_arn, field="source_cluster_arn")
+    if source.service != "rds" or not source.resource.startswith("cluster:"):
+        raise ValueError(f"source_cluster_arn: expected an RDS cluster ARN, got {source_cluster_arn!r}")
+    existing = CLUSTER.describe(rds, cluster_identifier)
+    if existing is None:
+        kwargs: dict[str, Any] = {
+            "DBClusterIdentifier": cluster_identifier,
+            "SourceDBClusterIdentifier": source_cluster_arn,
+            "RestoreType": "copy-on-write",
+            "UseLatestRestorableTime": True,
+            "Tags": migration_tags(migration_id, source_cluster_arn),
+        }
+        if kms_key_id:
+            kwargs["KmsKeyId"] = kms_key_id
+        if subnet_group:
+            kwargs["DBSubnetGroupName"] = subnet_group
+        if security_group_ids:
+            kwargs["VpcSecurityGroupIds"] = list(security_group_ids)
+        if parameter_group:
+            kwargs["DBClusterParameterGroupName"] = parameter_group
+        try:
+            cluster = rds.restore_db_cluster_to_point_in_time(**kwargs)["DBCluster"]
+        except ClientError as exc:
+            if error_code(exc) != "DBClusterAlreadyExistsFault":
+                raise
+        else:
+            return {"cluster_identifier": cluster_identifier, "cluster_arn": cluster["DBClusterArn"],
+                    "status": cluster.get("Status"), "created": True}
+        existing = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier,
+                              field="target.cluster_identifier")
+    require_ours(CLUSTER.label, cluster_identifier, existing.tags, migration_id, source_cluster_arn,
+                  "target.cluster_identifier")
+    return {"cluster_identifier": cluster_identifier, "cluster_arn": existing.arn, "status": existing.status,
+            "created": False}
+
+
+def ensure_cluster_writer(
+    rds: Any,
+    *,
+    migration_id: str,
+    cluster_identifier: str,
+    instance_identifier: str,
+    instance_class: str | None = None,
+    db_parameter_group: str | None = None,
+) -> dict[str, Any]:
+    """The clone's writer instance (a clone is created without instances), or the one an earlier try made."""
+    check_identifier(instance_identifier, field="writer instance identifier")
+    cluster = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier, field="target.cluster_identifier")
+    existing = INSTANCE.describe(rds, instance_identifier)
+    if existing is None:
+        kwargs: dict[str, Any] = {
+            "DBInstanceIdentifier": instance_identifier,
+            "DBClusterIdentifier": cluster_identifier,
+            "Engine": cluster.engine,
+            "DBInstanceClass": instance_class or DEFAULT_INSTANCE_CLASS,
+            "Tags": migration_tags(migration_id, cluster.tags.get(SOURCE_TAG, cluster.arn)),
+        }
+        if db_parameter_group:
+            kwargs["DBParameterGroupName"] = db_parameter_group
+        try:
+            instance = rds.create_db_instance(**kwargs)["DBInstance"]
+            return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
+                    "status": instance.get("DBInstanceStatus"), "created": True}
+        except ClientError as exc:
+            if error_code(exc) != "DBInstanceAlreadyExists":
+                raise
+        existing = require_db(rds, db_type=INSTANCE.db_type, identifier=instance_identifier,
+                              field="writer instance identifier")
+    if existing.cluster_identifier != cluster_identifier:
+        raise AwsMigrationError(
+            f"{INSTANCE.label} {instance_identifier} already exists outside {CLUSTER.label} {cluster_identifier} (in "
+            f"{existing.cluster_identifier or 'no cluster'}): choose another writer instance identifier")
+    return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
+            "created": False}

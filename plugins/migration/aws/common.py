@@ -1,0 +1,381 @@
+"""Shared by every AWS phase: errors, input checks, tags, the database-kind record, describe calls."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+MIGRATION_TAG = "pg-account-migration"
+SOURCE_TAG = "pg-account-migration-source"
+DEFAULT_INSTANCE_CLASS = "db.r6g.large"
+# Statuses a wait can never leave by itself: waiting on would only burn the timeout.
+TERMINAL_DB_STATUSES = frozenset({
+    "failed", "deleting", "incompatible-restore", "incompatible-parameters", "incompatible-network",
+    "incompatible-option-group", "inaccessible-encryption-credentials",
+    "inaccessible-encryption-credentials-recoverable", "storage-full",
+})
+PARAMETER_GROUP_NOT_FOUND = ("DBParameterGroupNotFound", "DBClusterParameterGroupNotFound",
+                             "DBClusterParameterGroupNotFoundFault")
+
+
+class AwsMigrationError(RuntimeError):
+    """An AWS resource is not in the state the migration needs; the message names it and the fix."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers: error codes, ARNs, identifiers, tags
+# ---------------------------------------------------------------------------------------------
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+
+_ARN_RE = re.compile(r"^arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):(\d{12}|):(.+)$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_IDENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
+def parse_arn(value: Any, *, field: str = "arn") -> Arn:
+    if not isinstance(value, str) or not _ARN_RE.match(value):
+        raise ValueError(f"{field}: expected an ARN like arn:aws:rds:us-east-1:123456789012:cluster:name, "
+                         f"got {value!r}")
+    partition, service, region, account, resource = _ARN_RE.match(value).groups()
+    return Arn(partition, service, region, account, resource)
+
+
+def check_account_id(value: Any, *, field: str = "account_id") -> str:
+    if not isinstance(value, str) or not _ACCOUNT_RE.match(value):
+        raise ValueError(f"{field}: expected a 12-digit AWS account id, got {value!r}")
+    return value
+
+
+def check_identifier(value: Any, *, field: str, max_length: int = 63) -> str:
+    """RDS identifiers: a letter, then letters, digits and single hyphens, not ending in a hyphen."""
+    if (not isinstance(value, str) or not _IDENT_RE.match(value) or "--" in value or value.endswith("-")
+            or len(value) > max_length):
+        raise ValueError(
+            f"{field}: expected an RDS identifier (1 to {max_length} letters, digits or single hyphens, "
+            f"starting with a letter, not ending with a hyphen), got {value!r}"
+        )
+    return value
+
+
+def migration_tags(migration_id: str, source_arn: str) -> list[dict[str, str]]:
+    """Tags that mark a resource as made by this migration from this source."""
+    return [{"Key": MIGRATION_TAG, "Value": migration_id}, {"Key": SOURCE_TAG, "Value": source_arn}]
+
+
+def tag_dict(tag_list: Iterable[dict[str, str]] | None) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tag_list or ()}
+
+
+def require_ours(kind: str, identifier: str, tags: dict[str, str], migration_id: str, source_arn: str | None,
+                 field: str) -> None:
+    """Refuse to adopt ``identifier`` unless its tags say this migration made it from ``source_arn``."""
+    if tags.get(MIGRATION_TAG) != migration_id or (source_arn and tags.get(SOURCE_TAG) != source_arn):
+        raise AwsMigrationError(
+            f"{kind} {identifier} already exists but was not made by migration {migration_id!r} from {source_arn} "
+            f"(its tags: {tags or 'none'}): choose another {field}, or delete {identifier} if it is a leftover"
+        )
+
+
+def version_tuple(version: str) -> tuple[int, int] | None:
+    match = re.match(r"^(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def parameter_group_family(engine: str, version: str) -> str:
+    """The parameter group family of an engine version ("aurora-postgresql13", "postgres15")."""
+    parsed = version_tuple(version)
+    return f"{engine}{parsed[0] if parsed else version}"
+
+
+def where(client: Any) -> str:
+    return f"region {getattr(client.meta, 'region_name', '?')} of this connection's account"
+
+
+def as_mapping(value: Any, *, field: str) -> dict[str, Any] | None:
+    """A dict from an XComArg (already native) or a rendered template (JSON or a Python literal)."""
+    if value in (None, "", "None"):
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                parsed = parse(value)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+    raise ValueError(f"{field}: expected a mapping (usually another task's XCom), got {value!r}")
+
+
+def as_list(value: Any, *, field: str) -> list[Any]:
+    """A list from an XComArg, a rendered template (JSON or a Python literal) or a tuple."""
+    if value in (None, "", "None"):
+        return []
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                parsed = parse(value)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, list | tuple):
+                return list(parsed)
+    raise ValueError(f"{field}: expected a list, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Database kinds and describing databases
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DbDescription:
+    """What the migration needs to know about an Aurora cluster or an RDS instance."""
+
+    db_type: str
+    identifier: str
+    arn: str
+    engine: str
+    engine_version: str
+    status: str
+    parameter_group: str | None
+    parameter_apply_status: str | None
+    writer_instance: str | None
+    kms_key_id: str | None
+    storage_encrypted: bool
+    host: str | None
+    port: int | None
+    tags: dict[str, str] = field(default_factory=dict)
+    security_group_ids: tuple[str, ...] = ()
+    cluster_identifier: str | None = None
+
+    @property
+    def kind(self) -> DbKind:
+        return db_kind(self.db_type)
+
+    def to_xcom(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["security_group_ids"] = list(self.security_group_ids)
+        return data
+
+
+def _from_cluster(cluster: dict[str, Any]) -> DbDescription:
+    writer = next((m for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None)
+    return DbDescription(
+        db_type="cluster", identifier=cluster["DBClusterIdentifier"], arn=cluster["DBClusterArn"],
+        engine=cluster.get("Engine", ""), engine_version=cluster.get("EngineVersion", ""),
+        status=cluster.get("Status", ""), parameter_group=cluster.get("DBClusterParameterGroup"),
+        parameter_apply_status=writer.get("DBClusterParameterGroupStatus") if writer else None,
+        writer_instance=writer["DBInstanceIdentifier"] if writer else None,
+        kms_key_id=cluster.get("KmsKeyId") if cluster.get("StorageEncrypted") else None,
+        storage_encrypted=bool(cluster.get("StorageEncrypted")),
+        host=cluster.get("Endpoint"), port=cluster.get("Port"), tags=tag_dict(cluster.get("TagList")),
+        security_group_ids=tuple(g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])),
+    )
+
+
+def _from_instance(instance: dict[str, Any]) -> DbDescription:
+    groups = instance.get("DBParameterGroups") or [{}]
+    endpoint = instance.get("Endpoint") or {}
+    return DbDescription(
+        db_type="instance", identifier=instance["DBInstanceIdentifier"], arn=instance["DBInstanceArn"],
+        engine=instance.get("Engine", ""), engine_version=instance.get("EngineVersion", ""),
+        status=instance.get("DBInstanceStatus", ""), parameter_group=groups[0].get("DBParameterGroupName"),
+        parameter_apply_status=groups[0].get("ParameterApplyStatus"),
+        writer_instance=instance["DBInstanceIdentifier"],
+        kms_key_id=instance.get("KmsKeyId") if instance.get("StorageEncrypted") else None,
+        storage_encrypted=bool(instance.get("StorageEncrypted")),
+        host=endpoint.get("Address"), port=endpoint.get("Port"), tags=tag_dict(instance.get("TagList")),
+        security_group_ids=tuple(g["VpcSecurityGroupId"] for g in instance.get("VpcSecurityGroups", [])),
+        cluster_identifier=instance.get("DBClusterIdentifier"),
+    )
+
+
+@dataclass(frozen=True)
+class DbKind:
+    """Everything that differs between an Aurora cluster and an RDS instance, in one record.
+
+    Like the amazon provider's ``RdsDbType``, but it also holds the calls: the describe call and
+    its not-found code, the parameter-group calls, the stop call, and the words messages use.
+    """
+
+    db_type: str                      # the config's value: "cluster" or "instance"
+    label: str                        # "DB cluster" in messages
+    engine: str                       # the engine this path needs
+    engine_label: str
+    min_version: tuple[int, int]      # CDC needs at least this engine version
+    min_version_label: str
+    storage_metric: str               # CloudWatch free-storage metric of the writer
+    config_field: str                 # where the config names the source
+    cli_noun: str                     # aws rds modify-<cli_noun> --<cli_noun>-identifier
+    separate_writer: bool             # the writer is an instance of its own (Aurora)
+    id_param: str                     # DBClusterIdentifier / DBInstanceIdentifier
+    describe_call: str
+    describe_key: str
+    not_found_code: str
+    parse: Callable[[dict[str, Any]], DbDescription]
+    stop_call: str
+    parameter_group_label: str
+    parameter_group_param: str
+    parameter_group_cli: str
+    describe_parameters_call: str
+    describe_parameter_groups_call: str
+    modify_parameter_group_call: str
+
+    def describe(self, rds: Any, identifier: str) -> DbDescription | None:
+        """The cluster or instance, or None when it does not exist (in the client's account and region)."""
+        try:
+            found = getattr(rds, self.describe_call)(**{self.id_param: identifier})[self.describe_key][0]
+        except ClientError as exc:
+            if error_code(exc) == self.not_found_code:
+                return None
+            raise
+        return self.parse(found)
+
+    def parameters(self, rds: Any, parameter_group: str) -> Iterable[dict[str, Any]]:
+        """Every parameter of ``parameter_group``, page by page."""
+        pages = rds.get_paginator(self.describe_parameters_call).paginate(
+            **{self.parameter_group_param: parameter_group})
+        for page in pages:
+            yield from page.get("Parameters", [])
+
+    def modify_parameters(self, rds: Any, parameter_group: str, parameters: Sequence[dict[str, Any]]) -> None:
+        getattr(rds, self.modify_parameter_group_call)(**{self.parameter_group_param: parameter_group,
+                                                          "Parameters": list(parameters)})
+
+    def parameter_group_exists(self, rds: Any, parameter_group: str) -> bool:
+        try:
+            getattr(rds, self.describe_parameter_groups_call)(**{self.parameter_group_param: parameter_group})
+        except ClientError as exc:
+            if error_code(exc) in PARAMETER_GROUP_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def stop(self, rds: Any, identifier: str) -> None:
+        getattr(rds, self.stop_call)(**{self.id_param: identifier})
+
+
+CLUSTER = DbKind(
+    db_type="cluster", label="DB cluster", engine="aurora-postgresql", engine_label="Aurora PostgreSQL",
+    # Aurora PostgreSQL needs 11.9 for DMS CDC and aurora_volume_logical_start_lsn().
+    min_version=(11, 9), min_version_label="11.9", storage_metric="FreeLocalStorage",
+    config_field="source.cluster_identifier", cli_noun="db-cluster", separate_writer=True,
+    id_param="DBClusterIdentifier", describe_call="describe_db_clusters", describe_key="DBClusters",
+    not_found_code="DBClusterNotFoundFault", parse=_from_cluster, stop_call="stop_db_cluster",
+    parameter_group_label="DB cluster parameter group", parameter_group_param="DBClusterParameterGroupName",
+    parameter_group_cli="db-cluster-parameter-group",
+    describe_parameters_call="describe_db_cluster_parameters",
+    describe_parameter_groups_call="describe_db_cluster_parameter_groups",
+    modify_parameter_group_call="modify_db_cluster_parameter_group",
+)
+INSTANCE = DbKind(
+    db_type="instance", label="DB instance", engine="postgres", engine_label="RDS for PostgreSQL",
+    min_version=(11, 0), min_version_label="11", storage_metric="FreeStorageSpace",
+    config_field="source.instance_identifier", cli_noun="db-instance", separate_writer=False,
+    id_param="DBInstanceIdentifier", describe_call="describe_db_instances", describe_key="DBInstances",
+    not_found_code="DBInstanceNotFound", parse=_from_instance, stop_call="stop_db_instance",
+    parameter_group_label="DB parameter group", parameter_group_param="DBParameterGroupName",
+    parameter_group_cli="db-parameter-group",
+    describe_parameters_call="describe_db_parameters",
+    describe_parameter_groups_call="describe_db_parameter_groups",
+    modify_parameter_group_call="modify_db_parameter_group",
+)
+DB_KINDS = {kind.db_type: kind for kind in (CLUSTER, INSTANCE)}
+DB_TYPES = tuple(DB_KINDS)
+
+
+def db_kind(db_type: Any) -> DbKind:
+    """The record for ``db_type``; a clear error for anything but 'cluster' or 'instance'."""
+    kind = DB_KINDS.get(db_type) if isinstance(db_type, str) else None
+    if kind is None:
+        raise ValueError(f"db_type: expected 'cluster' (Aurora) or 'instance' (RDS), got {db_type!r}")
+    return kind
+
+
+def check_db_type(value: Any) -> str:
+    return db_kind(value).db_type
+
+
+def describe_db(rds: Any, *, db_type: str, identifier: str) -> DbDescription | None:
+    """The cluster or instance, or None when it does not exist (in the client's account and region)."""
+    return db_kind(db_type).describe(rds, identifier)
+
+
+def require_db(rds: Any, *, db_type: str, identifier: str, field: str) -> DbDescription:
+    kind = db_kind(db_type)
+    desc = kind.describe(rds, identifier)
+    if desc is None:
+        raise AwsMigrationError(f"{kind.label} {identifier} does not exist in {where(rds)}: check {field}")
+    return desc
+
+
+def endpoint_of(rds: Any, *, db_type: str, identifier: str) -> dict[str, Any]:
+    """{host, port} of a cluster's writer endpoint or an instance's endpoint, read now (never configured)."""
+    desc = require_db(rds, db_type=db_type, identifier=identifier, field="the identifier")
+    if not desc.host:
+        raise AwsMigrationError(f"{identifier} has no endpoint yet (status {desc.status!r}): wait until it is "
+                                f"available")
+    return {"host": desc.host, "port": int(desc.port or 5432)}
+
+
+def describe_kms_key(kms: Any, key_id: str) -> dict[str, Any] | None:
+    try:
+        return kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    except ClientError as exc:
+        if error_code(exc) in ("NotFoundException", "NotFound"):
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Waiting: the check the poll entry point (triggers.checks.check_db_available) runs
+# ---------------------------------------------------------------------------------------------
+
+def db_available(rds: Any, *, db_type: str, identifier: str, writer_instance_identifier: str | None = None,
+                 require_parameters_in_sync: bool = False) -> tuple[bool, dict[str, Any]]:
+    """(done, payload): the cluster (and its writer) or instance is available; payload carries host and port."""
+    kind = db_kind(db_type)
+    desc = require_db(rds, db_type=db_type, identifier=identifier, field="the identifier the create task used")
+    if desc.status in TERMINAL_DB_STATUSES:
+        raise AwsMigrationError(f"{kind.label} {identifier} is {desc.status!r}; it will not become available by "
+                                f"itself: see its events (aws rds describe-events --source-identifier "
+                                f"{identifier})")
+    payload: dict[str, Any] = {"identifier": identifier, "status": desc.status, "host": desc.host, "port": desc.port}
+    done = desc.status == "available"
+    if kind.separate_writer and writer_instance_identifier:
+        writer = require_db(rds, db_type=INSTANCE.db_type, identifier=writer_instance_identifier,
+                            field="the writer identifier the create task used")
+        if writer.status in TERMINAL_DB_STATUSES:
+            raise AwsMigrationError(f"writer {writer_instance_identifier} of {kind.label} {identifier} is "
+                                    f"{writer.status!r}: see its events")
+        payload["writer_status"] = writer.status
+        done = done and writer.status == "available"
+    if require_parameters_in_sync:
+        payload["parameter_apply_status"] = desc.parameter_apply_status
+        done = done and desc.parameter_apply_status in (None, "in-sync")
+    if done and not desc.host:
+        done = False
+    return done, payload

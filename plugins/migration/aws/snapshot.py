@@ -1,0 +1,230 @@
+"""The RDS snapshot path: snapshot the source instance, share it, copy and restore it in the target
+account, wait for it, and read the restored instance's log (``RdsLogReader``) for its clone point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from migration.aws.common import (
+    INSTANCE,
+    AwsMigrationError,
+    check_account_id,
+    check_identifier,
+    error_code,
+    migration_tags,
+    parse_arn,
+    require_db,
+    require_ours,
+    tag_dict,
+)
+
+
+def _describe_snapshot(rds: Any, snapshot_identifier: str) -> dict[str, Any] | None:
+    try:
+        snapshots = rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot_identifier)["DBSnapshots"]
+    except ClientError as exc:
+        if error_code(exc) == "DBSnapshotNotFound":
+            return None
+        raise
+    return snapshots[0] if snapshots else None
+
+
+def _snapshot_tags(snapshot: dict[str, Any]) -> dict[str, str]:
+    return tag_dict(snapshot.get("TagList"))
+
+
+def ensure_db_snapshot(rds: Any, *, migration_id: str, instance_identifier: str,
+                       snapshot_identifier: str) -> dict[str, Any]:
+    """A manual snapshot of the source instance, or the one an earlier try made."""
+    check_identifier(instance_identifier, field="source.instance_identifier")
+    check_identifier(snapshot_identifier, field="snapshot identifier", max_length=255)
+    source = require_db(rds, db_type=INSTANCE.db_type, identifier=instance_identifier,
+                        field="source.instance_identifier")
+    snapshot = _describe_snapshot(rds, snapshot_identifier)
+    created = snapshot is None
+    if snapshot is None:
+        snapshot = rds.create_db_snapshot(DBInstanceIdentifier=instance_identifier,
+                                          DBSnapshotIdentifier=snapshot_identifier,
+                                          Tags=migration_tags(migration_id, source.arn))["DBSnapshot"]
+    else:
+        if snapshot.get("DBInstanceIdentifier") != instance_identifier:
+            raise AwsMigrationError(
+                f"DB snapshot {snapshot_identifier} already exists but is of instance "
+                f"{snapshot.get('DBInstanceIdentifier')}, not {instance_identifier}: delete it or choose another "
+                f"migration id")
+        require_ours("DB snapshot", snapshot_identifier, _snapshot_tags(snapshot), migration_id, source.arn,
+                      "migration id")
+    return {"snapshot_identifier": snapshot_identifier, "snapshot_arn": snapshot["DBSnapshotArn"],
+            "status": snapshot.get("Status"), "encrypted": bool(snapshot.get("Encrypted")),
+            "kms_key_id": snapshot.get("KmsKeyId"), "created": created}
+
+
+def share_db_snapshot(rds: Any, *, snapshot_identifier: str, account_id: str) -> bool:
+    """Let ``account_id`` copy/restore the snapshot; True if the attribute changed."""
+    check_account_id(account_id, field="target account id")
+    if account_id in _restore_accounts(rds, snapshot_identifier):
+        return False
+    rds.modify_db_snapshot_attribute(DBSnapshotIdentifier=snapshot_identifier, AttributeName="restore",
+                                     ValuesToAdd=[account_id])
+    return True
+
+
+def unshare_db_snapshot(rds: Any, *, snapshot_identifier: str, account_id: str) -> bool:
+    """Take the share back; True if it changed. A missing snapshot counts as unshared."""
+    try:
+        accounts = _restore_accounts(rds, snapshot_identifier)
+    except ClientError as exc:
+        if error_code(exc) == "DBSnapshotNotFound":
+            return False
+        raise
+    if account_id not in accounts:
+        return False
+    rds.modify_db_snapshot_attribute(DBSnapshotIdentifier=snapshot_identifier, AttributeName="restore",
+                                     ValuesToRemove=[account_id])
+    return True
+
+
+def _restore_accounts(rds: Any, snapshot_identifier: str) -> set[str]:
+    result = rds.describe_db_snapshot_attributes(DBSnapshotIdentifier=snapshot_identifier)["DBSnapshotAttributesResult"]
+    for attribute in result.get("DBSnapshotAttributes", []):
+        if attribute.get("AttributeName") == "restore":
+            return set(attribute.get("AttributeValues", []))
+    return set()
+
+
+def ensure_snapshot_copy(rds: Any, *, migration_id: str, source_snapshot_arn: str, snapshot_identifier: str,
+                         kms_key_id: str | None) -> dict[str, Any]:
+    """Copy of the shared snapshot in the target account, re-encrypted with the target's key."""
+    check_identifier(snapshot_identifier, field="target snapshot identifier", max_length=255)
+    arn = parse_arn(source_snapshot_arn, field="source_snapshot_arn")
+    if arn.service != "rds" or not arn.resource.startswith("snapshot:"):
+        raise ValueError(f"source_snapshot_arn: expected an RDS DB snapshot ARN, got {source_snapshot_arn!r}")
+    snapshot = _describe_snapshot(rds, snapshot_identifier)
+    created = snapshot is None
+    if snapshot is None:
+        kwargs: dict[str, Any] = {"SourceDBSnapshotIdentifier": source_snapshot_arn,
+                                  "TargetDBSnapshotIdentifier": snapshot_identifier,
+                                  "Tags": migration_tags(migration_id, source_snapshot_arn)}
+        if kms_key_id:
+            kwargs["KmsKeyId"] = kms_key_id
+        snapshot = rds.copy_db_snapshot(**kwargs)["DBSnapshot"]
+    else:
+        require_ours("DB snapshot", snapshot_identifier, _snapshot_tags(snapshot), migration_id,
+                      source_snapshot_arn, "migration id")
+    return {"snapshot_identifier": snapshot_identifier, "snapshot_arn": snapshot["DBSnapshotArn"],
+            "status": snapshot.get("Status"), "created": created}
+
+
+def ensure_instance_from_snapshot(
+    rds: Any,
+    *,
+    migration_id: str,
+    instance_identifier: str,
+    snapshot_identifier: str,
+    instance_class: str | None = None,
+    subnet_group: str | None = None,
+    security_group_ids: Sequence[str] = (),
+    parameter_group: str | None = None,
+) -> dict[str, Any]:
+    """The target instance restored from the snapshot copy, or the one an earlier try restored."""
+    check_identifier(instance_identifier, field="target.instance_identifier")
+    snapshot = _describe_snapshot(rds, snapshot_identifier)
+    if snapshot is None:
+        raise AwsMigrationError(f"DB snapshot {snapshot_identifier} does not exist in the target account: run the "
+                                f"copy task first")
+    source_arn = snapshot["DBSnapshotArn"]
+    existing = INSTANCE.describe(rds, instance_identifier)
+    if existing is None:
+        kwargs: dict[str, Any] = {"DBInstanceIdentifier": instance_identifier,
+                                  "DBSnapshotIdentifier": snapshot_identifier,
+                                  "Tags": migration_tags(migration_id, source_arn)}
+        if instance_class:
+            kwargs["DBInstanceClass"] = instance_class
+        if subnet_group:
+            kwargs["DBSubnetGroupName"] = subnet_group
+        if security_group_ids:
+            kwargs["VpcSecurityGroupIds"] = list(security_group_ids)
+        if parameter_group:
+            kwargs["DBParameterGroupName"] = parameter_group
+        try:
+            instance = rds.restore_db_instance_from_db_snapshot(**kwargs)["DBInstance"]
+            return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
+                    "status": instance.get("DBInstanceStatus"), "created": True}
+        except ClientError as exc:
+            if error_code(exc) != "DBInstanceAlreadyExists":
+                raise
+        existing = require_db(rds, db_type=INSTANCE.db_type, identifier=instance_identifier,
+                              field="target.instance_identifier")
+    require_ours(INSTANCE.label, instance_identifier, existing.tags, migration_id, source_arn,
+                  "target.instance_identifier")
+    return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
+            "created": False}
+
+
+class RdsLogReader:
+    """``reader()`` returns the full text of an RDS instance's log files, oldest file first.
+
+    Each file is read in portions from Marker "0", following the returned Marker while
+    AdditionalDataPending is true, so a "redo done at X/Y" line is found wherever it falls.
+    """
+
+    def __init__(self, rds: Any, instance_identifier: str, *, lines_per_portion: int = 10000,
+                 since_epoch_ms: int | None = None):
+        check_identifier(instance_identifier, field="instance_identifier")
+        if lines_per_portion < 1:
+            raise ValueError(f"lines_per_portion: expected a positive number, got {lines_per_portion}")
+        self.rds = rds
+        self.instance_identifier = instance_identifier
+        self.lines_per_portion = lines_per_portion
+        self.since_epoch_ms = since_epoch_ms
+
+    def log_files(self) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"DBInstanceIdentifier": self.instance_identifier}
+        if self.since_epoch_ms is not None:
+            kwargs["FileLastWritten"] = self.since_epoch_ms
+        files = []
+        for page in self.rds.get_paginator("describe_db_log_files").paginate(**kwargs):
+            files.extend(page.get("DescribeDBLogFiles", []))
+        return sorted(files, key=lambda f: (f.get("LastWritten", 0), f.get("LogFileName", "")))
+
+    def read_file(self, name: str) -> str:
+        parts: list[str] = []
+        marker = "0"
+        while True:
+            response = self.rds.download_db_log_file_portion(
+                DBInstanceIdentifier=self.instance_identifier, LogFileName=name, Marker=marker,
+                NumberOfLines=self.lines_per_portion)
+            parts.append(response.get("LogFileData") or "")
+            if not response.get("AdditionalDataPending"):
+                return "".join(parts)
+            next_marker = response.get("Marker")
+            if not next_marker or next_marker == marker:
+                raise AwsMigrationError(f"reading log {name} of {self.instance_identifier}: AdditionalDataPending "
+                                        f"but the marker did not move ({marker!r})")
+            marker = next_marker
+
+    def __call__(self) -> str:
+        texts = []
+        for log_file in self.log_files():
+            text = self.read_file(log_file["LogFileName"])
+            if text and not text.endswith("\n"):
+                text += "\n"
+            texts.append(text)
+        return "".join(texts)
+
+
+def snapshot_available(rds: Any, *, snapshot_identifier: str) -> tuple[bool, dict[str, Any]]:
+    snapshot = _describe_snapshot(rds, snapshot_identifier)
+    if snapshot is None:
+        raise AwsMigrationError(f"DB snapshot {snapshot_identifier} does not exist: did the task that creates it run?")
+    status = snapshot.get("Status", "")
+    if status in ("failed", "deleting", "incompatible-restore"):
+        raise AwsMigrationError(f"DB snapshot {snapshot_identifier} is {status!r}: delete it and rerun the task that "
+                                f"creates it")
+    return status == "available", {"snapshot_identifier": snapshot_identifier, "status": status,
+                                   "snapshot_arn": snapshot.get("DBSnapshotArn"),
+                                   "encrypted": bool(snapshot.get("Encrypted")), "kms_key_id": snapshot.get("KmsKeyId"),
+                                   "percent_progress": snapshot.get("PercentProgress")}
