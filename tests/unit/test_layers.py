@@ -10,16 +10,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 MIGRATION = Path(__file__).resolve().parents[2] / "plugins" / "migration"
 
 # Top-level packages that belong to the Airflow side (``plugins/`` is on sys.path, so ``hooks`` is ours).
 AIRFLOW_SIDE = ("airflow", "hooks", "operators", "sensors", "triggers")
-
-# Modules of plugins/migration (relative path, a package by its folder) that still import Airflow-side
-# code while their split is under way. Remove an entry as soon as it is clean; the list should be empty.
-NOT_YET_CLEAN: frozenset[str] = frozenset()
 
 
 def _imported_names(tree: ast.AST) -> list[tuple[int, str]]:
@@ -44,18 +38,10 @@ def airflow_side_imports(path: Path) -> list[str]:
             if name.split(".")[0] in AIRFLOW_SIDE]
 
 
-def _unit(path: Path) -> str:
-    """The allow-list key of a file: ``x.py`` for a module, ``x/`` for every file of package ``x``."""
-    relative = path.relative_to(MIGRATION)
-    return f"{relative.parts[0]}/" if len(relative.parts) > 1 else relative.name
-
-
 def violations() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in sorted(MIGRATION.rglob("*.py")):
-        for hit in airflow_side_imports(path):
-            found.setdefault(_unit(path), []).append(f"{path.relative_to(MIGRATION)}:{hit}")
-    return found
+    """``{module path: ["<line>: <module>", ...]}`` for every module of plugins/migration that imports Airflow-side."""
+    found = {str(path.relative_to(MIGRATION)): airflow_side_imports(path) for path in sorted(MIGRATION.rglob("*.py"))}
+    return {module: hits for module, hits in found.items() if hits}
 
 
 def test_the_scan_sees_imports_inside_function_bodies(tmp_path):
@@ -66,11 +52,4 @@ def test_the_scan_sees_imports_inside_function_bodies(tmp_path):
 
 
 def test_migration_imports_nothing_from_airflow_hooks_operators_sensors_or_triggers():
-    found = {unit: hits for unit, hits in violations().items() if unit not in NOT_YET_CLEAN}
-    assert found == {}, "plugins/migration must stay Airflow-free; move these into triggers/checks.py or hooks/"
-
-
-@pytest.mark.parametrize("unit", sorted(NOT_YET_CLEAN))
-def test_the_allow_list_names_only_modules_that_still_need_it(unit):
-    assert (MIGRATION / unit).exists() and violations().get(unit), (
-        f"{unit} is clean (or gone): remove it from NOT_YET_CLEAN")
+    assert violations() == {}, "plugins/migration must stay Airflow-free; move these into triggers/checks.py or hooks/"
