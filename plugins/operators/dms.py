@@ -216,7 +216,7 @@ class DmsTestConnectionOperator(_WaitsByPolling, AwsBaseOperator[DmsHook]):
 
     def execute(self, context: Context) -> dict[str, Any]:
         dms_resources.start_connection_test(self.hook.conn, replication_instance_arn=self.replication_instance_arn,
-                                  endpoint_arn=self.endpoint_arn)
+                                            endpoint_arn=self.endpoint_arn)
         return self._wait("triggers.checks:check_dms_connection_tested",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_arn": self.replication_instance_arn,

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
 from migration.dms import requests as dms_requests
+from migration.dms.cutover import DmsCdcEngine, DmsLink
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.aws
 
 
 def test_cdc_task_settings_carry_control_schema_validation_limited_lobs_and_logging():
-    settings = dms_requests.cdc_task_settings(control_schema="dms_control_schema", validation_threads=8, lob_max_size_kb=64)
+    settings = dms_requests.cdc_task_settings(control_schema="dms_control_schema", validation_threads=8,
+                                              lob_max_size_kb=64)
     assert settings["ControlTablesSettings"] == {"ControlSchema": "dms_control_schema"}
     assert settings["ValidationSettings"] == {"EnableValidation": True, "ThreadCount": 8}
     assert settings["TargetMetadata"] == {"SupportLobs": True, "FullLobMode": False, "LimitedSizeLobMode": True,
@@ -83,19 +84,22 @@ def test_target_settings_set_replica_role_only_when_asked():
 
 
 def test_endpoint_request_has_no_password_and_a_secret_replaces_host_and_user():
-    request = dms_requests.endpoint_request(endpoint_identifier="orders-app-source", endpoint_type="source", database="app",
-                                   postgresql_settings={"SlotName": "s"}, server_name="db.example", port="5433",
-                                   username="dms_user", tags={"k": "v"})
+    request = dms_requests.endpoint_request(endpoint_identifier="orders-app-source", endpoint_type="source",
+                                            database="app", postgresql_settings={"SlotName": "s"},
+                                            server_name="db.example", port="5433", username="dms_user",
+                                            tags={"k": "v"})
     assert request == {"EndpointIdentifier": "orders-app-source", "EndpointType": "source", "EngineName": "postgres",
                        "DatabaseName": "app", "SslMode": "require", "ServerName": "db.example", "Port": 5433,
                        "Username": "dms_user", "PostgreSQLSettings": {"SlotName": "s"},
                        "Tags": [{"Key": "k", "Value": "v"}]}
-    secret = dms_requests.endpoint_request(endpoint_identifier="orders-app-source", endpoint_type="source", database="app",
-                                  postgresql_settings={"SecretsManagerSecretId": "x", "SecretsManagerAccessRoleArn": "r"})
+    secret = dms_requests.endpoint_request(
+        endpoint_identifier="orders-app-source", endpoint_type="source", database="app",
+        postgresql_settings={"SecretsManagerSecretId": "x", "SecretsManagerAccessRoleArn": "r"})
     assert not {"ServerName", "Port", "Username", "Password"} & set(secret)
     with pytest.raises(dms_errors.DmsInputError, match="host: a Secrets Manager secret"):
-        dms_requests.endpoint_request(endpoint_identifier="e", endpoint_type="target", database="app", server_name="h",
-                             postgresql_settings={"SecretsManagerSecretId": "x", "SecretsManagerAccessRoleArn": "r"})
+        dms_requests.endpoint_request(
+            endpoint_identifier="e", endpoint_type="target", database="app", server_name="h",
+            postgresql_settings={"SecretsManagerSecretId": "x", "SecretsManagerAccessRoleArn": "r"})
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -155,12 +159,12 @@ def test_latency_rule_ignores_periods_missing_one_of_the_two_metrics():
 def test_engine_refuses_bad_input_before_any_call():
     arn = "arn:aws:dms:us-east-1:222222222222:task:ABC"
     with pytest.raises(dms_errors.DmsInputError, match="links"):
-        dms_cutover.DmsCdcEngine(links=[])
+        DmsCdcEngine(links=[])
     with pytest.raises(dms_errors.DmsInputError, match="replication_task_arn"):
-        dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink("app", "not-an-arn", "s")])
+        DmsCdcEngine(links=[DmsLink("app", "not-an-arn", "s")])
     with pytest.raises(dms_errors.DmsInputError, match="slot_name"):
-        dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink("app", arn, "Bad Slot")])
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink("app", arn, "s")])
+        DmsCdcEngine(links=[DmsLink("app", arn, "Bad Slot")])
+    engine = DmsCdcEngine(links=[DmsLink("app", arn, "s")])
     with pytest.raises(LSNError, match="final_lsn"):
         engine.drain("banana", timeout=1, source_conn=object())
     with pytest.raises(dms_errors.DmsInputError, match="source_conn"):

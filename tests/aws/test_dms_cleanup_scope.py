@@ -146,7 +146,8 @@ def test_dag_cleanup_deletes_no_dms_resource_named_by_the_config_alone(config):
     from dag_factory import build_dag
 
     dag = build_dag(config)
-    others = {dms_task_id(MIGRATION, "billing"), *(dms_endpoint_id(MIGRATION, "billing", s) for s in ("source", "target"))}
+    others = {dms_task_id(MIGRATION, "billing"),
+              *(dms_endpoint_id(MIGRATION, "billing", s) for s in ("source", "target"))}
     for task in dag.tasks:
         if "delete" in task.task_id:
             fields = {name: getattr(task, name, None) for name in task.template_fields}

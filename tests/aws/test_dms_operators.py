@@ -29,6 +29,7 @@ from dms_fixtures import dms_moto  # noqa: F401 - fixture
 from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import requests as dms_requests
+from migration.dms.cutover import DmsCdcEngine, DmsLink
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 from operators.dms import (
@@ -111,10 +112,10 @@ def create_task(instance, source, target, lsn=START_LSN):
     return DmsCreateCdcTaskOperator(
         task_id="create_cdc_task", aws_conn_id="aws_target", replication_task_id=dms_task_id(MIGRATION, DATABASE),
         source_endpoint_arn=source["arn"], target_endpoint_arn=target["arn"],
-        replication_instance_arn=instance["arn"], table_mappings=dms_requests.table_mappings(["dms_sample", "billing"]),
-        cdc_start_position=lsn,
-        replication_task_settings=dms_requests.cdc_task_settings(control_schema="migration_control", validation_threads=8,
-                                                        lob_max_size_kb=64)).execute({})
+        replication_instance_arn=instance["arn"],
+        table_mappings=dms_requests.table_mappings(["dms_sample", "billing"]), cdc_start_position=lsn,
+        replication_task_settings=dms_requests.cdc_task_settings(
+            control_schema="migration_control", validation_threads=8, lob_max_size_kb=64)).execute({})
 
 
 def start_task(arn, lsn=START_LSN):
@@ -193,7 +194,8 @@ def test_instance_wait_defers_and_finishes_in_the_trigger(dms_moto):  # noqa: F8
 
 # -- endpoints -----------------------------------------------------------------------------------
 
-def test_source_endpoint_request_is_exact_and_the_password_goes_only_to_dms(dms_moto, pg_connections, caplog):  # noqa: F811
+def test_source_endpoint_request_is_exact_and_the_password_goes_only_to_dms(
+        dms_moto, pg_connections, caplog):  # noqa: F811
     caplog.set_level(logging.DEBUG, logger="airflow")
     result = source_endpoint()
     (request,) = dms_moto.calls("CreateEndpoint")
@@ -257,7 +259,8 @@ def test_connection_test_succeeds_repeats_and_surfaces_dms_failure(cdc_task):
     op = DmsTestConnectionOperator(task_id="test_target_connection", aws_conn_id="aws_target", poll_interval=0.05,
                                    replication_instance_arn=cdc_task["instance"]["arn"],
                                    endpoint_arn=cdc_task["target"]["arn"])
-    with pytest.raises(dms_errors.DmsError, match="to endpoint orders-mig-app-target failed: FATAL: password authentication"):
+    with pytest.raises(dms_errors.DmsError,
+                       match="to endpoint orders-mig-app-target failed: FATAL: password authentication"):
         op.execute({})
 
 
@@ -365,14 +368,14 @@ def test_table_statistics_operator_summarises_all_pages(cdc_task):
 
 def test_engine_prepare_and_stop_every_task(cdc_task):
     ext, arn = cdc_task["moto"], cdc_task["arn"]
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, arn, "mig_orders_mig_app")], dms=client(),
-                              poll_interval=0.01)
+    engine = DmsCdcEngine(links=[DmsLink(DATABASE, arn, "mig_orders_mig_app")], dms=client(), poll_interval=0.01)
     with pytest.raises(dms_errors.DmsError, match="database app: replication task .* is ready, not running"):
         engine.prepare(source_conn=object())
     start_task(arn)
     result = engine.stop()
     assert result == {DATABASE: {"arn": arn, "stopped": True, "was": "running", "status": "stopped",
-                                 "stop_reason": "STOPPED_BY_USER", "waited_seconds": result[DATABASE]["waited_seconds"]}}
+                                 "stop_reason": "STOPPED_BY_USER",
+                                 "waited_seconds": result[DATABASE]["waited_seconds"]}}
     assert ext.calls("StopReplicationTask") == [{"ReplicationTaskArn": arn}]
     assert engine.stop()[DATABASE]["was"] == "stopped"
     assert len(ext.calls("StopReplicationTask")) == 1

@@ -32,6 +32,7 @@ from hooks.postgres import connect
 from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
+from migration.dms.cutover import DmsCdcEngine, DmsLink
 from migration.lsn import LSN
 from sensors.dms import DmsCdcLatencySensor, DmsValidationSensor
 from triggers.checks import check_dms_cdc_latency, check_dms_validation
@@ -314,7 +315,8 @@ def test_validation_failures_query_on_real_postgresql(pg):
         {"table": "dms_sample.orders", "failure_type": "RECORD_DIFF", "failures": 2},
         {"table": "dms_sample.items", "failure_type": "MISSING_TARGET", "failures": 1}]
     assert [(s["table"], s["key_type"], s["key"], s["failure_type"]) for s in result["sample"]] == [
-        ("dms_sample.orders", "Row", '{"id": 1}', "RECORD_DIFF"), ("dms_sample.orders", "Row", '{"id": 2}', "RECORD_DIFF")]
+        ("dms_sample.orders", "Row", '{"id": 1}', "RECORD_DIFF"),
+        ("dms_sample.orders", "Row", '{"id": 2}', "RECORD_DIFF")]
     assert dms_monitoring.validation_failures(pg["target"], control_schema=CONTROL, task_name="NONE")["total"] == 0
     absent = dms_monitoring.validation_failures(pg["target"], control_schema="no_such_schema", task_name="TASKA")
     assert absent == {"table_present": False, "total": 0, "by_table": [], "sample": []}
@@ -342,8 +344,8 @@ def test_drain_returns_at_once_on_slot_proof_without_reading_cloudwatch(dms_moto
     cloudwatch = client("cloudwatch")
     metric_reads = []
     cloudwatch.meta.events.register("before-call.cloudwatch.GetMetricData", lambda **_: metric_reads.append(1))
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
-                              cloudwatch=cloudwatch, replication_instance_id=task["instance_id"], marker_schema=CONTROL)
+    engine = DmsCdcEngine(links=[DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+                          cloudwatch=cloudwatch, replication_instance_id=task["instance_id"], marker_schema=CONTROL)
     result = engine.drain(str(final), timeout=5)
     assert result["drained"] is True and result["proof"] == "slot" and result["checks"] == 1
     assert result["markers"] == {} and LSN(result["confirmed"][DATABASE]) >= final
@@ -362,9 +364,9 @@ def test_drain_waits_for_dms_to_confirm_past_the_final_lsn_using_the_marker(dms_
     def sleep_while_dms_works(_seconds: float) -> None:
         confirmations.append(confirm_like_dms(consumer))
 
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
-                              cloudwatch=client("cloudwatch"), replication_instance_id=task["instance_id"],
-                              marker_schema=CONTROL, sleep=sleep_while_dms_works)
+    engine = DmsCdcEngine(links=[DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+                          cloudwatch=client("cloudwatch"), replication_instance_id=task["instance_id"],
+                          marker_schema=CONTROL, sleep=sleep_while_dms_works)
     result = engine.drain(final, timeout=30)
     consumer.close()
     assert result["drained"] is True and result["checks"] == 2
@@ -381,8 +383,8 @@ def test_drain_times_out_when_dms_cannot_confirm_past_the_final_lsn(pg):
     final = final_lsn(pg["source"])
     consumer = psycopg.connect(pg["source_server"].conninfo(DATABASE), autocommit=True)
     stop = threading.Event()
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
-                              poll_interval=0.05, sleep=lambda s: (confirm_like_dms(consumer), stop.wait(s)))
+    engine = DmsCdcEngine(links=[DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+                          poll_interval=0.05, sleep=lambda s: (confirm_like_dms(consumer), stop.wait(s)))
     with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=rf"final LSN {final} within 0.3 s: app: slot {SLOT} confirmed .* bytes behind"):
         engine.drain(final, timeout=0.3)
@@ -391,7 +393,8 @@ def test_drain_times_out_when_dms_cannot_confirm_past_the_final_lsn(pg):
     assert LSN(confirmed) < final
 
 
-def test_engine_with_its_own_connections_drains_every_database_and_marks_only_the_lagging_one(dms_moto, pg):  # noqa: F811
+def test_engine_with_its_own_connections_drains_every_database_and_marks_only_the_lagging_one(
+        dms_moto, pg):  # noqa: F811
     source_server = pg["source_server"]
     with psycopg.connect(source_server.conninfo(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'app2'").fetchone():
@@ -399,7 +402,8 @@ def test_engine_with_its_own_connections_drains_every_database_and_marks_only_th
     app2 = psycopg.connect(source_server.conninfo("app2"), autocommit=True, options="-c synchronous_commit=on")
     app2.execute(f"CREATE SCHEMA IF NOT EXISTS {CONTROL}")
     app2.execute("CREATE TABLE IF NOT EXISTS invoices (id bigint PRIMARY KEY)")
-    app2.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'mig_orders_mig_app2'")
+    app2.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                 "WHERE slot_name = 'mig_orders_mig_app2'")
     app2.execute("SELECT pg_create_logical_replication_slot('mig_orders_mig_app2', 'test_decoding')")
     first = running_cdc_task(client("dms"), instance_id="orders-mig-repl", task_id="orders-mig-app-cdc")
     second = running_cdc_task(client("dms"), instance_id="orders-mig-repl-2", task_id="orders-mig-app2-cdc")
@@ -409,7 +413,7 @@ def test_engine_with_its_own_connections_drains_every_database_and_marks_only_th
     final = final_lsn(pg["source"])
     pg["source"].execute(f"SELECT pg_replication_slot_advance('{SLOT}', pg_current_wal_lsn())")
     consumer = psycopg.connect(source_server.conninfo("app2"), autocommit=True)
-    engine = dms_cutover.DmsCdcEngine.opening(
+    engine = DmsCdcEngine.opening(
         connect=lambda database: connect("source_pg", dbname=database), dms=client("dms"),
         cloudwatch=client("cloudwatch"), replication_instance_id=first["instance_id"],
         marker_schema=CONTROL, sleep=lambda _s: confirm_like_dms(consumer, "mig_orders_mig_app2"),
@@ -434,8 +438,8 @@ def test_drain_reports_a_marker_it_could_not_write(pg):
     pg["source"].execute("INSERT INTO dms_sample.orders VALUES (5, 'e')")
     other_database_write(pg["source_server"])
     final = final_lsn(pg["source"])
-    engine = dms_cutover.DmsCdcEngine(links=[dms_cutover.DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
-                              marker_schema="no_such_schema", poll_interval=0.05)
+    engine = DmsCdcEngine(links=[DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+                          marker_schema="no_such_schema", poll_interval=0.05)
     with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=r"drain marker was not written in app \(InvalidSchemaName: schema "):
         engine.drain(final, timeout=0.2)
