@@ -2,13 +2,14 @@
 
 Parts plug in, so other platforms and engines reuse the same section and its abort path:
 
-- a write fence (``migration.fence.RoleFence``: per-database read-only default and CONNECT for the listed roles and
-  every role that is a member of them; an AWS security-group fence plugs in) with block / unblock;
+- a write fence (``migration.fence.RoleFence``: per-database read-only default and CONNECT for the
+  listed roles and every member of them; the AWS security-group fence plugs in) with block / unblock;
 - ``source_quiet.SourceDrain``, the same for every fence: it ends every client session on the migrated
   databases but the cutover's own, waits until nothing is in flight and reads the source's final LSN;
 - a CDC engine (``NativeCdc`` here; DMS plugs in) with drain(final_lsn, timeout) / stop;
-- ``source_quiet.ChangesAfterFinalLsn``, the proof: once CDC is stopped, the slots hold no change that the target
-  has not applied. Whatever a fence missed fails here, before the target opens, instead of being lost;
+- ``source_quiet.ChangesAfterFinalLsn``, the proof: once CDC is stopped, the slots hold no change that
+  the target has not applied. Whatever a fence missed fails here, before the target opens, instead of
+  being lost;
 - a target opener (``LocalTargetOpener`` here; a DNS switch plugs in) with open / revert.
 
 Every step is recorded in the run's ``CutoverJournal`` (migration.journal) before and after it runs.
@@ -31,14 +32,13 @@ import psycopg
 
 from migration import sql as q
 from migration.journal import CutoverJournal, JournalState
-
-if TYPE_CHECKING:
-    from migration.source_quiet import ChangesAfterFinalLsn, SourceDrain
 from migration.lsn import LSN
 from migration.native_cdc import drop_subscription, enable_subscription, slot_positions, subscription_state
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # they raise CutoverError, so they import this module
+    from migration.source_quiet import ChangesAfterFinalLsn, SourceDrain
 
+log = logging.getLogger(__name__)
 
 
 class CutoverError(RuntimeError):
