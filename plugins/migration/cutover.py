@@ -411,8 +411,9 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
                        f"({plan.opener.name}) may already send clients to the target and its revert was not "
                        "confirmed, so the source STAYS FENCED (writes on both sides would split the data). Next: "
                        "check where the application's endpoint points. If it points at the target, clear "
-                       "cutover.switch_over: it resumes at opening the target. If it points at the source, clear "
-                       "cutover.unblock_source_writes with force_restore, which restores the source's writes.")
+                       "cutover.switch_over: it resumes at opening the target. If it points at the source, run "
+                       f"`airflow tasks test <dag> cutover.unblock_source_writes {plan.journal.run_id} "
+                       "-t '{\"force_restore\": true}'`, which restores the source's writes.")
             _journal_outcome(journal, "fence_kept", {"failed_step": failed, "error": str(exc), "summary": result})
             raise CutoverAborted(message, failed_step=failed, timeline=result, fence_kept=True) from exc
     stopped = timeline.done("stop_cdc")
@@ -488,7 +489,9 @@ def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]
         raise CutoverError(
             f"this run passed its commit point ({point.get('opener')} opening submitted) without confirming the "
             "opening or its revert, so the source stays fenced. Clear cutover.switch_over to finish the opening, "
-            "or, once the endpoint points at the source again, run this task with force_restore")
+            "or, once the endpoint points at the source again, run this task with the param force_restore "
+            f"(`airflow tasks test <dag> cutover.unblock_source_writes {journal.run_id} "
+            "-t '{\"force_restore\": true}'`)")
     undone = []
     if not state.target_open and state.step("stop_cdc") == "done":
         for name, fn in undo_after_stop:
