@@ -103,3 +103,14 @@ def check_no_drift(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     found = schema_drift(source_conn, target_conn, schemas)
     if found:
         raise SchemaDriftError(drift_message(found, database=database), found)
+
+
+def check_source_unchanged(source_conn: psycopg.Connection, target_conn: psycopg.Connection,
+                           schemas: Sequence[str], target_digest: str, *, database: str | None = None) -> None:
+    """The cheap re-check for the cutover's window: the source's digest alone against the target's, read
+    before writes were blocked (nothing changes the target's schemas meanwhile). Only when they differ
+    are both sides read in detail, to name the differences; SchemaDriftError then."""
+    source_digest, _ = catalog(source_conn, drift_schemas(schemas), detail=False)
+    if source_digest != target_digest:
+        check_no_drift(source_conn, target_conn, schemas, database=database)
+

@@ -51,7 +51,7 @@ class SourceDrain:
     databases: Sequence[str]
     keep_pids: Sequence[int] = ()
     poll_interval_s: float = 0.01
-    settle_s: float = 0.02
+    settle_s: float = 0.01
     ended: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:

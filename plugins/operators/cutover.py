@@ -21,7 +21,7 @@ from migration.cutover import (
     run_cutover,
     unblock_run,
 )
-from migration.drift import check_no_drift
+from migration.drift import catalog, check_source_unchanged, drift_schemas
 from migration.endpoints import endpoint_override
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
@@ -146,9 +146,11 @@ class CutoverOperator(BaseOperator):
                 resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
-            # Schema drift is re-checked once the source is quiet: no DDL can come after this.
+            # Schema drift is re-checked once the source is quiet: no DDL can come after this. The target's
+            # digest is read now, outside the window; inside it only the source is read again.
             plan.after_drain = [(f"check_schema_drift[{db}]", partial(
-                check_no_drift, sources[db], targets[db], schemas, database=db)) for db in databases]
+                check_source_unchanged, sources[db], targets[db], schemas,
+                catalog(targets[db], drift_schemas(schemas), detail=False)[0], database=db)) for db in databases]
             after, undo = [], []
             if self.sync_sequences:
                 after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
