@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from hooks.aws import aws_client
-from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer
+from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer, writer_can_be_added
 from migration.aws.common import as_list, check_account_id, check_db_type, db_kind, require_db
 from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter
 from migration.aws.sharing import accept_resource_share, ensure_resource_share, grant_key_to_account, kms_statement_sid
@@ -74,7 +74,9 @@ class AwsCreateClusterCloneOperator(BaseOperator):
     """Clone the shared source cluster in the target account (copy-on-write, latest restorable
     time, the target's KMS key, subnet group, security groups and parameter group) and add the
     writer instance; a rerun finds both by identifier (and refuses same-named resources it did not
-    make). Returns ``{cluster_identifier, cluster_arn, writer_instance_identifier, created}``.
+    make). AWS accepts the writer only once the restored cluster is available, so the task waits
+    (deferred) for that between the two. Returns ``{cluster_identifier, cluster_arn,
+    writer_instance_identifier, created}``.
     """
 
     template_fields: Sequence[str] = ("target_aws_conn_id", "source_cluster_arn", "cluster_identifier",
@@ -87,7 +89,8 @@ class AwsCreateClusterCloneOperator(BaseOperator):
                  cluster_identifier: str, writer_instance_identifier: str | None = None,
                  kms_key_id: str | None = None, subnet_group: str | None = None,
                  security_group_ids: Sequence[str] = (), parameter_group: str | None = None,
-                 db_parameter_group: str | None = None, instance_class: str | None = None, **kwargs: Any):
+                 db_parameter_group: str | None = None, instance_class: str | None = None,
+                 poll_interval: float = 30.0, wait_timeout: float = 3600.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.target_aws_conn_id = target_aws_conn_id
         self.migration_id = migration_id
@@ -100,6 +103,11 @@ class AwsCreateClusterCloneOperator(BaseOperator):
         self.parameter_group = parameter_group
         self.db_parameter_group = db_parameter_group
         self.instance_class = instance_class
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+
+    def _writer_id(self) -> str:
+        return self.writer_instance_identifier or writer_identifier(self.cluster_identifier)
 
     def execute(self, context: Context) -> dict[str, Any]:
         rds = aws_client(self.target_aws_conn_id, "rds")
@@ -109,7 +117,32 @@ class AwsCreateClusterCloneOperator(BaseOperator):
             subnet_group=self.subnet_group or None,
             security_group_ids=as_list(self.security_group_ids, field="security_group_ids"),
             parameter_group=self.parameter_group or None)
-        writer_id = self.writer_instance_identifier or writer_identifier(self.cluster_identifier)
+        ready, status = writer_can_be_added(rds, cluster_identifier=self.cluster_identifier,
+                                            instance_identifier=self._writer_id())
+        if not ready:
+            self.log.info("Clone %s is %s: waiting until it is available to add its writer", clone["cluster_arn"],
+                          status)
+            self.defer(
+                trigger=PollTrigger(
+                    check="triggers.checks:check_rds_db_available",
+                    kwargs={"aws_conn_id": self.target_aws_conn_id, "db_type": "cluster",
+                            "identifier": self.cluster_identifier},
+                    poke_interval=self.poll_interval, timeout=self.wait_timeout),
+                method_name="execute_complete",
+                kwargs={"clone": clone},
+                timeout=timedelta(seconds=self.wait_timeout),
+            )
+        return self._add_writer(rds, clone)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None,
+                         clone: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            raise AirflowException(f"{self.task_id}: waiting for clone {self.cluster_identifier} to be available "
+                                   f"failed: {(event or {}).get('message', event)}")
+        return self._add_writer(aws_client(self.target_aws_conn_id, "rds"), clone or {})
+
+    def _add_writer(self, rds: Any, clone: dict[str, Any]) -> dict[str, Any]:
+        writer_id = self._writer_id()
         writer = ensure_cluster_writer(
             rds, migration_id=self.migration_id, cluster_identifier=self.cluster_identifier,
             instance_identifier=writer_id, instance_class=self.instance_class or None,
@@ -118,7 +151,8 @@ class AwsCreateClusterCloneOperator(BaseOperator):
                       "created" if clone["created"] else "found", writer_id,
                       "created" if writer["created"] else "found")
         return {"cluster_identifier": self.cluster_identifier, "cluster_arn": clone["cluster_arn"],
-                "writer_instance_identifier": writer_id, "created": clone["created"] or writer["created"]}
+                "writer_instance_identifier": writer_id,
+                "created": bool(clone.get("created")) or writer["created"]}
 
 
 class AwsSetLogicalReplicationOperator(BaseOperator):

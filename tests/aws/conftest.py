@@ -193,6 +193,8 @@ class MotoStandIns:
     backing: moto ARN (cluster, instance, snapshot) -> the real LocalServer that plays its data.
     pg: the ServerFactory that makes those servers (pg_basebackup clones).
     max_portion_bytes: the stand-in's cap per log portion (RDS caps at 1 MB).
+    restore_creating_describes: how many describe_db_clusters a restored cluster answers "creating"
+    to; while it does, create_db_instance in it is refused (InvalidDBClusterStateFault), as on AWS.
     """
 
     def __init__(self) -> None:
@@ -205,6 +207,18 @@ class MotoStandIns:
         self.log_split: dict[str, int] = {}
         self.pg = None
         self.max_portion_bytes = 1024 * 1024
+        self.restore_creating_describes = 1
+        self.cluster_describes: dict[str, tuple[int, int]] = {}  # cluster ARN -> (describes seen, creating for)
+
+    # RDS: a restored cluster is "creating" for a while ------------------------------------
+    def cluster_creating(self, arn: str) -> bool:
+        seen, creating_for = self.cluster_describes.get(arn, (0, 0))
+        return seen <= creating_for and creating_for > 0
+
+    def cluster_described(self, arn: str) -> None:
+        if arn in self.cluster_describes:
+            seen, creating_for = self.cluster_describes[arn]
+            self.cluster_describes[arn] = (seen + 1, creating_for)
 
     # RAM -------------------------------------------------------------------------------------
     @staticmethod
@@ -316,7 +330,12 @@ def _standins_installed(moto_server):
 
     from moto.core.responses import ActionResult
     from moto.ram.models import ResourceAccessManagerBackend
-    from moto.rds.exceptions import DBInstanceNotFoundError, DBSnapshotNotFoundFault, RDSClientError
+    from moto.rds.exceptions import (
+        DBInstanceNotFoundError,
+        DBSnapshotNotFoundFault,
+        InvalidDBClusterStateFault,
+        RDSClientError,
+    )
     from moto.rds.models import DBCluster, DBInstance, DBSnapshot, RDSBackend, rds_backends
     from moto.rds.responses import RDSResponse
 
@@ -383,7 +402,33 @@ def _standins_installed(moto_server):
         clone = STANDINS.clone_for(source_db_cluster_identifier, cluster.arn)
         if clone is not None:
             cluster.port = clone.port
+        STANDINS.cluster_describes[cluster.arn] = (0, STANDINS.restore_creating_describes)
         return cluster
+
+    # A restored cluster is "creating" until described often enough; no instance can join it until then.
+    original_cluster_status = DBCluster.status
+    original_describe_clusters = RDSBackend.describe_db_clusters
+    original_create_instance = RDSBackend.create_db_instance
+
+    def cluster_status(self):
+        return "creating" if STANDINS.cluster_creating(self.arn) else original_cluster_status.fget(self)
+
+    def set_cluster_status(self, value):
+        STANDINS.cluster_describes.pop(self.arn, None)
+        original_cluster_status.fset(self, value)
+
+    def describe_db_clusters(self, *args, **kwargs):
+        clusters = original_describe_clusters(self, *args, **kwargs)
+        for cluster in clusters:
+            STANDINS.cluster_described(cluster.arn)
+        return clusters
+
+    def create_db_instance(self, db_kwargs):
+        cluster = self.clusters.get(db_kwargs.get("db_cluster_identifier") or "")
+        if cluster is not None and STANDINS.cluster_creating(cluster.arn):
+            raise InvalidDBClusterStateFault(f"DB cluster {cluster.db_cluster_identifier} is not in the "
+                                             f"available state: it is creating")
+        return original_create_instance(self, db_kwargs)
 
     original_copy = RDSBackend.copy_db_snapshot
 
@@ -495,6 +540,9 @@ def _standins_installed(moto_server):
         mp.setattr(ResourceAccessManagerBackend, "get_resource_shares", get_resource_shares)
         mp.setattr(RDSBackend, "restore_db_cluster_to_point_in_time", restore_db_cluster_to_point_in_time)
         mp.setattr(RDSBackend, "copy_db_snapshot", copy_db_snapshot)
+        mp.setattr(RDSBackend, "describe_db_clusters", describe_db_clusters)
+        mp.setattr(RDSBackend, "create_db_instance", create_db_instance)
+        mp.setattr(DBCluster, "status", property(cluster_status, set_cluster_status))
         mp.setattr(RDSBackend, "create_db_snapshot", create_db_snapshot)
         mp.setattr(RDSBackend, "restore_db_instance_from_db_snapshot", restore_db_instance_from_db_snapshot)
         mp.setattr(RDSBackend, "describe_db_log_files", describe_db_log_files)

@@ -10,6 +10,9 @@ tests/aws/conftest.py `_standins_installed`, so botocore still validates every r
 - Cross-account clone: moto cannot resolve another account's cluster ARN; the stand-in resolves it
   in the owner's backend and, as AWS does, refuses unless a RAM share of that cluster to the
   caller is accepted and the source key policy lets the caller's account use the key.
+- A restored cluster is "creating" first (moto reports it available at once): the stand-in answers
+  "creating" to the first `restore_creating_describes` describe_db_clusters and, as AWS does,
+  refuses create_db_instance in it until then (InvalidDBClusterStateFault).
 - Real data behind the clone: the source cluster is played by a real PostgreSQL server; the
   restore makes a real pg_basebackup clone of it, and the clone's Endpoint/Port in moto point at
   that clone, so the endpoint read from AWS is reached with the source's credentials for real.
@@ -21,13 +24,13 @@ import json
 
 import psycopg
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, make_world, postgres_conn_uri, run_operator, run_trigger
 
 from hooks.aws import aws_client
 from hooks.postgres import connect
-from migration.aws.clone import ensure_cluster_clone
+from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer
 from migration.aws.common import AwsMigrationError
 from migration.aws.parameters import get_parameter
 from migration.aws.sharing import ensure_resource_share, grant_key_to_account, kms_statement_sid
@@ -206,6 +209,48 @@ def test_clone_needs_the_accepted_share_and_the_key_statement(world, admin, stan
         ensure_cluster_clone(target_rds, **kwargs)
     assert run_operator(share_operator(world))["invitation"] == "ASSOCIATED"
     assert ensure_cluster_clone(target_rds, **kwargs)["created"] is True
+
+
+def test_writer_is_created_only_once_the_clone_is_available(world, admin, standins):
+    share = run_operator(share_operator(world))
+    standins.restore_creating_describes = 3
+    trds = admin("rds", TARGET_ACCOUNT)
+    operator = clone_operator(world, share, poll_interval=0.01)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    # The restore ran; the writer waits for the cluster (AWS refuses it while the cluster is creating).
+    assert trds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [CLONE]}])["DBInstances"] == []
+    with pytest.raises(ClientError, match="InvalidDBClusterStateFault"):
+        trds.create_db_instance(DBInstanceIdentifier="too-early", DBClusterIdentifier=CLONE,
+                                Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PollTrigger) and deferred.value.method_name == "execute_complete"
+    assert json.loads(json.dumps(trigger.serialize()[1]))["kwargs"]["identifier"] == CLONE
+    event = run_trigger(trigger).payload
+    assert event["status"] == "success" and event["attempts"] >= 2 and event["payload"]["status"] == "available"
+    result = operator.execute_complete({}, event=event, **deferred.value.kwargs)
+    assert result == {"cluster_identifier": CLONE, "cluster_arn": f"arn:aws:rds:{REGION}:{TARGET_ACCOUNT}:cluster:{CLONE}",
+                      "writer_instance_identifier": "orders-tgt-writer", "created": True}
+    writer = trds.describe_db_instances(DBInstanceIdentifier="orders-tgt-writer")["DBInstances"][0]
+    assert writer["DBClusterIdentifier"] == CLONE
+
+    # A failed wait names the clone; a rerun finds both and does not wait.
+    with pytest.raises(AirflowException, match=f"waiting for clone {CLONE} to be available failed: gone"):
+        operator.execute_complete({}, event={"status": "error", "message": "gone"}, **deferred.value.kwargs)
+    assert run_operator(clone_operator(world, share), max_deferrals=0) == {**result, "created": False}
+
+
+def test_writer_is_refused_while_the_cluster_is_not_available(world, admin, standins):
+    run_operator(share_operator(world))
+    standins.restore_creating_describes = 5
+    target_rds = aws_client("aws_target", "rds")
+    ensure_cluster_clone(target_rds, migration_id=MIGRATION, cluster_identifier=CLONE,
+                         source_cluster_arn=world["source_arn"], kms_key_id=world["target_key_arn"])
+    with pytest.raises(AwsMigrationError, match=f"{CLONE} is 'creating': its writer orders-tgt-writer can be created "
+                                                f"only once it is 'available'"):
+        ensure_cluster_writer(target_rds, migration_id=MIGRATION, cluster_identifier=CLONE,
+                              instance_identifier="orders-tgt-writer")
+    assert admin("rds", TARGET_ACCOUNT).describe_db_instances()["DBInstances"] == []
 
 
 def test_rerun_refuses_resources_it_did_not_make(world, admin):

@@ -12,6 +12,7 @@ from migration.aws.common import (
     DEFAULT_INSTANCE_CLASS,
     INSTANCE,
     SOURCE_TAG,
+    TERMINAL_DB_STATUSES,
     AwsMigrationError,
     check_identifier,
     error_code,
@@ -80,11 +81,18 @@ def ensure_cluster_writer(
     instance_class: str | None = None,
     db_parameter_group: str | None = None,
 ) -> dict[str, Any]:
-    """The clone's writer instance (a clone is created without instances), or the one an earlier try made."""
+    """The clone's writer instance (a clone is created without instances), or the one an earlier try made.
+
+    AWS accepts the writer only once the restored cluster is available (writer_can_be_added).
+    """
     check_identifier(instance_identifier, field="writer instance identifier")
     cluster = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier, field="target.cluster_identifier")
     existing = INSTANCE.describe(rds, instance_identifier)
     if existing is None:
+        if cluster.status != "available":
+            raise AwsMigrationError(
+                f"{CLUSTER.label} {cluster_identifier} is {cluster.status!r}: its writer {instance_identifier} can be "
+                f"created only once it is 'available' (RestoreDBClusterToPointInTime completes first)")
         kwargs: dict[str, Any] = {
             "DBInstanceIdentifier": instance_identifier,
             "DBClusterIdentifier": cluster_identifier,
@@ -109,3 +117,17 @@ def ensure_cluster_writer(
             f"{existing.cluster_identifier or 'no cluster'}): choose another writer instance identifier")
     return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
             "created": False}
+
+
+def writer_can_be_added(rds: Any, *, cluster_identifier: str, instance_identifier: str) -> tuple[bool, str]:
+    """(ready, cluster status): the writer exists already, or the cluster is available so it can be created.
+
+    Fails at once when the cluster is in a state it does not leave by itself.
+    """
+    cluster = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier, field="target.cluster_identifier")
+    if cluster.status in TERMINAL_DB_STATUSES:
+        raise AwsMigrationError(f"{CLUSTER.label} {cluster_identifier} is {cluster.status!r}; it will not become "
+                                f"available by itself: see its events (aws rds describe-events --source-identifier "
+                                f"{cluster_identifier})")
+    ready = cluster.status == "available" or INSTANCE.describe(rds, instance_identifier) is not None
+    return ready, cluster.status
