@@ -1,0 +1,81 @@
+"""Phase 5: teardowns that run however the run ends (slots, AWS resources, the report), and DMS cleanup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import chain
+
+from dag_phases.context import BuildContext
+from dag_phases.task_ids import CLEANUP, CUTOVER_SWITCH_OVER
+from migration import naming
+
+
+@dataclass(frozen=True)
+class CleanupTasks:
+    cleanup: list[Any]  # teardowns of the plan
+    dms_scope: Any | None  # DMS: first of the DMS deletions, after a completed cutover
+    report: Any
+
+
+def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, parameter_change: Any) -> CleanupTasks:
+    """Teardowns: they run however the run ends, and a reject or dry run does not skip them."""
+    from operators.report import MigrationReportOperator, SourceSlotCleanupOperator
+
+    config = ctx.config
+    cleanup = [SourceSlotCleanupOperator(
+        task_id=CLEANUP, source_conn_id=ctx.src, plan=plan, cutover_task_id=CUTOVER_SWITCH_OVER,
+        control_schema=config.control_schema,
+    ).as_teardown(setups=plan)]
+    if ctx.on_aws:
+        cleanup.append(_aws_cleanup(ctx, parameter_change).as_teardown(setups=plan))
+    # DMS resources go only after a completed cutover: until then a rerun resumes with them.
+    dms_scope = _dms_cleanup(ctx, plan) if ctx.uses_dms else None
+    report = MigrationReportOperator(
+        task_id="report", migration_id=config.migration_id, config_summary={
+            "initial_load": config.initial_load, "cdc_engine": config.cdc_engine, "platform": config.platform},
+        databases=plan["databases"], validation_results=validation_results, cutover_task_id=CUTOVER_SWITCH_OVER,
+        cleanup_task_id=CLEANUP, target_conn_id=ctx.tgt, target_host=ctx.target_host, target_port=ctx.target_port,
+        control_schema=config.control_schema,
+    ).as_teardown(setups=plan)
+    return CleanupTasks(cleanup=cleanup, dms_scope=dms_scope, report=report)
+
+
+def _dms_cleanup(ctx: BuildContext, plan: Any):
+    """Delete this run's CDC tasks, then their endpoints, then the instance if this migration created it
+    and no other task runs on it. Only the run's databases, and only after its cutover completed: the
+    migration's other databases keep theirs for their own runs."""
+    from operators.dms import (
+        DmsCleanupScopeOperator,
+        DmsDeleteCdcTaskOperator,
+        DmsDeleteEndpointsOperator,
+        DmsDeleteReplicationInstanceOperator,
+    )
+
+    aws_conn, mid = ctx.config.target.aws_conn_id, ctx.config.migration_id
+    scope = DmsCleanupScopeOperator(task_id="dms_cleanup_scope", plan=plan, cutover_task_id=CUTOVER_SWITCH_OVER)
+    deletes = DmsDeleteCdcTaskOperator.partial(task_id="delete_cdc_task", aws_conn_id=aws_conn).expand(
+        replication_task_id=scope.output)
+    endpoints = DmsDeleteEndpointsOperator(
+        task_id="delete_dms_endpoints", aws_conn_id=aws_conn, endpoint_identifiers=scope.output["endpoint_identifiers"])
+    instance = DmsDeleteReplicationInstanceOperator(
+        task_id="delete_replication_instance", aws_conn_id=aws_conn,
+        replication_instance_identifier=naming.dms_instance_id(mid), migration_id=mid)
+    chain(scope, deletes, endpoints, instance)
+    return scope
+
+
+def _aws_cleanup(ctx: BuildContext, parameter_change: Any):
+    from operators.aws_cleanup import AwsCleanupOperator
+
+    config = ctx.config
+    return AwsCleanupOperator(
+        task_id="cleanup_aws", source_aws_conn_id=config.source.aws_conn_id,
+        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id,
+        target_account_id=config.target.account_id, share_name=naming.ram_share_name(config.migration_id),
+        remove_share=ctx.is_aurora_clone, source_kms_key_id=config.source.kms_key_id,
+        source_snapshot_identifier=naming.snapshot_id(config.migration_id, "source")
+        if config.initial_load == "rds_snapshot" else None,
+        parameter_change=parameter_change,
+    )

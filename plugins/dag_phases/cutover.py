@@ -1,0 +1,101 @@
+"""Phase 4: the `cutover` group: approval gate, guardrails, the critical section and its teardown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import TaskGroup, chain
+
+from dag_phases.context import BuildContext
+from dag_phases.task_ids import CUTOVER, ENSURE_REPLICATION_INSTANCE, SWITCH_OVER, run_setting, xcom
+
+CUTOVER_STEPS = [
+    "re-check the guardrails (window, lag, validation, schema drift)",
+    "block writes on the source (journaled on the target so they can be restored)",
+    "end every other session on the migrated databases; wait until none is left and no transaction is open",
+    "wait until CDC has applied past the source's final LSN, then stop CDC",
+    "re-check schema drift, sync sequences from the source, re-enable the target's triggers",
+    "prove that no change committed on the source after the final LSN is missing from the target",
+    "open the target",
+]
+
+
+@dataclass(frozen=True)
+class CutoverTasks:
+    gate: Any
+    guard: Any
+    switch: Any  # CUTOVER_SWITCH_OVER
+    unblock: Any
+
+
+def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> CutoverTasks:
+    """The cutover group's tasks, chained; on AWS with `stop_source` the source is stopped after the switch."""
+    from operators.cutover import CutoverOperator, UnblockSourceWritesOperator
+    from operators.cutover_gate import CheckGuardrailsOperator, CutoverGateOperator
+
+    config, src, tgt = ctx.config, ctx.src, ctx.tgt
+    t_host, t_port = ctx.target_host, ctx.target_port
+    databases = plan["databases"]
+    with TaskGroup(group_id=CUTOVER, tooltip="Gate, guardrails and the critical section"):
+        window = {"not_before": run_setting("cutover_not_before", " or ''"),
+                  "not_after": run_setting("cutover_not_after", " or ''")}
+        # Schema drift between source and target is shown at the gate and refused by the re-check.
+        drift_check = {"target_conn_id": tgt, "schemas": plan["schemas"], "target_host": t_host, "target_port": t_port}
+        gate = CutoverGateOperator(
+            task_id="approve_cutover", migration_id=config.migration_id, source_conn_id=src, databases=databases,
+            validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, steps=CUTOVER_STEPS,
+            auto=config.cutover.approval == "auto",
+            response_timeout=timedelta(hours=config.cutover.approval_timeout_hours), **window, **drift_check,
+        )
+        guard = CheckGuardrailsOperator(
+            task_id="check_guardrails", migration_id=config.migration_id, source_conn_id=src, databases=databases,
+            validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, **window, **drift_check,
+        )
+        switch = CutoverOperator(
+            task_id=SWITCH_OVER, migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
+            databases=databases, schemas=plan["schemas"], control_schema=config.control_schema,
+            replication_role=f"{{{{ conn['{src}'].login }}}}", application_roles=list(config.cutover.application_roles),
+            drain_timeout_seconds=config.cutover.drain_timeout_seconds,
+            max_write_block_seconds=config.cutover.max_write_block_seconds, target_host=t_host, target_port=t_port,
+            # Bounded as a whole too: the window aborts at max_write_block_seconds; the rest is preparation.
+            execution_timeout=timedelta(seconds=config.cutover.max_write_block_seconds + 600),
+            **cutover_strategies(ctx, plan),
+        )
+        # Teardown of the critical section: after a failure (even a lost worker) it restores source
+        # writes; once the target is open it leaves the fence in place.
+        unblock = UnblockSourceWritesOperator(
+            task_id="unblock_source_writes", migration_id=config.migration_id, source_conn_id=src,
+            target_conn_id=tgt, target_host=t_host, target_port=t_port, databases=databases, schemas=plan["schemas"],
+            control_database=ctx.first_db, control_schema=config.control_schema,
+            write_block=config.cutover.write_block, source_aws_conn_id=config.source.aws_conn_id,
+            cdc_engine=config.cdc_engine,
+            doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
+        )
+        chain(gate, guard, switch, unblock.as_teardown(setups=guard))
+        if ctx.on_aws and config.cutover.stop_source:
+            from operators.aws_cutover import AwsStopSourceOperator
+
+            switch >> AwsStopSourceOperator(task_id="stop_source", source_aws_conn_id=config.source.aws_conn_id,
+                                            db_type=ctx.db_type, db_identifier=ctx.source_identifier)
+    return CutoverTasks(gate=gate, guard=guard, switch=switch, unblock=unblock)
+
+
+def cutover_strategies(ctx: BuildContext, plan: Any) -> dict[str, Any]:
+    """The critical section's fence, CDC engine and target opener for this path."""
+    config = ctx.config
+    args: dict[str, Any] = {"write_block": config.cutover.write_block, "cdc_engine": config.cdc_engine}
+    if config.cutover.write_block == "security_group":
+        args.update(source_aws_conn_id=config.source.aws_conn_id,
+                    security_group_ids=list(config.source.security_group_ids),
+                    keep_security_group_ids=list(config.dms.security_group_ids) if ctx.uses_dms else [],
+                    keep_cidrs=list(config.cutover.keep_cidrs))
+    if ctx.uses_dms:
+        args.update(target_aws_conn_id=config.target.aws_conn_id, dms_plugin=config.dms.plugin,
+                    dms_tasks=plan,
+                    replication_instance_id=xcom(ENSURE_REPLICATION_INSTANCE, "identifier"))
+    if config.cutover.dns_zone_id:
+        args.update(target_aws_conn_id=config.target.aws_conn_id, dns_zone_id=config.cutover.dns_zone_id,
+                    dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)
+    return args

@@ -1,0 +1,109 @@
+"""Phase 1: validate the run, check the source (and AWS), stop on a dry run, change and prepare the source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import chain, task, task_group
+
+from dag_phases.context import BuildContext
+from dag_phases.plan import apply_source_changes_kwargs, per_database_plan, preflight_kwargs, prepare_source_kwargs
+from dag_phases.task_ids import PREPARE_SOURCE, PROCEED, VALIDATE_RUN
+
+
+@dataclass(frozen=True)
+class PreflightTasks:
+    plan: Any  # validate_run's output: the per-database plan
+    checks: list[Any]
+    proceed: Any
+    source_changes: list[Any]
+    source_ready: Any  # the mapped prepare_source group
+
+
+def build_preflight(ctx: BuildContext) -> PreflightTasks:
+    """The read-only checks up to `proceed`, then the source changes and the mapped `prepare_source` group."""
+    from operators.preflight import ApplySourceChangesOperator, PreflightOperator
+
+    config = ctx.config
+
+    @task(task_id=VALIDATE_RUN)
+    def validate_run(**context: Any) -> list[dict[str, Any]]:
+        """Validate the run's parameters against the migration before anything is created."""
+        run = config.run_settings(dict(context["params"]))
+        ti = context["ti"]
+        for key, value in vars(run).items():
+            ti.xcom_push(key=key, value=value)
+        return per_database_plan(config, run.databases, run.schemas)
+
+    plan = validate_run()
+
+    checks = [PreflightOperator.partial(
+        task_id="preflight", source_conn_id=ctx.src, engine=config.cdc_engine,
+        max_xact_age_s=config.max_transaction_age_seconds,
+        allow_replica_identity_full=config.allow_replica_identity_full,
+        exclude_schemas=list(config.exclude_schemas), control_schema=config.control_schema,
+        logical_replication_set_later=ctx.on_aws and config.set_logical_replication,
+    ).expand_kwargs(plan.map(preflight_kwargs))]
+    if ctx.on_aws:
+        checks.append(_aws_preflight(ctx))
+
+    # After proceed (a dry run never gets here): the source changes preflight reported it would make.
+    source_changes = [ApplySourceChangesOperator.partial(
+        task_id="apply_source_changes", source_conn_id=ctx.src, control_schema=config.control_schema,
+        allow_replica_identity_full=config.allow_replica_identity_full,
+    ).expand_kwargs(plan.map(apply_source_changes_kwargs))]
+    if ctx.on_aws and config.set_logical_replication:
+        from operators.aws_clone import AwsSetLogicalReplicationOperator
+
+        source_changes.insert(0, AwsSetLogicalReplicationOperator(
+            task_id="source_logical_replication_on", aws_conn_id=config.source.aws_conn_id,
+            db_type=ctx.db_type, db_identifier=ctx.source_identifier, enabled=True))
+
+    @task.short_circuit(task_id=PROCEED, ignore_downstream_trigger_rules=True)
+    def proceed(**context: Any) -> bool:
+        """Stop here on a dry run: the checks passed and nothing was created."""
+        return not context["ti"].xcom_pull(task_ids=VALIDATE_RUN, key="dry_run")
+
+    source_ready = _prepare_source(ctx).expand_kwargs(plan.map(prepare_source_kwargs))
+    return PreflightTasks(plan=plan, checks=checks, proceed=proceed(), source_changes=source_changes,
+                          source_ready=source_ready)
+
+
+def _aws_preflight(ctx: BuildContext):
+    from operators.aws_preflight import AwsPreflightOperator
+
+    config = ctx.config
+    return AwsPreflightOperator(
+        task_id="preflight_aws", source_aws_conn_id=config.source.aws_conn_id,
+        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id, db_type=ctx.db_type,
+        source_identifier=ctx.source_identifier, source_kms_key_id=config.source.kms_key_id,
+        target_kms_key_id=config.target.kms_key_id, target_identifier=ctx.target_identifier,
+        target_parameter_group=config.target.parameter_group,
+        set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
+        database=ctx.first_db)
+
+
+def _prepare_source(ctx: BuildContext):
+    from operators.replication_slot import CreateReplicationSlotOperator
+    from operators.target_prep import CreateControlSchemaOperator
+
+    config, src = ctx.config, ctx.src
+
+    @task_group(group_id=PREPARE_SOURCE)
+    def prepare_source(database, schemas, slot_name, publication):
+        """Control schema, publication (native) and the logical slot, per database, before the clone."""
+        steps = [CreateControlSchemaOperator(task_id="create_source_control_schema", conn_id=src,
+                                             database=database, control_schema=config.control_schema)]
+        if not ctx.uses_dms:
+            from operators.native_cdc import CreatePublicationOperator
+
+            # The publication must exist before the slot: pgoutput looks it up as of each decoded change.
+            steps.append(CreatePublicationOperator(task_id="create_publication", source_conn_id=src,
+                                                   database=database, publication=publication, schemas=schemas))
+        steps.append(CreateReplicationSlotOperator(task_id="create_slot", source_conn_id=src, database=database,
+                                                   slot_name=slot_name, engine=config.cdc_engine,
+                                                   wait_for_xacts_s=config.max_transaction_age_seconds))
+        chain(*steps)
+
+    return prepare_source
