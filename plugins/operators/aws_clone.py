@@ -139,6 +139,7 @@ class AwsCreateClusterCloneOperator(BaseOperator):
         if not event or event.get("status") != "success":
             raise AirflowException(f"{self.task_id}: waiting for clone {self.cluster_identifier} to be available "
                                    f"failed: {(event or {}).get('message', event)}")
+        # The deferral's kwargs are a convenience only: the writer step reads the cluster again.
         return self._add_writer(aws_client(self.target_aws_conn_id, "rds"), clone or {})
 
     def _add_writer(self, rds: Any, clone: dict[str, Any]) -> dict[str, Any]:
@@ -147,10 +148,10 @@ class AwsCreateClusterCloneOperator(BaseOperator):
             rds, migration_id=self.migration_id, cluster_identifier=self.cluster_identifier,
             instance_identifier=writer_id, instance_class=self.instance_class or None,
             db_parameter_group=self.db_parameter_group or None)
-        self.log.info("Clone %s (%s) with writer %s (%s)", clone["cluster_arn"],
-                      "created" if clone["created"] else "found", writer_id,
+        self.log.info("Clone %s (%s) with writer %s (%s)", writer["cluster_arn"],
+                      "created" if clone.get("created") else "found", writer_id,
                       "created" if writer["created"] else "found")
-        return {"cluster_identifier": self.cluster_identifier, "cluster_arn": clone["cluster_arn"],
+        return {"cluster_identifier": self.cluster_identifier, "cluster_arn": writer["cluster_arn"],
                 "writer_instance_identifier": writer_id,
                 "created": bool(clone.get("created")) or writer["created"]}
 

@@ -234,6 +234,9 @@ def test_writer_is_created_only_once_the_clone_is_available(world, admin, standi
     writer = trds.describe_db_instances(DBInstanceIdentifier="orders-tgt-writer")["DBInstances"][0]
     assert writer["DBClusterIdentifier"] == CLONE
 
+    # Resumed without the deferral's kwargs, the writer step still finds the cluster (it describes it again).
+    assert operator.execute_complete({}, event=event)["cluster_arn"] == result["cluster_arn"]
+
     # A failed wait names the clone; a rerun finds both and does not wait.
     with pytest.raises(AirflowException, match=f"waiting for clone {CLONE} to be available failed: gone"):
         operator.execute_complete({}, event={"status": "error", "message": "gone"}, **deferred.value.kwargs)

@@ -105,7 +105,7 @@ def ensure_cluster_writer(
         try:
             instance = rds.create_db_instance(**kwargs)["DBInstance"]
             return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
-                    "status": instance.get("DBInstanceStatus"), "created": True}
+                    "status": instance.get("DBInstanceStatus"), "created": True, "cluster_arn": cluster.arn}
         except ClientError as exc:
             if error_code(exc) != "DBInstanceAlreadyExists":
                 raise
@@ -116,7 +116,7 @@ def ensure_cluster_writer(
             f"{INSTANCE.label} {instance_identifier} already exists outside {CLUSTER.label} {cluster_identifier} (in "
             f"{existing.cluster_identifier or 'no cluster'}): choose another writer instance identifier")
     return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
-            "created": False}
+            "created": False, "cluster_arn": cluster.arn}
 
 
 def writer_can_be_added(rds: Any, *, cluster_identifier: str, instance_identifier: str) -> tuple[bool, str]:
