@@ -532,7 +532,32 @@ def _standins_installed(moto_server):
                              "Marker": f"{sorted(files).index(name)}:{end}",
                              "AdditionalDataPending": end < len(lines)})
 
+    # EC2: in a default VPC a revoke that matches no rule is no error; it is listed in UnknownIpPermissions.
+    from moto.ec2.exceptions import InvalidPermissionNotFoundError
+    from moto.ec2.responses.security_groups import SecurityGroups
+
+    original_revoke_ingress = SecurityGroups.revoke_security_group_ingress
+
+    def revoke_security_group_ingress(self):
+        if "IpPermissions" not in self._get_params():
+            return original_revoke_ingress(self)
+        self.error_on_dryrun()
+        unknown = []
+        for args, permission in zip(self._process_rules_from_querystring(), self._get_param("IpPermissions", []),
+                                    strict=True):
+            del args["sgrule_tags"]
+            group = self.ec2_backend.get_security_group_by_name_or_id(args["group_name_or_id"])
+            in_default_vpc = group is not None and group.vpc_id == self.ec2_backend.default_vpc.id
+            try:
+                self.ec2_backend.revoke_security_group_ingress(**args)
+            except InvalidPermissionNotFoundError:
+                if not in_default_vpc:
+                    raise
+                unknown.append(permission)
+        return ActionResult({"Return": True, **({"UnknownIpPermissions": unknown} if unknown else {})})
+
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SecurityGroups, "revoke_security_group_ingress", revoke_security_group_ingress)
         mp.setattr(ResourceAccessManagerResponse, "get_resource_share_invitations",
                    get_resource_share_invitations, raising=False)
         mp.setattr(ResourceAccessManagerResponse, "accept_resource_share_invitation",

@@ -7,7 +7,9 @@ revoke leaves nothing in XCom, and the teardown puts back exactly those rules fr
 
 Stand-ins: none for the project or PostgreSQL (the journal and the replication around the cutover run
 on real PostgreSQL 15 servers, the target a pg_basebackup clone). moto (server mode) is AWS and
-implements these EC2, Route53 and RDS calls; a Route53 change is INSYNC at once there, so the wait is
+implements these EC2, Route53 and RDS calls, except that in a default VPC AWS answers a revoke that
+matches no rule with `UnknownIpPermissions` and no error (moto raises InvalidPermission.NotFound): the
+`_standins_installed` fixture in tests/aws/conftest.py patches moto's EC2 response to do the same; a Route53 change is INSYNC at once there, so the wait is
 exercised through its check function (tests/integration/test_cutover_dns.py makes it fail). The
 killed worker is a real process running the real CutoverOperator; a botocore event handler in it
 notes what the journal holds when a revoke is about to be sent and sends SIGKILL after the first one.
@@ -152,6 +154,52 @@ def test_write_fence_failing_part_way_restores_what_it_revoked(network):
     assert [g["GroupId"] for g in fence.revoked] == [network["db"]]
     assert fence.unblock() == {"restored": 4}
     assert inbound(ec2, network["db"]) == before
+
+
+def test_write_fence_verifies_the_revoke_and_fails_before_the_drain_when_a_rule_is_left(admin, standins):
+    # Groups in the default VPC: there AWS answers an unmatched revoke with UnknownIpPermissions, no error.
+    ec2 = admin("ec2")
+    db = ec2.create_security_group(GroupName="orders-db-default", Description="source db")["GroupId"]
+    dms = ec2.create_security_group(GroupName="dms-default", Description="dms instance")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "10.1.0.0/16", "Description": "app subnets"}], "UserIdGroupPairs": [{"GroupId": dms}]},
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    wider = {**ssh, "ToPort": 23}
+
+    def someone_else_widens_the_ssh_rule(plan):
+        # Between the plan and the revoke, the SSH rule becomes 22-23: the planned revoke matches nothing.
+        ec2.revoke_security_group_ingress(GroupId=db, IpPermissions=[ssh])
+        ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[wider])
+
+    fence = SecurityGroupWriteBlock(aws_client("aws_source", "ec2"), security_group_ids=[db],
+                                    keep_security_group_ids=[dms], persist=someone_else_widens_the_ssh_rule,
+                                    verify_attempts=2, verify_delay=0.01)
+    with pytest.raises(WriteBlockError, match=f"inbound rules still admit connections after the revoke "
+                                              f"\\({db}: tcp 22-23 from 0.0.0.0/0\\)"):
+        fence.block()
+    # Only the rule AWS matched counts as revoked; the abort path puts back exactly that one.
+    assert [source_of(p) for g in fence.revoked for p in g["IpPermissions"]] == ["10.1.0.0/16"]
+    assert inbound(ec2, db) == [("tcp", 22, 23, "0.0.0.0/0", None), ("tcp", 5432, 5432, dms, None)]
+    assert fence.unblock() == {"restored": 1}
+    assert inbound(ec2, db) == [("tcp", 22, 23, "0.0.0.0/0", None), ("tcp", 5432, 5432, "10.1.0.0/16", "app subnets"),
+                                ("tcp", 5432, 5432, dms, None)]
+
+    # The stand-in answers as AWS does: no error, the rule in UnknownIpPermissions.
+    answer = aws_client("aws_source", "ec2").revoke_security_group_ingress(GroupId=db, IpPermissions=[ssh])
+    assert answer["UnknownIpPermissions"] == [ssh]
+
+    # A rule that went before the revoke is not left behind: the fence holds and it is not put back later.
+    ec2.revoke_security_group_ingress(GroupId=db, IpPermissions=[wider])
+    ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[ssh])
+    gone = SecurityGroupWriteBlock(aws_client("aws_source", "ec2"), security_group_ids=[db],
+                                   keep_security_group_ids=[dms], verify_attempts=2, verify_delay=0.01,
+                                   persist=lambda plan: ec2.revoke_security_group_ingress(GroupId=db,
+                                                                                          IpPermissions=[ssh]))
+    assert gone.block()["rules"] == 1
+    assert inbound(ec2, db) == [("tcp", 5432, 5432, dms, None)]
+    assert gone.unblock() == {"restored": 1}
 
 
 def test_dns_switch_reaches_insync_and_reports_the_previous_target(admin):

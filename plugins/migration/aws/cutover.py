@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,17 +104,71 @@ class WriteBlockError(AwsMigrationError):
         self.revoked = revoked
 
 
+def _rule_key(piece: dict[str, Any]) -> str:
+    return json.dumps(_without_descriptions(piece), sort_keys=True)
+
+
+def _describe_rule(piece: dict[str, Any]) -> str:
+    ports = piece.get("FromPort")
+    if piece.get("ToPort") not in (None, ports):
+        ports = f"{ports}-{piece.get('ToPort')}"
+    sources = [r.get("CidrIp") or r.get("CidrIpv6") or r.get("GroupId") or r.get("PrefixListId")
+               for key in _SOURCE_KEYS for r in piece.get(key) or []]
+    return f"{piece.get('IpProtocol')} {ports} from {', '.join(str(s) for s in sources)}"
+
+
 def revoke_rules(ec2: Any, plan: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Revoke the planned rules, one call per security group; returns what was revoked."""
+    """Revoke the planned rules, one call per security group; returns what was revoked.
+
+    A rule AWS did not match is no error (it lists it in ``UnknownIpPermissions``, e.g. in a default
+    VPC); it is left out of the result, and verify_write_block decides whether the fence holds.
+    """
     revoked: list[dict[str, Any]] = []
     for group in plan:
         try:
             # Sent exactly as described (descriptions too): that is what matches the existing rules.
-            ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=group["IpPermissions"])
+            response = ec2.revoke_security_group_ingress(GroupId=group["GroupId"],
+                                                         IpPermissions=group["IpPermissions"])
         except ClientError as exc:
             raise WriteBlockError(f"revoking inbound rules of {group['GroupId']} failed ({error_code(exc)}: {exc}); "
                                   f"rules revoked before it are in .revoked", revoked) from exc
-        revoked.append(group)
+        unknown = {_rule_key(p) for perm in response.get("UnknownIpPermissions") or [] for p in _split_permission(perm)}
+        matched = [p for p in group["IpPermissions"] if _rule_key(p) not in unknown]
+        if matched:
+            revoked.append({"GroupId": group["GroupId"], "IpPermissions": matched})
+    return revoked
+
+
+def verify_write_block(ec2: Any, *, security_group_ids: Sequence[str], keep_security_group_ids: Sequence[str] = (),
+                       keep_cidrs: Sequence[str] = (), attempts: int = 3, delay: float = 1.0) -> list[dict[str, Any]]:
+    """Describe the groups again after the revoke: the inbound rules that still admit writes (empty: the
+    fence holds). AWS answers an unmatched revoke without an error and a change can take a moment to
+    show, so a rule still listed is looked for again ``attempts`` times, ``delay`` seconds apart."""
+    remaining: list[dict[str, Any]] = []
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            time.sleep(delay)
+        remaining = plan_write_block(ec2, security_group_ids=security_group_ids,
+                                     keep_security_group_ids=keep_security_group_ids, keep_cidrs=keep_cidrs)
+        if not remaining:
+            break
+    return remaining
+
+
+def revoke_and_verify(ec2: Any, plan: Sequence[dict[str, Any]], *, security_group_ids: Sequence[str],
+                      keep_security_group_ids: Sequence[str] = (), keep_cidrs: Sequence[str] = (),
+                      verify_attempts: int = 3, verify_delay: float = 1.0) -> list[dict[str, Any]]:
+    """revoke_rules, then verify_write_block; raises WriteBlockError (``revoked`` set) when a rule is left."""
+    revoked = revoke_rules(ec2, plan)
+    remaining = verify_write_block(ec2, security_group_ids=security_group_ids,
+                                   keep_security_group_ids=keep_security_group_ids, keep_cidrs=keep_cidrs,
+                                   attempts=verify_attempts, delay=verify_delay)
+    if remaining:
+        left = "; ".join(f"{g['GroupId']}: {', '.join(_describe_rule(p) for p in g['IpPermissions'])}"
+                         for g in remaining)
+        raise WriteBlockError(f"inbound rules still admit connections after the revoke ({left}): AWS did not "
+                              f"match them (UnknownIpPermissions) or they were added again, so writes are not "
+                              f"fenced; the rules revoked are in .revoked", revoked)
     return revoked
 
 
@@ -129,7 +184,9 @@ def block_source_writes(ec2: Any, *, security_group_ids: Sequence[str], keep_sec
     """
     plan = plan_write_block(ec2, security_group_ids=security_group_ids,
                             keep_security_group_ids=keep_security_group_ids, keep_cidrs=keep_cidrs)
-    return merge_revoked(previously_revoked or [], revoke_rules(ec2, plan))
+    return merge_revoked(previously_revoked or [], revoke_and_verify(
+        ec2, plan, security_group_ids=security_group_ids, keep_security_group_ids=keep_security_group_ids,
+        keep_cidrs=keep_cidrs))
 
 
 def merge_revoked(*records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,6 +225,8 @@ class SecurityGroupWriteBlock:
 
     ``persist`` is called with the rules about to be revoked before any is revoked, so the abort
     path can put them back even if this process dies mid-way (rules never revoked are skipped then).
+    After the revoke the groups are described again: a rule still there (AWS answers an unmatched
+    revoke with ``UnknownIpPermissions``, no error) fails ``block()``, before the drain.
     Sessions already open are not cut by a security group; the cutover's drain ends them.
     """
 
@@ -178,6 +237,8 @@ class SecurityGroupWriteBlock:
     persist: Callable[[list[dict[str, Any]]], None] | None = None
     revoked: list[dict[str, Any]] = field(default_factory=list)
     name: str = "security_group"
+    verify_attempts: int = 3
+    verify_delay: float = 1.0
 
     def prepare(self) -> dict[str, Any]:
         """Check the inputs and the groups, and report what block() would revoke; changes nothing."""
@@ -192,7 +253,10 @@ class SecurityGroupWriteBlock:
         if self.persist:
             self.persist(merge_revoked(self.revoked, plan))
         try:
-            revoked = revoke_rules(self.ec2, plan)
+            revoked = revoke_and_verify(self.ec2, plan, security_group_ids=self.security_group_ids,
+                                        keep_security_group_ids=self.keep_security_group_ids,
+                                        keep_cidrs=self.keep_cidrs, verify_attempts=self.verify_attempts,
+                                        verify_delay=self.verify_delay)
         except WriteBlockError as exc:
             self.revoked = merge_revoked(self.revoked, exc.revoked)
             raise
