@@ -12,6 +12,7 @@ from migration.aws.common import CLUSTER, check_db_type
 from migration.aws.preflight import (
     PreflightFailed,
     aurora_lsn_function_problem,
+    dms_account_role_problems,
     planned_logical_replication_change,
     preflight,
 )
@@ -28,7 +29,8 @@ class AwsPreflightOperator(BaseOperator):
     region, the target KMS key and parameter group exist, the target identifier is free (or this
     migration's), the writer's free storage (CloudWatch) is at least ``min_free_storage_bytes``,
     and for Aurora that ``aurora_volume_logical_start_lsn()`` exists (SQL on the source, when
-    ``source_postgres_conn_id`` is given).
+    ``source_postgres_conn_id`` is given). With ``cdc_engine="dms"``: the DMS account roles
+    ``dms-vpc-role`` and ``dms-cloudwatch-logs-role`` exist in the target account (iam:GetRole).
 
     Read-only, so a dry run changes nothing. With ``set_logical_replication`` and
     rds.logical_replication as the only problem, it does not fail: the facts it returns list the
@@ -60,6 +62,7 @@ class AwsPreflightOperator(BaseOperator):
         storage_lookback_minutes: int = 30,
         source_postgres_conn_id: str | None = None,
         database: str | None = None,
+        cdc_engine: str = "native",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -77,6 +80,9 @@ class AwsPreflightOperator(BaseOperator):
         self.storage_lookback_minutes = storage_lookback_minutes
         self.source_postgres_conn_id = source_postgres_conn_id
         self.database = database
+        if cdc_engine not in ("native", "dms"):
+            raise ValueError(f"cdc_engine: expected 'native' or 'dms', got {cdc_engine!r}")
+        self.cdc_engine = cdc_engine
 
     def _check(self):
         result = preflight(
@@ -102,6 +108,8 @@ class AwsPreflightOperator(BaseOperator):
                 problem = aurora_lsn_function_problem(conn)
             if problem:
                 result.problems.append(problem)
+        if self.cdc_engine == "dms":
+            result.problems += dms_account_role_problems(aws_client(self.target_aws_conn_id, "iam"))
         return result
 
     def execute(self, context: Context) -> dict[str, Any]:

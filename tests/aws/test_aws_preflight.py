@@ -15,6 +15,7 @@ the engine default (rds.logical_replication=0), and a reboot leaves the instance
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,6 +28,8 @@ from migration.aws.preflight import PreflightFailed, engine_problem, logical_rep
 from operators.aws_preflight import AwsPreflightOperator
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
+
+IAM_DIR = Path(__file__).resolve().parents[2] / "include" / "iam"
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +78,32 @@ def test_aurora_source_passes_once_the_lsn_function_exists(admin, standins, sour
     assert facts["region"] == REGION
     assert facts["free_storage_bytes"] == 50 * 1024 ** 3
     json.dumps(facts)  # a small XCom
+
+
+def test_dms_needs_its_account_roles_in_the_target_account(admin, standins):
+    world = make_world(admin, db_type="cluster")
+    assert run_operator(preflight_operator(world))["planned_changes"] == []  # the native engine needs no roles
+    roles = {"dms-vpc-role": "AmazonDMSVPCManagementRole", "dms-cloudwatch-logs-role": "AmazonDMSCloudWatchLogsRole"}
+    for role in roles:  # in the source account they do not count
+        admin("iam").create_role(RoleName=role, AssumeRolePolicyDocument=(IAM_DIR / f"{role}.json").read_text())
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world, cdc_engine="dms"))
+    assert failed.value.problems == [
+        f"IAM role {role} does not exist in the target account; DMS needs it (cdc_engine: dms): create it once per "
+        f"account with `aws iam create-role --role-name {role} --assume-role-policy-document "
+        f"file://include/iam/{role}.json` and `aws iam attach-role-policy --role-name {role} --policy-arn "
+        f"arn:aws:iam::aws:policy/service-role/{policy}`" for role, policy in roles.items()]
+
+    # Created as the message says (the documents shipped in include/iam/), preflight passes.
+    iam = admin("iam", TARGET_ACCOUNT)
+    for role in roles:
+        document = json.loads((IAM_DIR / f"{role}.json").read_text())
+        assert document["Statement"] == [{"Effect": "Allow", "Principal": {"Service": "dms.amazonaws.com"},
+                                          "Action": "sts:AssumeRole"}]
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(document))
+    assert run_operator(preflight_operator(world, cdc_engine="dms"))["planned_changes"] == []
+    with pytest.raises(ValueError, match="cdc_engine: expected 'native' or 'dms', got 'dsm'"):
+        preflight_operator(world, cdc_engine="dsm")
 
 
 def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins):

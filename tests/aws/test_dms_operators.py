@@ -230,7 +230,9 @@ def test_endpoint_with_a_secret_sends_no_credentials(dms_moto, pg_connections, r
         "SecretsManagerAccessRoleArn": "arn:aws:iam::222222222222:role/dms-secrets-access"}
 
 
-def test_endpoints_are_not_duplicated_and_a_moved_clone_updates_the_target(dms_moto, pg_connections):  # noqa: F811
+def test_endpoints_are_not_duplicated_and_a_moved_clone_updates_the_target(dms_moto, pg_connections,  # noqa: F811
+                                                                            record_aws_calls):
+    # Recorded for the IAM check: a rerun after the clone moved needs dms:ModifyEndpoint (test_iam_policies.py).
     first = target_endpoint()
     (request,) = dms_moto.calls("CreateEndpoint")
     assert request["ServerName"] == "clone-1.cluster.example" and request["Port"] == 5432

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from migration.aws.common import (
     MIGRATION_TAG,
     SOURCE_TAG,
@@ -15,6 +17,7 @@ from migration.aws.common import (
     check_identifier,
     db_kind,
     describe_kms_key,
+    error_code,
     parameter_group_family,
     parse_arn,
     version_tuple,
@@ -114,6 +117,32 @@ def target_kms_problem(kms: Any, key_id: str | None, *, region: str) -> tuple[st
     if key_region != region:
         return f"target KMS key {key['Arn']} is in {key_region}, not {region}: use a key in {region}", key["Arn"]
     return None, key["Arn"]
+
+
+# The account roles DMS's API needs (DMS User Guide, "IAM roles to use with the AWS CLI and AWS DMS
+# API"): creating a replication instance uses dms-vpc-role, task logging (Logging.EnableLogging)
+# dms-cloudwatch-logs-role. Their trust policies ship in include/iam/<role>.json.
+DMS_ACCOUNT_ROLES = {
+    "dms-vpc-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSVPCManagementRole",
+    "dms-cloudwatch-logs-role": "arn:aws:iam::aws:policy/service-role/AmazonDMSCloudWatchLogsRole",
+}
+
+
+def dms_account_role_problems(iam: Any) -> list[str]:
+    """One problem per DMS account role missing from the account of ``iam``, with the commands that create it."""
+    problems = []
+    for role, managed_policy in DMS_ACCOUNT_ROLES.items():
+        try:
+            iam.get_role(RoleName=role)
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchEntity":
+                raise
+            problems.append(
+                f"IAM role {role} does not exist in the target account; DMS needs it (cdc_engine: dms): create it "
+                f"once per account with `aws iam create-role --role-name {role} --assume-role-policy-document "
+                f"file://include/iam/{role}.json` and `aws iam attach-role-policy --role-name {role} --policy-arn "
+                f"{managed_policy}`")
+    return problems
 
 
 def region_problem(source_arn: str, *, source_region: str, target_region: str,
