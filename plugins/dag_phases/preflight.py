@@ -81,7 +81,7 @@ def _aws_preflight(ctx: BuildContext):
         target_kms_key_id=config.target.kms_key_id, target_identifier=ctx.target_identifier,
         target_parameter_group=config.target.parameter_group,
         set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
-        database=ctx.first_db)
+        database=ctx.first_db, cdc_engine=config.cdc_engine)
 
 
 def _prepare_source(ctx: BuildContext):

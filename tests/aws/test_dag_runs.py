@@ -515,6 +515,9 @@ class AuroraDms:
             conn.execute(AURORA_SCHEMA)
             conn.execute(AURORA_LSN_FUNCTION)
         standins.back(world["source_arn"], source)
+        for role in ("dms-vpc-role", "dms-cloudwatch-logs-role"):  # the DMS account roles preflight checks
+            admin("iam", TARGET_ACCOUNT).create_role(RoleName=role, AssumeRolePolicyDocument=(
+                Path(__file__).resolve().parents[2] / "include" / "iam" / f"{role}.json").read_text())
 
         dms_sg = admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="dms", Description="DMS")["GroupId"]
         target_sg = admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="tgt-db", Description="db")["GroupId"]
