@@ -271,10 +271,8 @@ class CutoverPlan:
     after_stop: Sequence[Step] = ()
     undo_after_stop: Sequence[Step] = ()
     drain_timeout_s: float = 60.0
-    apply_timeout_s: float | None = None
     max_write_block_s: float = 60.0
     resume_hint: str = ""
-    after_open: Sequence[Step] = ()
     unfenceable_roles: Sequence[str] = ()
 
 
@@ -328,7 +326,7 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         for name, fn in plan.after_drain:
             timeline.run(name, fn)
         timeline.run("cdc_applied", lambda: plan.cdc.drain(
-            final_lsn, min(plan.apply_timeout_s or plan.drain_timeout_s, left())))
+            final_lsn, min(plan.drain_timeout_s, left())))
         left()
         timeline.run("stop_cdc", plan.cdc.stop)
         for name, fn in plan.after_stop:
@@ -365,13 +363,11 @@ def _opened(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, opene
                                                "endpoint": _jsonable(opened)})
     summary = _summary(timeline, plan, final_lsn, status="completed")
     plan.journal.write("outcome", "completed", {"summary": summary})
-    # Outside the window: the target is open whatever these do; a failure is logged and left to cleanup.
-    finish = _optional(plan.cdc, "finish")
-    for name, fn in [("finish_cdc", finish), *plan.after_open]:
-        try:
-            timeline.run(name, fn)
-        except Exception:  # noqa: BLE001 - logged by the timeline
-            pass
+    # Outside the window: the target is open whatever this does; a failure is logged and left to cleanup.
+    try:
+        timeline.run("finish_cdc", _optional(plan.cdc, "finish"))
+    except Exception:  # noqa: BLE001 - logged by the timeline
+        pass
     summary["steps"] = timeline.public_steps()
     summary["durations"] = {s["step"]: s["seconds"] for s in timeline.steps}
     return summary
