@@ -75,9 +75,9 @@ def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> Cuto
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))
         if ctx.on_aws and config.cutover.stop_source:
-            from operators.aws_cutover import AwsStopSourceOperator
+            from operators.aws_cutover import RdsStopSourceOperator
 
-            switch >> AwsStopSourceOperator(task_id="stop_source", source_aws_conn_id=config.source.aws_conn_id,
+            switch >> RdsStopSourceOperator(task_id="stop_source", source_aws_conn_id=config.source.aws_conn_id,
                                             db_type=ctx.db_type, db_identifier=ctx.source_identifier)
     return CutoverTasks(gate=gate, guard=guard, switch=switch, unblock=unblock)
 

@@ -44,9 +44,9 @@ def build_load(ctx: BuildContext, plan: Any) -> LoadTasks:
                                          target_port=ctx.target_port)
     after_drop, logical_off = [drop_slots], None
     if ctx.on_aws:
-        from operators.aws_clone import AwsSetLogicalReplicationOperator
+        from operators.aws_clone import RdsSetLogicalReplicationOperator
 
-        logical_off = AwsSetLogicalReplicationOperator(
+        logical_off = RdsSetLogicalReplicationOperator(
             task_id="target_logical_replication_off", aws_conn_id=config.target.aws_conn_id,
             db_type=ctx.db_type, db_identifier=ctx.target_identifier, enabled=False,
             parameter_group=config.target.parameter_group)
@@ -105,25 +105,25 @@ def initial_load(ctx: BuildContext):
         clone >> wait
         return clone, wait, capture
 
-    from sensors.aws_rds import AwsDbAvailableSensor
+    from sensors.aws_rds import RdsDbAvailableSensor
 
     src_aws, tgt_aws = config.source.aws_conn_id, config.target.aws_conn_id
     endpoint = {"target_host": ctx.target_host, "target_port": ctx.target_port}
     if ctx.is_aurora_clone:
-        from operators.aws_clone import AwsCreateClusterCloneOperator, AwsShareClusterOperator
+        from operators.aws_clone import RdsCreateClusterCloneOperator, RdsShareClusterOperator
 
-        share = AwsShareClusterOperator(
+        share = RdsShareClusterOperator(
             task_id=SHARE_CLUSTER, source_aws_conn_id=src_aws, target_aws_conn_id=tgt_aws,
             migration_id=config.migration_id, source_cluster_identifier=config.source.cluster_identifier,
             target_account_id=config.target.account_id, share_name=naming.ram_share_name(config.migration_id))
-        clone = AwsCreateClusterCloneOperator(
+        clone = RdsCreateClusterCloneOperator(
             task_id=CREATE_CLONE, target_aws_conn_id=tgt_aws, migration_id=config.migration_id,
             source_cluster_arn=xcom(SHARE_CLUSTER, "source_cluster_arn"),
             cluster_identifier=config.target.cluster_identifier,
             writer_instance_identifier=config.target.instance_identifier, kms_key_id=config.target.kms_key_id,
             subnet_group=config.target.subnet_group, security_group_ids=list(config.target.security_group_ids),
             parameter_group=config.target.parameter_group, instance_class=config.target.instance_class)
-        wait = AwsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=tgt_aws, db_type="cluster",
+        wait = RdsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=tgt_aws, db_type="cluster",
                                     db_identifier=config.target.cluster_identifier,
                                     writer_instance_identifier=xcom(CREATE_CLONE, "writer_instance_identifier"))
         # The clone has the source's roles: the target connection carries the same credentials.
@@ -133,33 +133,33 @@ def initial_load(ctx: BuildContext):
         return share, wait, capture
 
     from operators.aws_snapshot import (
-        AwsCaptureRestoredInstanceLsnOperator,
-        AwsCopyDbSnapshotToTargetOperator,
-        AwsCreateDbSnapshotOperator,
-        AwsRestoreDbInstanceOperator,
+        RdsCaptureRestoredInstanceLsnOperator,
+        RdsCopyDbSnapshotToTargetOperator,
+        RdsCreateDbSnapshotOperator,
+        RdsRestoreDbInstanceOperator,
     )
-    from sensors.aws_rds import AwsDbSnapshotAvailableSensor
+    from sensors.aws_rds import RdsDbSnapshotAvailableSensor
 
-    snapshot = AwsCreateDbSnapshotOperator(task_id=CREATE_SNAPSHOT, source_aws_conn_id=src_aws,
+    snapshot = RdsCreateDbSnapshotOperator(task_id=CREATE_SNAPSHOT, source_aws_conn_id=src_aws,
                                            migration_id=config.migration_id,
                                            instance_identifier=config.source.instance_identifier)
-    source_ready = AwsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id=src_aws,
+    source_ready = RdsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id=src_aws,
                                                 snapshot_identifier=xcom(CREATE_SNAPSHOT, "snapshot_identifier"))
-    copy = AwsCopyDbSnapshotToTargetOperator(
+    copy = RdsCopyDbSnapshotToTargetOperator(
         task_id=COPY_SNAPSHOT, source_aws_conn_id=src_aws, target_aws_conn_id=tgt_aws,
         migration_id=config.migration_id, target_account_id=config.target.account_id,
         kms_key_id=config.target.kms_key_id, source_snapshot_identifier=xcom(CREATE_SNAPSHOT, "snapshot_identifier"))
-    copy_ready = AwsDbSnapshotAvailableSensor(task_id="wait_target_snapshot", aws_conn_id=tgt_aws,
+    copy_ready = RdsDbSnapshotAvailableSensor(task_id="wait_target_snapshot", aws_conn_id=tgt_aws,
                                               snapshot_identifier=xcom(COPY_SNAPSHOT, "snapshot_identifier"))
-    restore = AwsRestoreDbInstanceOperator(
+    restore = RdsRestoreDbInstanceOperator(
         task_id="restore_instance", target_aws_conn_id=tgt_aws, migration_id=config.migration_id,
         instance_identifier=config.target.instance_identifier,
         snapshot_identifier=xcom(COPY_SNAPSHOT, "snapshot_identifier"), instance_class=config.target.instance_class,
         subnet_group=config.target.subnet_group, security_group_ids=list(config.target.security_group_ids),
         parameter_group=config.target.parameter_group)
-    wait = AwsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=tgt_aws, db_type="instance",
+    wait = RdsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=tgt_aws, db_type="instance",
                                 db_identifier=config.target.instance_identifier)
-    capture = AwsCaptureRestoredInstanceLsnOperator(
+    capture = RdsCaptureRestoredInstanceLsnOperator(
         task_id=CAPTURE_CLONE_LSN, target_aws_conn_id=tgt_aws,
         db_instance_identifier=config.target.instance_identifier, target_conn_id=tgt, database=first_db,
         method="redo_done_at", **endpoint)

@@ -54,9 +54,9 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
         allow_replica_identity_full=config.allow_replica_identity_full,
     ).expand_kwargs(plan.map(apply_source_changes_kwargs))]
     if ctx.on_aws and config.set_logical_replication:
-        from operators.aws_clone import AwsSetLogicalReplicationOperator
+        from operators.aws_clone import RdsSetLogicalReplicationOperator
 
-        source_changes.insert(0, AwsSetLogicalReplicationOperator(
+        source_changes.insert(0, RdsSetLogicalReplicationOperator(
             task_id="source_logical_replication_on", aws_conn_id=config.source.aws_conn_id,
             db_type=ctx.db_type, db_identifier=ctx.source_identifier, enabled=True))
 

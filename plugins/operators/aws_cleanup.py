@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.common import as_mapping, check_account_id
 from migration.aws.parameters import set_parameter
 from migration.aws.sharing import delete_resource_share, revoke_key_from_account
@@ -19,7 +19,7 @@ from migration.naming import ram_share_name
 class AwsCleanupOperator(BaseOperator):
     """Remove the RAM share (by name) and the one key-policy statement this migration added,
     unshare the source snapshot, and, when ``revert_target_parameters`` is set, put the target's
-    rds.logical_replication back as ``parameter_change`` (AwsSetLogicalReplicationOperator's XCom)
+    rds.logical_replication back as ``parameter_change`` (RdsSetLogicalReplicationOperator's XCom)
     found it (applied at the target's next reboot).
 
     Every step runs even when an earlier one fails, and each is a no-op when there is nothing to

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer, writer_can_be_added
 from migration.aws.common import as_list, check_account_id, check_db_type, db_kind, require_db
 from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter
@@ -24,7 +24,7 @@ def writer_identifier(cluster_identifier: str) -> str:
     return aws_name(cluster_identifier, "writer")
 
 
-class AwsShareClusterOperator(BaseOperator):
+class RdsShareClusterOperator(BaseOperator):
     """Share the source Aurora cluster with the target account, accept the share there, and let
     the target account use the cluster's KMS key.
 
@@ -70,7 +70,7 @@ class AwsShareClusterOperator(BaseOperator):
                 "kms_policy_changed": changed}
 
 
-class AwsCreateClusterCloneOperator(BaseOperator):
+class RdsCreateClusterCloneOperator(BaseOperator):
     """Clone the shared source cluster in the target account (copy-on-write, latest restorable
     time, the target's KMS key, subnet group, security groups and parameter group) and add the
     writer instance; a rerun finds both by identifier (and refuses same-named resources it did not
@@ -156,7 +156,7 @@ class AwsCreateClusterCloneOperator(BaseOperator):
                 "created": bool(clone.get("created")) or writer["created"]}
 
 
-class AwsSetLogicalReplicationOperator(BaseOperator):
+class RdsSetLogicalReplicationOperator(BaseOperator):
     """Set rds.logical_replication in a cluster's or instance's parameter group (default: the one it
     uses), reboot its writer and wait (deferred) until the change is applied.
 

@@ -11,12 +11,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.common import check_db_type
 from migration.aws.cutover import stop_db
 
 
-class AwsStopSourceOperator(BaseOperator):
+class RdsStopSourceOperator(BaseOperator):
     """Stop the source cluster or instance after a successful cutover (nothing is deleted).
     Returns ``{db_identifier, status}``.
     """

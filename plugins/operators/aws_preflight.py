@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.common import CLUSTER, check_db_type
 from migration.aws.preflight import (
     PreflightFailed,
@@ -102,7 +102,7 @@ class AwsPreflightOperator(BaseOperator):
             storage_lookback_minutes=self.storage_lookback_minutes,
         )
         if self.db_type == CLUSTER.db_type and self.source_postgres_conn_id:
-            from hooks.postgres import connect
+            from connections.postgres import connect
 
             with connect(self.source_postgres_conn_id, dbname=self.database or None) as conn:
                 problem = aurora_lsn_function_problem(conn)

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.aws import aws_client, rds_log_reader
+from connections.aws import aws_client, rds_log_reader
 from migration.aws.common import AwsMigrationError, as_list, check_account_id
 from migration.aws.sharing import grant_key_to_account, kms_statement_sid
 from migration.aws.snapshot import (
@@ -31,10 +31,10 @@ def target_snapshot_identifier(migration_id: str) -> str:
     return snapshot_id(migration_id, "target")
 
 
-class AwsCreateDbSnapshotOperator(BaseOperator):
+class RdsCreateDbSnapshotOperator(BaseOperator):
     """Take a manual snapshot of the source RDS instance (found again on rerun).
 
-    It does not wait: AwsDbSnapshotAvailableSensor does, deferred. (The provider's
+    It does not wait: RdsDbSnapshotAvailableSensor does, deferred. (The provider's
     RdsCreateDbSnapshotOperator waits in the worker and fails on rerun when the snapshot exists.)
     Returns ``{snapshot_identifier, snapshot_arn, status, encrypted, kms_key_id, created}``.
     """
@@ -57,7 +57,7 @@ class AwsCreateDbSnapshotOperator(BaseOperator):
             snapshot_identifier=self.snapshot_identifier or source_snapshot_identifier(self.migration_id))
 
 
-class AwsCopyDbSnapshotToTargetOperator(BaseOperator):
+class RdsCopyDbSnapshotToTargetOperator(BaseOperator):
     """Share the (available) source snapshot with the target account, let that account use the
     source KMS key (one key-policy statement), and copy the snapshot in the target account,
     re-encrypted with ``kms_key_id`` (the target's key). It does not wait for the copy.
@@ -87,7 +87,7 @@ class AwsCopyDbSnapshotToTargetOperator(BaseOperator):
         ready, state = snapshot_available(source_rds, snapshot_identifier=source_id)
         if not ready:
             raise AwsMigrationError(f"source snapshot {source_id} is {state['status']!r}, not available: wait for it "
-                               f"(AwsDbSnapshotAvailableSensor) before copying")
+                               f"(RdsDbSnapshotAvailableSensor) before copying")
         share_db_snapshot(source_rds, snapshot_identifier=source_id, account_id=account)
         sid = None
         if state["encrypted"] and state["kms_key_id"]:
@@ -102,9 +102,9 @@ class AwsCopyDbSnapshotToTargetOperator(BaseOperator):
         return {"source_snapshot_arn": state["snapshot_arn"], **copy, "kms_statement_sid": sid}
 
 
-class AwsRestoreDbInstanceOperator(BaseOperator):
+class RdsRestoreDbInstanceOperator(BaseOperator):
     """Restore the target RDS instance from the snapshot copy (found again on rerun); it does not
-    wait: AwsDbAvailableSensor does. Returns ``{instance_identifier, instance_arn, status, created}``.
+    wait: RdsDbAvailableSensor does. Returns ``{instance_identifier, instance_arn, status, created}``.
     """
 
     template_fields: Sequence[str] = ("target_aws_conn_id", "instance_identifier", "snapshot_identifier",
@@ -135,11 +135,11 @@ class AwsRestoreDbInstanceOperator(BaseOperator):
             parameter_group=self.parameter_group or None)
 
 
-class AwsCaptureRestoredInstanceLsnOperator(CaptureCloneLsnOperator):
+class RdsCaptureRestoredInstanceLsnOperator(CaptureCloneLsnOperator):
     """CaptureCloneLsnOperator for a restored RDS instance: the log reader downloads the instance's
     log files (all portions) with the target AWS connection, so "redo done at X/Y" is parsed by the
     same code as a local clone's log. Connects to ``target_host``/``target_port`` (the endpoint
-    from AwsDbAvailableSensor) with ``target_conn_id``'s credentials. Returns ``{lsn, method}``.
+    from RdsDbAvailableSensor) with ``target_conn_id``'s credentials. Returns ``{lsn, method}``.
     """
 
     template_fields: Sequence[str] = (*CaptureCloneLsnOperator.template_fields, "target_aws_conn_id",

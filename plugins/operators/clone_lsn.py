@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration.capture import METHOD_REDO_DONE_AT, LocalLogReader, LogReader, capture_clone_lsn
 from migration.endpoints import endpoint_override
 from migration.slots import resolve_start_lsn
@@ -87,7 +87,7 @@ class ResolveCdcStartLsnOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.replication_task_id:
-            from hooks.aws import aws_client
+            from connections.aws import aws_client
             from migration.dms.resources import find_task
 
             task = find_task(aws_client(self.aws_conn_id, "dms"), self.replication_task_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration import naming, sequences, target_prep
 from migration.cutover import (
     CutoverAborted,
@@ -181,7 +181,7 @@ class CutoverOperator(BaseOperator):
                              replication_role=self.replication_role,
                              roles=list(self.application_roles or []) or None,
                              exclude_roles=list(self.exclude_roles or []), keep_pids=keep_pids)
-        from hooks.aws import aws_client
+        from connections.aws import aws_client
         from migration.aws.cutover import SecurityGroupWriteBlock
 
         def persist(plan: list[dict[str, Any]]) -> None:
@@ -200,7 +200,7 @@ class CutoverOperator(BaseOperator):
             return NativeCdc(source_conn=control, links=[
                 NativeLink(db, naming.slot_name(self.migration_id, db), naming.subscription_name(self.migration_id, db),
                            targets[db]) for db in databases])
-        from hooks.aws import aws_client
+        from connections.aws import aws_client
         from migration.dms.cutover import DmsCdcEngine, DmsLink, find_task
 
         # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
@@ -231,7 +231,7 @@ class CutoverOperator(BaseOperator):
         if not self.dns_zone_id:
             return LocalTargetOpener(endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
                                                "databases": databases})
-        from hooks.aws import aws_client
+        from connections.aws import aws_client
         from migration.aws.cutover import Route53TargetOpener
 
         return Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
@@ -325,7 +325,7 @@ class UnblockSourceWritesOperator(BaseOperator):
         restored: list[str] = []
         groups = [r for r in records if r["kind"] == "security_group"]
         if groups:
-            from hooks.aws import aws_client
+            from connections.aws import aws_client
             from migration.aws.cutover import restore_source_writes
 
             count = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), [r["previous"] for r in groups])

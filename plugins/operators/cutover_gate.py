@@ -17,7 +17,7 @@ from migration import guardrails, naming
 def _slots_by_database(source_conn_id: str, migration_id: str,
                        databases: Sequence[str]) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     """Per database: the slot's lag in bytes, and what it retains on the source."""
-    from hooks.postgres import connect
+    from connections.postgres import connect
     from migration.slots import replication_lag_bytes, slot_retention
 
     lags, retention = {}, {}

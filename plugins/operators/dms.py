@@ -184,7 +184,7 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
         return result
 
     def _prove_not_source(self, server: str | None, port: Any, uses_secret: bool) -> None:
-        from hooks.postgres import connect
+        from connections.postgres import connect
         from migration.clone_guard import ensure_target_is_not_source
 
         if uses_secret:

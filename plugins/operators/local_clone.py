@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import conninfo_for
+from connections.postgres import conninfo_for
 from migration.local_clone import clone_local
 
 

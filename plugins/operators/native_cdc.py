@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect, conninfo_for
+from connections.postgres import connect, conninfo_for
 from migration.clone_guard import ensure_target_is_not_source
 from migration.endpoints import endpoint_override
 from migration.lsn import LSN

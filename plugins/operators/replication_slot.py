@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration.endpoints import endpoint_override
 from migration.slots import create_slot, drop_copied_slots, plugin_for
 

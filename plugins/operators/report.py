@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration import report as report_md
 from migration.endpoints import endpoint_override
 from operators.cutover_gate import results_list

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration.endpoints import endpoint_override
 from migration.sequences import read_sequences, sync_sequences
 

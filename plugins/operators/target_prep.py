@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from airflow.sdk import BaseOperator, Context
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration.clone_guard import ensure_target_is_not_source
 from migration.endpoints import endpoint_override
 from migration.target_prep import (

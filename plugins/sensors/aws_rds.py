@@ -15,7 +15,7 @@ from migration.aws.common import check_db_type, check_identifier
 from sensors.base import DeferrablePollSensor
 
 
-class AwsDbAvailableSensor(DeferrablePollSensor):
+class RdsDbAvailableSensor(DeferrablePollSensor):
     """Wait until a DB cluster (with its writer instance, if named) or a DB instance is available.
 
     Returns ``{identifier, status, host, port, ...}``: the writer endpoint read from AWS at run
@@ -47,7 +47,7 @@ class AwsDbAvailableSensor(DeferrablePollSensor):
         }
 
 
-class AwsDbSnapshotAvailableSensor(DeferrablePollSensor):
+class RdsDbSnapshotAvailableSensor(DeferrablePollSensor):
     """Wait until a DB snapshot is available; returns ``{snapshot_identifier, snapshot_arn, status}``."""
 
     check_path = "triggers.checks:check_rds_snapshot_available"

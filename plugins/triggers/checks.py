@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from hooks.aws import aws_client
-from hooks.postgres import connect, conninfo_for
+from connections.aws import aws_client
+from connections.postgres import connect, conninfo_for
 from migration import drift, local_clone, native_cdc, validation
 from migration.aws import common as aws_common
 from migration.aws import snapshot as aws_snapshot

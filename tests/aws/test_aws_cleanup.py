@@ -12,7 +12,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 from conftest import TARGET_ACCOUNT, make_world, run_operator
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.parameters import get_parameter
 from migration.aws.sharing import ensure_resource_share, grant_key_to_account, kms_statement_sid
 from operators.aws_cleanup import AwsCleanupOperator

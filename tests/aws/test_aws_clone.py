@@ -28,15 +28,15 @@ from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from botocore.exceptions import ClientError
 from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, make_world, postgres_conn_uri, run_operator, run_trigger
 
-from hooks.aws import aws_client
-from hooks.postgres import connect
+from connections.aws import aws_client
+from connections.postgres import connect
 from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer
 from migration.aws.common import AwsMigrationError
 from migration.aws.parameters import get_parameter
 from migration.aws.sharing import ensure_resource_share, grant_key_to_account, kms_statement_sid
 from operators.aws_cleanup import AwsCleanupOperator
-from operators.aws_clone import AwsCreateClusterCloneOperator, AwsSetLogicalReplicationOperator, AwsShareClusterOperator
-from sensors.aws_rds import AwsDbAvailableSensor
+from operators.aws_clone import RdsCreateClusterCloneOperator, RdsSetLogicalReplicationOperator, RdsShareClusterOperator
+from sensors.aws_rds import RdsDbAvailableSensor
 from triggers.poll import PollTrigger
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
@@ -69,7 +69,7 @@ def share_operator(world, **overrides):
     kwargs = dict(task_id="share_cluster", source_aws_conn_id="aws_source", target_aws_conn_id="aws_target",
                   migration_id=MIGRATION, source_cluster_identifier=world["source_id"],
                   target_account_id=TARGET_ACCOUNT)
-    return AwsShareClusterOperator(**{**kwargs, **overrides})
+    return RdsShareClusterOperator(**{**kwargs, **overrides})
 
 
 def clone_operator(world, share, **overrides):
@@ -77,7 +77,7 @@ def clone_operator(world, share, **overrides):
                   source_cluster_arn=share["source_cluster_arn"], cluster_identifier=CLONE,
                   kms_key_id=world["target_key_arn"], security_group_ids=[world["target_sg"]],
                   parameter_group=world["target_parameter_group"], instance_class="db.r6g.large")
-    return AwsCreateClusterCloneOperator(**{**kwargs, **overrides})
+    return RdsCreateClusterCloneOperator(**{**kwargs, **overrides})
 
 
 def key_policy(admin, world) -> dict:
@@ -110,7 +110,7 @@ def test_aurora_clone_across_accounts_reaches_a_real_clone_and_cleans_up(world, 
     from moto.rds.models import rds_backends
 
     rds_backends[TARGET_ACCOUNT][REGION].clusters[CLONE].status = "creating"
-    sensor = AwsDbAvailableSensor(task_id="wait_clone", aws_conn_id="aws_target", db_type="cluster",
+    sensor = RdsDbAvailableSensor(task_id="wait_clone", aws_conn_id="aws_target", db_type="cluster",
                                   db_identifier=CLONE, writer_instance_identifier=clone["writer_instance_identifier"],
                                   poll_interval=0.05)
     with pytest.raises(TaskDeferred) as deferred:
@@ -134,7 +134,7 @@ def test_aurora_clone_across_accounts_reaches_a_real_clone_and_cleans_up(world, 
     assert again == {**clone, "created": False}
 
     # Logical replication off on the target (after its copied slots are gone), applied by a reboot.
-    change = run_operator(AwsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
+    change = run_operator(RdsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
                                                            db_type="cluster", db_identifier=CLONE, enabled=False,
                                                            poll_interval=0.05))
     assert change == {"db_type": "cluster", "db_identifier": CLONE, "parameter_group": world["target_parameter_group"],
@@ -143,7 +143,7 @@ def test_aurora_clone_across_accounts_reaches_a_real_clone_and_cleans_up(world, 
     target_rds = aws_client("aws_target", "rds")
     assert get_parameter(target_rds, db_type="cluster", parameter_group=world["target_parameter_group"],
                          name="rds.logical_replication") == "0"
-    rerun = run_operator(AwsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
+    rerun = run_operator(RdsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
                                                           db_type="cluster", db_identifier=CLONE, enabled=False))
     assert (rerun["previous"], rerun["rebooted"]) == ("0", None)
 

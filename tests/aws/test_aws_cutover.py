@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from conftest import TARGET_ACCOUNT, make_world, run_operator
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration import naming
 from migration.aws.common import AwsMigrationError
 from migration.aws.cutover import (
@@ -41,7 +41,7 @@ from migration.aws.cutover import (
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription
-from operators.aws_cutover import AwsStopSourceOperator
+from operators.aws_cutover import RdsStopSourceOperator
 from operators.cutover import UnblockSourceWritesOperator
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
@@ -231,7 +231,7 @@ def test_dns_switch_reaches_insync_and_reports_the_previous_target(admin):
 @pytest.mark.parametrize("db_type", ["cluster", "instance"])
 def test_stop_source_after_cutover(admin, standins, db_type):
     world = make_world(admin, db_type=db_type, free_storage_bytes=None)
-    stop = AwsStopSourceOperator(task_id="stop_source", source_aws_conn_id="aws_source", db_type=db_type,
+    stop = RdsStopSourceOperator(task_id="stop_source", source_aws_conn_id="aws_source", db_type=db_type,
                                  db_identifier=world["source_id"])
     assert run_operator(stop) == {"db_identifier": world["source_id"], "status": "stopping"}
     if db_type == "cluster":

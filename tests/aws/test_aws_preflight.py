@@ -1,6 +1,6 @@
 """AWS preflight: every failure names the resource and the fix, nothing is created or changed, and
 with set_logical_replication the parameter change and writer reboot are only planned: the task after
-`proceed` (AwsSetLogicalReplicationOperator) makes them, so a dry run changes nothing.
+`proceed` (RdsSetLogicalReplicationOperator) makes them, so a dry run changes nothing.
 
 Stand-ins:
 - AWS managed keys: moto reports every key, aws/rds included, as KeyManager CUSTOMER; the test
@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, aws_conn_uri, make_world, postgres_conn_uri, run_operator
 
-from hooks.aws import aws_client
+from connections.aws import aws_client
 from migration.aws.common import DbDescription
 from migration.aws.parameters import get_parameter
 from migration.aws.preflight import PreflightFailed, engine_problem, logical_replication_problem, preflight
@@ -167,7 +167,7 @@ def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins
 @pytest.mark.parametrize("db_type", ["cluster", "instance"])
 def test_preflight_only_plans_logical_replication_and_the_task_after_proceed_sets_it(admin, standins, db_type,
                                                                                    record_aws_calls):
-    from operators.aws_clone import AwsSetLogicalReplicationOperator
+    from operators.aws_clone import RdsSetLogicalReplicationOperator
 
     world = make_world(admin, db_type=db_type, logical_replication="0")
     group_kind = "DB cluster parameter group" if db_type == "cluster" else "DB parameter group"
@@ -190,7 +190,7 @@ def test_preflight_only_plans_logical_replication_and_the_task_after_proceed_set
     assert made and not [op for op in made if not op.startswith(("Describe", "Get", "List"))], made
 
     # After proceed the factory's task makes the change, reboots the writer and waits for it.
-    change = run_operator(AwsSetLogicalReplicationOperator(
+    change = run_operator(RdsSetLogicalReplicationOperator(
         task_id="source_logical_replication_on", aws_conn_id="aws_source", db_type=db_type,
         db_identifier=world["source_id"], enabled=True, poll_interval=0.05))
     assert value() == "1"

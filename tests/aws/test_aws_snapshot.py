@@ -37,22 +37,22 @@ from conftest import (
     run_trigger,
 )
 
-from hooks.aws import aws_client, rds_log_reader
-from hooks.postgres import connect
+from connections.aws import aws_client, rds_log_reader
+from connections.postgres import connect
 from migration.aws.common import AwsMigrationError
 from migration.aws.sharing import kms_statement_sid
 from migration.aws.snapshot import ensure_snapshot_copy
 from migration.capture import capture_clone_lsn
 from migration.lsn import LSN, find_redo_done
 from operators.aws_cleanup import AwsCleanupOperator
-from operators.aws_clone import AwsSetLogicalReplicationOperator
+from operators.aws_clone import RdsSetLogicalReplicationOperator
 from operators.aws_snapshot import (
-    AwsCaptureRestoredInstanceLsnOperator,
-    AwsCopyDbSnapshotToTargetOperator,
-    AwsCreateDbSnapshotOperator,
-    AwsRestoreDbInstanceOperator,
+    RdsCaptureRestoredInstanceLsnOperator,
+    RdsCopyDbSnapshotToTargetOperator,
+    RdsCreateDbSnapshotOperator,
+    RdsRestoreDbInstanceOperator,
 )
-from sensors.aws_rds import AwsDbAvailableSensor, AwsDbSnapshotAvailableSensor
+from sensors.aws_rds import RdsDbAvailableSensor, RdsDbSnapshotAvailableSensor
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
 
@@ -84,18 +84,18 @@ def current_lsn(server) -> LSN:
 
 
 def create_snapshot():
-    return AwsCreateDbSnapshotOperator(task_id="create_snapshot", source_aws_conn_id="aws_source",
+    return RdsCreateDbSnapshotOperator(task_id="create_snapshot", source_aws_conn_id="aws_source",
                                        migration_id=MIGRATION, instance_identifier="billing-src")
 
 
 def copy_snapshot(world):
-    return AwsCopyDbSnapshotToTargetOperator(task_id="copy_snapshot", source_aws_conn_id="aws_source",
+    return RdsCopyDbSnapshotToTargetOperator(task_id="copy_snapshot", source_aws_conn_id="aws_source",
                                              target_aws_conn_id="aws_target", migration_id=MIGRATION,
                                              target_account_id=TARGET_ACCOUNT, kms_key_id=world["target_key_arn"])
 
 
 def restore_instance(world):
-    return AwsRestoreDbInstanceOperator(task_id="restore_instance", target_aws_conn_id="aws_target",
+    return RdsRestoreDbInstanceOperator(task_id="restore_instance", target_aws_conn_id="aws_target",
                                         migration_id=MIGRATION, instance_identifier=TARGET,
                                         instance_class="db.t3.micro", parameter_group=world["target_parameter_group"])
 
@@ -108,7 +108,7 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
         conn.execute("INSERT INTO invoices VALUES (301, 1)")  # after the snapshot: must not be restored
     assert snap["snapshot_identifier"] == "billing-source" and snap["created"] is True and snap["encrypted"] is True
 
-    waited = run_operator(AwsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id="aws_source",
+    waited = run_operator(RdsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id="aws_source",
                                                        snapshot_identifier=snap["snapshot_identifier"]))
     assert waited["status"] == "available" and waited["snapshot_arn"] == snap["snapshot_arn"]
 
@@ -121,12 +121,12 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
     attributes = admin("rds").describe_db_snapshot_attributes(DBSnapshotIdentifier="billing-source")
     assert attributes["DBSnapshotAttributesResult"]["DBSnapshotAttributes"] == [
         {"AttributeName": "restore", "AttributeValues": [TARGET_ACCOUNT]}]
-    run_operator(AwsDbSnapshotAvailableSensor(task_id="wait_copy", aws_conn_id="aws_target",
+    run_operator(RdsDbSnapshotAvailableSensor(task_id="wait_copy", aws_conn_id="aws_target",
                                               snapshot_identifier=copy["snapshot_identifier"]))
 
     restored = run_operator(restore_instance(world))
     assert restored["created"] is True
-    endpoint = run_operator(AwsDbAvailableSensor(task_id="wait_instance", aws_conn_id="aws_target",
+    endpoint = run_operator(RdsDbAvailableSensor(task_id="wait_instance", aws_conn_id="aws_target",
                                                  db_type="instance", db_identifier=TARGET))
     backing = standins.backing[restored["instance_arn"]]
     assert (endpoint["host"], endpoint["port"]) == ("127.0.0.1", backing.port)
@@ -147,13 +147,13 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
     with connect("pg_source", host=endpoint["host"], port=endpoint["port"]) as conn:
         assert capture_clone_lsn(conn, log_reader=reader, slot_name=None) == {"lsn": str(lsn),
                                                                               "method": "redo_done_at"}
-    captured = run_operator(AwsCaptureRestoredInstanceLsnOperator(
+    captured = run_operator(RdsCaptureRestoredInstanceLsnOperator(
         task_id="capture_clone_lsn", target_conn_id="pg_source", database="postgres", target_host=endpoint["host"],
         target_port=str(endpoint["port"]), target_aws_conn_id="aws_target", db_instance_identifier=TARGET))
     assert captured == {"lsn": str(lsn), "method": "redo_done_at"}
 
     # The copied slots gone, logical replication goes off on the target instance (its own group).
-    change = run_operator(AwsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
+    change = run_operator(RdsSetLogicalReplicationOperator(task_id="disable_lr", aws_conn_id="aws_target",
                                                            db_type="instance", db_identifier=TARGET, enabled=False,
                                                            poll_interval=0.05))
     assert (change["parameter_group"], change["previous"], change["value"], change["rebooted"]) == (
@@ -208,7 +208,7 @@ def test_snapshot_waits_fail_clearly(world, admin):
 
     snapshot = rds_backends[SOURCE_ACCOUNT][REGION].database_snapshots[snap["snapshot_identifier"]]
     snapshot.status = "creating"
-    sensor = AwsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id="aws_source",
+    sensor = RdsDbSnapshotAvailableSensor(task_id="wait_source_snapshot", aws_conn_id="aws_source",
                                           snapshot_identifier=snap["snapshot_identifier"], poll_interval=0.05,
                                           timeout=0.3)
     with pytest.raises(TaskDeferred) as deferred:
@@ -222,7 +222,7 @@ def test_snapshot_waits_fail_clearly(world, admin):
     with pytest.raises(AwsMigrationError, match="DB snapshot billing-source is 'failed': delete it and rerun"):
         sensor.execute({})
     with pytest.raises(AwsMigrationError, match="DB instance nothing-here does not exist"):
-        AwsDbAvailableSensor(task_id="wait_instance", aws_conn_id="aws_target", db_type="instance",
+        RdsDbAvailableSensor(task_id="wait_instance", aws_conn_id="aws_target", db_type="instance",
                              db_identifier="nothing-here").execute({})
 
 

@@ -28,7 +28,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
 from dms_fixtures import dms_moto, running_cdc_task  # noqa: F401 - fixture
 
-from hooks.postgres import connect
+from connections.postgres import connect
 from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring

@@ -122,7 +122,7 @@ class Replication:
 
     def restore(self, records) -> list[str]:
         """The teardown's restore for the role fence, on a session of its own (read-only lifted, as
-        hooks.postgres.connect does: the fence makes the cutover's own login start read-only too)."""
+        connections.postgres.connect does: the fence makes the cutover's own login start read-only too)."""
         with connect(self.source, "appdb") as src:
             src.execute("SET default_transaction_read_only = off")
             return restore_role_fence(src, records)

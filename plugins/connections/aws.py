@@ -1,5 +1,7 @@
 """boto3 clients for an Airflow AWS connection, through the amazon provider's hooks.
 
+``plugins/connections`` turns Airflow connection ids into clients: boto3 here, psycopg in ``postgres``.
+
 One connection per account: cross-account access is the connection's own business (``role_arn``
 in its extra), so the same code acts in the source or the target account by conn id alone.
 """
