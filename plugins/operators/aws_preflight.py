@@ -26,7 +26,8 @@ class AwsPreflightOperator(BaseOperator):
     Checks: engine and version (Aurora PostgreSQL >= 11.9, RDS PostgreSQL >= 11), the source is
     available, rds.logical_replication=1 applied in its parameter group, its KMS key is customer
     managed (and matches ``source_kms_key_id``), both connections and the source are in one
-    region, the target KMS key and parameter group exist, the target identifier is free (or this
+    region, the target KMS key exists, the target parameter group exists and holds
+    rds.logical_replication=1 (the clone starts with the copied slots), the target identifier is free (or this
     migration's), the writer's free storage (CloudWatch) is at least ``min_free_storage_bytes``,
     and for Aurora that ``aurora_volume_logical_start_lsn()`` exists (SQL on the source, when
     ``source_postgres_conn_id`` is given). With ``cdc_engine="dms"``: the DMS account roles

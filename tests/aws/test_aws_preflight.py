@@ -257,3 +257,32 @@ def test_engine_and_pending_reboot_messages():
         "but not applied (pending-reboot): reboot the writer (aws rds reboot-db-instance --db-instance-identifier "
         "orders-src-1)")
     assert logical_replication_problem(desc(), "1") is None
+
+
+@pytest.mark.parametrize("db_type", ["cluster", "instance"])
+def test_target_parameter_group_without_logical_replication_fails_before_anything_is_created(admin, standins,
+                                                                                             db_type):
+    # Issue 13 item 7: the clone starts with the source's slots; without rds.logical_replication=1 in
+    # target.parameter_group PostgreSQL refuses to start, after the clone was paid for.
+    world = make_world(admin, db_type=db_type)
+    trds = admin("rds", TARGET_ACCOUNT)
+    group, kind = world["target_parameter_group"], ("db-cluster-parameter-group" if db_type == "cluster"
+                                                    else "db-parameter-group")
+    modify = (trds.modify_db_cluster_parameter_group if db_type == "cluster" else trds.modify_db_parameter_group)
+    name_arg = "DBClusterParameterGroupName" if db_type == "cluster" else "DBParameterGroupName"
+    modify(**{name_arg: group, "Parameters": [{"ParameterName": "rds.logical_replication", "ParameterValue": "0",
+                                               "ApplyMethod": "pending-reboot"}]})
+    with pytest.raises(PreflightFailed) as failed:
+        run_operator(preflight_operator(world))
+    assert len(failed.value.problems) == 1
+    problem = failed.value.problems[0]
+    assert problem.startswith(f"rds.logical_replication is 0 in DB {'cluster ' if db_type == 'cluster' else ''}"
+                              f"parameter group {group} (target.parameter_group, target account)")
+    assert f"aws rds modify-{kind} --{kind}-name {group} --parameters " \
+           f"ParameterName=rds.logical_replication,ParameterValue=1" in problem
+    # Nothing was created in the target account.
+    assert trds.describe_db_clusters()["DBClusters"] == [] and trds.describe_db_instances()["DBInstances"] == []
+    # With the value set, the same preflight passes.
+    modify(**{name_arg: group, "Parameters": [{"ParameterName": "rds.logical_replication", "ParameterValue": "1",
+                                               "ApplyMethod": "pending-reboot"}]})
+    assert run_operator(preflight_operator(world))["planned_changes"] == []

@@ -145,6 +145,28 @@ def dms_account_role_problems(iam: Any) -> list[str]:
     return problems
 
 
+def target_parameter_group_problem(target_rds: Any, desc: DbDescription, group: str) -> str | None:
+    """The target's parameter group must exist and hold rds.logical_replication=1.
+
+    The clone (or restored instance) starts with the source's logical replication slots in place,
+    and PostgreSQL refuses to start with logical slots and logical decoding off.
+    """
+    kind = desc.kind
+    family = parameter_group_family(desc.engine, desc.engine_version)
+    if not parameter_group_exists(target_rds, db_type=kind.db_type, parameter_group=group):
+        return (f"{kind.parameter_group_label} {group} does not exist in the target account: create it (family "
+                f"{family}, rds.logical_replication=1) or fix target.parameter_group")
+    value = get_parameter(target_rds, db_type=kind.db_type, parameter_group=group, name=LOGICAL_REPLICATION)
+    if value == "1":
+        return None
+    return (f"rds.logical_replication is {value or '0 (default)'} in {kind.parameter_group_label} {group} "
+            f"(target.parameter_group, target account); the target starts with the source's replication slots "
+            f"and PostgreSQL refuses to start with logical slots and logical decoding off: run `aws rds "
+            f"modify-{kind.parameter_group_cli} --{kind.parameter_group_cli}-name {group} --parameters "
+            f"ParameterName=rds.logical_replication,ParameterValue=1,ApplyMethod=pending-reboot` in the target "
+            f"account, or name a group of family {family} that has it")
+
+
 def region_problem(source_arn: str, *, source_region: str, target_region: str,
                    target_conn_hint: str = "target") -> str | None:
     arn_region = parse_arn(source_arn, field="source ARN").region
@@ -276,11 +298,10 @@ def preflight(
     facts["target_kms_key_arn"] = target_key_arn
     if problem:
         problems.append(problem)
-    if target_parameter_group and not parameter_group_exists(target_rds, db_type=db_type,
-                                                             parameter_group=target_parameter_group):
-        problems.append(f"{kind.parameter_group_label} {target_parameter_group} does not exist in the target "
-                        f"account: create it (family {parameter_group_family(desc.engine, desc.engine_version)}, "
-                        f"rds.logical_replication=1) or fix target.parameter_group")
+    if target_parameter_group:
+        problem = target_parameter_group_problem(target_rds, desc, target_parameter_group)
+        if problem:
+            problems.append(problem)
     if target_identifier:
         existing = kind.describe(target_rds, target_identifier)
         if existing and (existing.tags.get(MIGRATION_TAG) != migration_id or existing.tags.get(SOURCE_TAG) != desc.arn):
