@@ -23,7 +23,8 @@ from dag_phases.plan import per_database_plan
 from dag_phases.preflight import build_preflight
 from migration.config import ConfigError, MigrationConfig, load_config
 
-__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "dag_for_file", "migrations_dir", "per_database_plan"]
+__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "dag_for_file", "migrations_dir", "per_database_plan",
+           "trigger_params"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MIGRATIONS_DIR = ROOT / "include" / "migrations"
@@ -64,9 +65,21 @@ the target opens restores source writes; the `unblock_source_writes` teardown ma
 """
 
 
+def trigger_params(config: MigrationConfig) -> dict[str, Param]:
+    """The trigger form's Params. `databases` and `schemas` may only name the YAML's own (`items.enum`), each
+    once: Airflow checks a run's conf against these schemas when the run is created (the form, `POST dagRuns`,
+    `dag.test`), so an unknown name is refused before a run exists. `examples` makes the form a multi-select.
+    `validate_run` still checks what a schema cannot say (the cutover window's order, the control schema)."""
+    spec = config.params_spec()
+    for name, allowed in (("databases", config.databases), ("schemas", config.schemas)):
+        spec[name] = {**spec[name], "items": {"type": "string", "enum": list(allowed)}, "examples": list(allowed),
+                      "uniqueItems": True}
+    return {name: Param(**field) for name, field in spec.items()}
+
+
 def build_dag(config: MigrationConfig) -> DAG:
     """The DAG for one migration config."""
-    params = {name: Param(**spec) for name, spec in config.params_spec().items()}
+    params = trigger_params(config)
     dag = DAG(
         dag_id=config.dag_id,
         description=config.description
