@@ -92,7 +92,7 @@ def disable_user_triggers(conn: psycopg.Connection, schemas: Sequence[str], *, c
             if sorted(saved[PURPOSE_ENABLE]["schemas"]) != sorted(names):
                 raise TargetPrepError(
                     f"{control_schema}.saved_ddl already holds trigger DDL for schemas {saved[PURPOSE_ENABLE]['schemas']!r}, "
-                    f"not {names!r}. Enable those triggers first (EnableTargetTriggersOperator) and delete the rows "
+                    f"not {names!r}. Enable those triggers first (target_prep.enable_triggers) and delete the rows "
                     f"with purpose {PURPOSE_ENABLE!r}/{PURPOSE_DISABLE!r}, or rerun with the same schemas."
                 )
             disable_ddl = saved[PURPOSE_DISABLE]["ddl"]

@@ -26,7 +26,6 @@ from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from migration.dms import cutover as dms_cutover
-from migration.dms import monitoring as dms_monitoring
 from migration.dms import requests as dms_requests
 from migration.dms import resources as dms_resources
 from migration.lsn import LSN
@@ -296,22 +295,6 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
         self.start_task_kwargs = plan.start_kwargs
         super().execute(context)
         return result
-
-
-class DmsTableStatisticsOperator(AwsBaseOperator[DmsHook]):
-    """describe_table_statistics for the report: counts per validation state and changes (small XCom)."""
-
-    aws_hook_class = DmsHook
-    template_fields: Sequence[str] = aws_template_fields("replication_task_arn")
-
-    def __init__(self, *, replication_task_arn: str, max_tables: int = 50, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.replication_task_arn = replication_task_arn
-        self.max_tables = max_tables
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        tables = dms_monitoring.table_statistics(self.hook.conn, self.replication_task_arn)
-        return dms_monitoring.summarise_table_statistics(tables, limit=self.max_tables)
 
 
 class DmsCleanupScopeOperator(BaseOperator):

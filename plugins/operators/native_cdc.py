@@ -11,7 +11,7 @@ from connections.postgres import connect, conninfo_for
 from migration.clone_guard import ensure_target_is_not_source
 from migration.endpoints import endpoint_override
 from migration.lsn import LSN
-from migration.native_cdc import advance_origin, create_publication, create_subscription, drop_subscription
+from migration.native_cdc import advance_origin, create_publication, create_subscription
 
 
 class CreatePublicationOperator(BaseOperator):
@@ -100,25 +100,3 @@ class CreateSubscriptionOperator(BaseOperator):
         self.log.info("Subscription %s applies from %s (captured LSN %s, origin LSN %s)", self.subscription, origin,
                       self.captured_lsn, self.origin_lsn)
         return str(origin)
-
-
-class DropSubscriptionOperator(BaseOperator):
-    """Disable and drop the subscription; the source's slot is kept unless ``drop_slot``. Returns whether it existed."""
-
-    template_fields: Sequence[str] = ("target_conn_id", "database", "subscription", "target_host", "target_port")
-    ui_color = "#f4cccc"
-
-    def __init__(self, *, target_conn_id: str, database: str, subscription: str, target_host: str | None = None,
-                 target_port: int | str | None = None, drop_slot: bool = False, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.target_conn_id = target_conn_id
-        self.database = database
-        self.subscription = subscription
-        self.target_host = target_host
-        self.target_port = target_port
-        self.drop_slot = drop_slot
-
-    def execute(self, context: Context) -> bool:
-        host, port = endpoint_override(self.target_host, self.target_port)
-        with connect(self.target_conn_id, dbname=self.database, host=host, port=port) as target:
-            return drop_subscription(target, self.subscription, drop_slot=self.drop_slot)

@@ -17,11 +17,8 @@ from connections.postgres import connect
 from migration.clone_guard import ensure_target_is_not_source
 from migration.endpoints import endpoint_override
 from migration.target_prep import (
-    TargetPrepError,
     create_control_schema,
     disable_user_triggers,
-    enable_triggers,
-    saved_trigger_ddl,
 )
 
 
@@ -99,39 +96,3 @@ class DisableTargetTriggersOperator(BaseOperator):
                                source_conn_id=self.source_conn_id, database=self.database, host=self.target_host,
                                port=self.target_port) as conn:
             return disable_user_triggers(conn, self.schemas, control_schema=self.control_schema)
-
-
-class EnableTargetTriggersOperator(BaseOperator):
-    """Enable the target's user triggers again with the saved DDL, in one round trip (cutover).
-
-    The DDL is read from ``<control_schema>.saved_ddl`` unless ``ddl`` is given. Refuses to run when
-    the target connection reaches the source (``source_conn_id``). Returns the number of triggers enabled.
-    """
-
-    template_fields: Sequence[str] = ("target_conn_id", "source_conn_id", "database", "control_schema", "ddl",
-                                      "target_host", "target_port")
-    ui_color = "#cfe2f3"
-
-    def __init__(self, *, target_conn_id: str, source_conn_id: str, database: str, control_schema: str,
-                 ddl: str | None = None, target_host: str | None = None, target_port: int | str | None = None,
-                 **kwargs: Any):
-        super().__init__(**kwargs)
-        self.target_conn_id = target_conn_id
-        self.source_conn_id = source_conn_id
-        self.database = database
-        self.control_schema = control_schema
-        self.ddl = ddl
-        self.target_host = target_host
-        self.target_port = target_port
-
-    def execute(self, context: Context) -> int:
-        with target_connection(task=self.task_id, target_conn_id=self.target_conn_id,
-                               source_conn_id=self.source_conn_id, database=self.database, host=self.target_host,
-                               port=self.target_port) as conn:
-            ddl = self.ddl if self.ddl is not None else saved_trigger_ddl(conn, self.control_schema)
-            if ddl is None:
-                raise TargetPrepError(
-                    f"No saved trigger DDL for database {self.database!r} in {self.control_schema}.saved_ddl: the "
-                    "triggers were never disabled by this migration. Run DisableTargetTriggersOperator first."
-                )
-            return enable_triggers(conn, ddl)

@@ -152,15 +152,3 @@ def test_bad_input(source, target):
     ok = SequenceState("shop", "standalone", 1, True, 1, 1, 1, 10, False, "bigint")
     assert sync_sequences(target, [ok]) == 1
     assert state(target, "shop.standalone") == (1, True)
-
-
-def test_sync_operator_with_airflow_connections(monkeypatch, servers, source, target):
-    from operators.sequences import SyncSequencesOperator
-
-    src, tgt = servers
-    monkeypatch.setenv("AIRFLOW_CONN_MIG_SOURCE", f"postgresql://postgres@127.0.0.1:{src.port}/postgres")
-    monkeypatch.setenv("AIRFLOW_CONN_MIG_TARGET", "postgresql://postgres@127.0.0.1:1/postgres")
-    op = SyncSequencesOperator(task_id="sync_sequences", source_conn_id="mig_source", target_conn_id="mig_target",
-                               database="postgres", schemas=["shop"], target_host="127.0.0.1", target_port=tgt.port)
-    assert op.execute({}) == 8
-    assert state(target, "shop.standalone") == state(source, "shop.standalone") == (5, True)

@@ -206,11 +206,7 @@ def other_server(pg_servers):
 
 
 def test_trigger_operators_with_airflow_connections(monkeypatch, server, other_server, conn):
-    from operators.target_prep import (
-        CreateControlSchemaOperator,
-        DisableTargetTriggersOperator,
-        EnableTargetTriggersOperator,
-    )
+    from operators.target_prep import CreateControlSchemaOperator, DisableTargetTriggersOperator
 
     monkeypatch.setenv("AIRFLOW_CONN_MIG_TARGET", "postgresql://postgres@127.0.0.1:1/postgres")
     monkeypatch.setenv("AIRFLOW_CONN_MIG_SOURCE", f"postgresql://postgres@127.0.0.1:{other_server.port}/postgres")
@@ -218,12 +214,7 @@ def test_trigger_operators_with_airflow_connections(monkeypatch, server, other_s
     schema = CreateControlSchemaOperator(task_id="create_control_schema", conn_id="mig_target", database="postgres",
                                          control_schema="op_control", port=port, source_conn_id="mig_source")
     assert schema.execute({}) == "op_control"
-
-    enable = EnableTargetTriggersOperator(task_id="enable_triggers", target_conn_id="mig_target",
-                                          source_conn_id="mig_source", database="postgres",
-                                          control_schema="op_control", target_port=port)
-    with pytest.raises(TargetPrepError, match="Run DisableTargetTriggersOperator first"):
-        enable.execute({})
+    assert saved_trigger_ddl(conn, "op_control") is None
 
     before = trigger_states(conn)
     disable = DisableTargetTriggersOperator(task_id="disable_triggers", target_conn_id="mig_target",
@@ -231,13 +222,14 @@ def test_trigger_operators_with_airflow_connections(monkeypatch, server, other_s
                                             control_schema="op_control", target_port=port)
     assert disable.execute({}) == EXPECTED_ENABLE
     assert trigger_states(conn)[("app.child", "on_child")] == "D"
-    assert enable.execute({}) == 3
+    # The cutover enables them again with the saved DDL (operators.cutover.CutoverOperator).
+    assert enable_triggers(conn, saved_trigger_ddl(conn, "op_control")) == 3
     assert trigger_states(conn) == before
 
     with pytest.raises(ValueError, match="^target_port: "):
-        EnableTargetTriggersOperator(task_id="x", target_conn_id="mig_target", source_conn_id="mig_source",
-                                     database="postgres", control_schema="op_control",
-                                     target_port="fivefourthreetwo").execute({})
+        DisableTargetTriggersOperator(task_id="x", target_conn_id="mig_target", source_conn_id="mig_source",
+                                      database="postgres", schemas=["app"], control_schema="op_control",
+                                      target_port="fivefourthreetwo").execute({})
 
 
 # --- scenario 10: a target connection that reaches the source ------------------------------------

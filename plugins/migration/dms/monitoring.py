@@ -43,25 +43,6 @@ def table_statistics(dms: Any, arn: str) -> list[dict]:
             return tables
 
 
-def summarise_table_statistics(tables: list[dict], limit: int = 50) -> dict[str, Any]:
-    """A small, JSON-able view of table statistics for XCom and the report."""
-    states: dict[str, int] = {}
-    for table in tables:
-        state = table.get("ValidationState") or "unknown"
-        states[state] = states.get(state, 0) + 1
-    keep = ("Inserts", "Updates", "Deletes", "Ddls", "ValidationState", "ValidationFailedRecords",
-            "ValidationPendingRecords", "ValidationSuspendedRecords", "TableState")
-    return {
-        "tables": len(tables),
-        "validation_states": states,
-        "changes": {key: sum(int(t.get(key) or 0) for t in tables)
-                    for key in ("Inserts", "Updates", "Deletes", "Ddls")},
-        "per_table": [{"table": f"{t.get('SchemaName')}.{t.get('TableName')}",
-                       **{key: t.get(key) for key in keep if t.get(key) is not None}} for t in tables[:limit]],
-        "truncated": len(tables) > limit,
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # CloudWatch
 # ---------------------------------------------------------------------------------------------
