@@ -4,7 +4,7 @@ the re-check after approval."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from migration.drift import drift_message
@@ -92,11 +92,30 @@ def _compared(result: dict[str, Any]) -> str:
     return text
 
 
+AFTER_APPROVAL = [
+    "These numbers were measured when this page was made and age while it waits. After you approve, "
+    "`check_guardrails` measures again before anything changes on the source: replication lag, schema drift, "
+    "the slots and the window (a window not yet open is waited for). Any problem then stops the cutover with "
+    "the source untouched.",
+    "Validation is not run again: the cutover uses this run's validation results shown above.",
+    "Inside the cutover, with writes blocked, schema drift is checked once more and CDC must apply past the "
+    "source's final LSN before the target opens.",
+]
+
+
+def utc_stamp(moment: datetime) -> str:
+    """``2026-12-02 01:07:42 UTC``: a time as a person reads it (a naive time is taken as UTC)."""
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def summary(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[str, dict[str, Any]],
             steps: list[str], now: datetime, drift: dict[str, list[str]] | None = None,
             run_id: str | None = None, retention: dict[str, dict[str, Any]] | None = None) -> str:
-    """Markdown body for the approval gate: lag, validation, schema drift and the planned steps."""
-    lines = ["### Replication lag", ""]
+    """Markdown body for the approval gate: lag (with when it was measured), validation, schema drift, the
+    planned steps, and what is checked again after approval. ``now``: when lag, drift and slots were measured."""
+    measured = utc_stamp(now)
+    lines = [f"### Replication lag (measured {measured})", ""]
     lines += [f"- `{db}`: {lag} bytes (limit {rails.max_lag_bytes})" for db, lag in sorted(lag_bytes.items())]
     lines += ["", "### Validation (this run)", ""]
     for db, result in sorted(validation.items()):
@@ -123,5 +142,7 @@ def summary(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[st
                      retention=retention)
     lines += ["", "### Guardrails", ""]
     lines += [f"- ⚠ {p}" for p in found] or ["- all clear"]
+    lines += ["", f"### After approval (this page: {measured})", ""]
+    lines += [f"- {line}" for line in AFTER_APPROVAL]
     lines += ["", "Rejecting leaves the source untouched."]
     return "\n".join(lines)

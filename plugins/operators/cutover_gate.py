@@ -85,9 +85,10 @@ class _GuardrailInputs:
         """Everything the guardrails judge, measured now: keyword arguments of guardrails.problems/summary."""
         rails = guardrails.Guardrails(self.max_lag_bytes, self.not_before or None, self.not_after or None)
         lag, retention = _slots_by_database(self.source_conn_id, self.migration_id, self.databases)
+        lag_read_at = datetime.now(UTC)  # the approval page shows it next to the lag
         return {"rails": rails, "lag_bytes": lag, "retention": retention,
                 "validation": _validation_by_database(self.databases, self.validation_results),
-                "drift": self._drift(), "run_id": (context or {}).get("run_id"), "now": datetime.now(UTC)}
+                "drift": self._drift(), "run_id": (context or {}).get("run_id"), "now": lag_read_at}
 
 
 class CutoverGateOperator(_GuardrailInputs, ApprovalOperator):
