@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from migration import sql
-from migration.lsn import LSN, redo_done_lsns
+from migration.lsn import LSN, find_redo_done
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +61,6 @@ def _aurora_function(conn: psycopg.Connection) -> tuple[str, str] | None:
 def _from_aurora(conn: psycopg.Connection, where: tuple[str, str]) -> LSN:
     value = conn.execute(sql.compose("capture_call_function", schema=where[0], function=where[1])).fetchone()[0]
     return LSN.parse(value, field=f"{where[0]}.{where[1]}()")
-
-
-def _from_log(log_reader: LogReader) -> LSN | None:
-    found = redo_done_lsns(log_reader())
-    if not found:
-        return None
-    if len(set(found)) > 1:
-        # Later lines come from crash recoveries of the clone itself, past its own writes.
-        log.warning("The clone's log has %d different 'redo done at' lines (%s); using the first, %s",
-                    len(set(found)), ", ".join(map(str, found)), found[0])
-    return found[0]
 
 
 def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None, consistent_point: str | None) -> LSN | None:
@@ -124,7 +113,7 @@ def capture_clone_lsn(
         if log_reader is None:
             tried.append("no log reader was given for the clone's server log")
         else:
-            lsn = _from_log(log_reader)
+            lsn = find_redo_done(log_reader())
             if lsn is not None:
                 return _found(lsn, METHOD_REDO_DONE_AT)
             tried.append(f"the clone's log ({log_reader!r}) has no 'redo done at' line")

@@ -7,7 +7,7 @@ run's conf before any task creates anything. Every error names the file and the 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -234,10 +234,6 @@ class MigrationConfig:
     def dag_id(self) -> str:
         return f"migrate__{self.migration_id}"
 
-    def with_run(self, run: RunSettings) -> MigrationConfig:
-        """This config narrowed to one run's databases and schemas."""
-        return replace(self, databases=tuple(run.databases), schemas=tuple(run.schemas))
-
     def params_spec(self) -> dict[str, dict[str, Any]]:
         """The trigger form's fields as JSON-schema-like dicts (the DAG wraps each in an Airflow Param)."""
         return {
@@ -301,9 +297,6 @@ class MigrationConfig:
         return RunSettings(databases=databases, schemas=schemas, dry_run=dry_run,
                            cutover_not_before=_iso(window["cutover_not_before"]),
                            cutover_not_after=_iso(window["cutover_not_after"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -566,13 +559,22 @@ def _duplicate_key(node: yaml.Node | None, path: str = "") -> tuple[str, int] | 
     return None
 
 
+# libyaml's loader when PyYAML was built with it (about ten times faster to parse), else the pure-Python one.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Parse YAML, refusing a key given twice in one mapping (PyYAML would keep the last silently)."""
     try:
-        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
-        if duplicate:
-            raise ConfigError(source, duplicate[0], f"is given twice (line {duplicate[1]}); keep one")
-        return yaml.safe_load(text)
+        loader = _SAFE_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            duplicate = _duplicate_key(node)
+            if duplicate:
+                raise ConfigError(source, duplicate[0], f"is given twice (line {duplicate[1]}); keep one")
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(source, "(file)", f"is not valid YAML: {exc}") from None
 
@@ -590,7 +592,3 @@ def load_config(path: str | Path) -> MigrationConfig:
     if path.stem != config.migration_id:
         raise ConfigError(str(path), "migration_id", f"must match the file name ({path.stem!r}), got {config.migration_id!r}")
     return config
-
-
-def field_names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]

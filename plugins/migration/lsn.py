@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 _LSN_RE = re.compile(r"^\s*([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\s*$")
 _MAX = 2**64 - 1
+
+log = logging.getLogger(__name__)
 
 
 class LSNError(ValueError):
@@ -59,15 +62,13 @@ class LSN(int):
 _REDO_DONE_RE = re.compile(r"redo done at ([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})")
 
 
-def redo_done_lsns(log_text: str) -> list[LSN]:
-    """Every ``redo done at X/Y`` LSN in a server log, in log order."""
-    return [LSN(match) for match in _REDO_DONE_RE.findall(log_text)]
-
-
 def find_redo_done(log_text: str) -> LSN | None:
     """The clone point: the first ``redo done at X/Y`` of a clone's log, or None.
 
-    A later line comes from a later crash recovery of the clone itself, not from the copy.
+    A later line comes from a later crash recovery of the clone itself, past its own writes, not from the copy.
     """
-    found = redo_done_lsns(log_text)
+    found = [LSN(match) for match in _REDO_DONE_RE.findall(log_text)]
+    if len(set(found)) > 1:
+        log.warning("The clone's log has %d different 'redo done at' lines (%s); using the first, %s",
+                    len(set(found)), ", ".join(map(str, found)), found[0])
     return found[0] if found else None

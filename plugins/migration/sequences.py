@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import dict_row
@@ -44,9 +44,6 @@ class SequenceState:
         if self.last_value is None:
             return self.start_value, False
         return self.last_value, True
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> list[SequenceState]:

@@ -332,15 +332,6 @@ def require_db(rds: Any, *, db_type: str, identifier: str, field: str) -> DbDesc
     return desc
 
 
-def endpoint_of(rds: Any, *, db_type: str, identifier: str) -> dict[str, Any]:
-    """{host, port} of a cluster's writer endpoint or an instance's endpoint, read now (never configured)."""
-    desc = require_db(rds, db_type=db_type, identifier=identifier, field="the identifier")
-    if not desc.host:
-        raise AwsMigrationError(f"{identifier} has no endpoint yet (status {desc.status!r}): wait until it is "
-                                f"available")
-    return {"host": desc.host, "port": int(desc.port or 5432)}
-
-
 def describe_kms_key(kms: Any, key_id: str) -> dict[str, Any] | None:
     try:
         return kms.describe_key(KeyId=key_id)["KeyMetadata"]
