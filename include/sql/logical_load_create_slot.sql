@@ -1,0 +1,1 @@
+CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'export');

@@ -1,0 +1,1 @@
+SELECT nspname::text FROM pg_namespace WHERE nspname = ANY(%(schemas)s) ORDER BY 1;

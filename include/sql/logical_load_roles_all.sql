@@ -1,0 +1,1 @@
+SELECT rolname::text FROM pg_roles ORDER BY 1;

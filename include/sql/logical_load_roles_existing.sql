@@ -1,0 +1,1 @@
+SELECT rolname::text FROM pg_roles WHERE rolname = ANY(%(roles)s);

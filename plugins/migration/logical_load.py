@@ -1,0 +1,306 @@
+"""Logical initial load (``initial_load: pg_dump``): one database dumped at a slot's exported snapshot.
+
+The boundary is exact. The slot is created on a replication connection with ``(SNAPSHOT 'export')``;
+that connection stays open while ``pg_dump --snapshot=<id> -Fd -j N`` reads, so the dump holds exactly
+what was committed before the slot's consistent point, and the subscription that later streams from
+the slot (``create_slot = false``, ``copy_data = false``, origin at the consistent point) applies exactly
+what came after. ``pg_restore -j`` then loads the sections in order: pre-data, data, post-data, so indexes,
+constraints and triggers are built after the rows (and no trigger fires while they load).
+
+The target database is created when missing; an existing one must be empty (its contents are named
+otherwise). A row in ``<control_schema>.logical_load`` of the target database records the load:
+``loading`` from before the slot exists, ``loaded`` with the consistent point once the restore is done.
+A rerun of a finished load changes nothing; a rerun after a load that died (its snapshot died with it)
+drops the half-loaded database (or, in a database that existed before, the migrated schemas) and the
+slot, and starts again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from migration import slots, sql
+from migration.credentials import temporary_passfile
+from migration.logical_roles import LogicalLoadError, major_of, tools_for
+from migration.preflight import validate_identifier, validate_schemas
+from migration.target_prep import create_control_schema
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 10.0  # progress lines at least this often (the promise is every 30 s)
+SLOT_RELEASE_TIMEOUT_S = 30.0
+
+
+def default_dump_directory(migration_id: str, database: str) -> Path:
+    """Where the dump of one database goes unless the caller names a folder."""
+    return Path(tempfile.gettempdir()) / "pg-account-migration-dumps" / migration_id / database
+
+
+# ---------------------------------------------------------------- the target database
+
+def _connect(conninfo: str, **kwargs: Any) -> psycopg.Connection:
+    conn = psycopg.connect(conninfo, autocommit=True, **kwargs)
+    conn.execute(sql.load("logical_load_read_write"))
+    return conn
+
+
+def database_contents(conn: psycopg.Connection, control_schema: str) -> list[str]:
+    """What a target database holds besides an empty ``public`` schema and the control schema."""
+    rows = conn.execute(sql.load("logical_load_contents"), {"control_schema": control_schema}).fetchall()
+    return [f"{kind} {name}" for kind, name in rows]
+
+
+def read_marker(conn: psycopg.Connection, control_schema: str, migration_id: str) -> dict[str, Any] | None:
+    """The load's row in the target database, or None."""
+    if conn.execute(sql.load("logical_load_marker_find"), {"schema": control_schema}).fetchone() is None:
+        return None
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(sql.compose("logical_load_marker_read", schema=control_schema),
+                          {"migration_id": migration_id}).fetchone()
+    return dict(row) if row else None
+
+
+def target_state(admin_conn: psycopg.Connection, target_conninfo: str, database: str, control_schema: str,
+                 migration_id: str) -> dict[str, Any]:
+    """``{state, marker, contents}``: ``missing``, ``empty``, ``loading`` (an earlier load died), ``loaded``
+    or ``not_empty`` (with what was found)."""
+    if admin_conn.execute(sql.load("logical_load_database_exists"), {"database": database}).fetchone() is None:
+        return {"state": "missing", "marker": None, "contents": []}
+    with _connect(target_conninfo) as conn:
+        marker = read_marker(conn, control_schema, migration_id)
+        if marker is not None:
+            return {"state": marker["state"], "marker": marker, "contents": []}
+        contents = database_contents(conn, control_schema)
+    return {"state": "not_empty" if contents else "empty", "marker": None, "contents": contents}
+
+
+def _discard_half_load(admin_conn: psycopg.Connection, target_conninfo: str, database: str, schemas: Sequence[str],
+                       marker: dict[str, Any], control_schema: str, migration_id: str) -> None:
+    if marker["created_database"]:
+        log.warning("Database %s holds a load that did not finish: dropping it to start again", database)
+        admin_conn.execute(sql.compose("logical_load_drop_database", database=database))
+        return
+    log.warning("Database %s existed before the load, which did not finish: dropping its migrated schemas %s",
+                database, list(schemas))
+    with _connect(target_conninfo) as conn, conn.transaction():
+        for schema in schemas:
+            conn.execute(sql.compose("logical_load_drop_schema", schema=schema))
+        conn.execute(sql.compose("logical_load_marker_start", schema=control_schema),
+                     {"migration_id": migration_id, "slot_name": marker["slot_name"], "created_database": False})
+
+
+def _drop_stale_slot(source_conn: psycopg.Connection, slot_name: str) -> None:
+    """Drop a slot that an earlier, dead attempt left; its reader (that attempt's walsender) is ended."""
+    deadline = time.monotonic() + SLOT_RELEASE_TIMEOUT_S
+    while True:
+        row = source_conn.execute(sql.load("logical_load_slot"), {"slot_name": slot_name}).fetchone()
+        if row is None:
+            return
+        if row[1] is None:
+            slots.drop_slot(source_conn, slot_name)
+            log.warning("Dropped slot %s left by an earlier attempt", slot_name)
+            return
+        if time.monotonic() > deadline:
+            raise LogicalLoadError(f"slot {slot_name} is still in use by pid {row[1]}; stop its reader and run again")
+        # The walsender of a killed load exits once the server sees its client gone; one that lingers is ended.
+        source_conn.execute(sql.load("logical_load_end_slot_reader"), {"slot_name": slot_name})
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- child processes and progress
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Progress:
+    """Per-table progress of one phase (dump or data restore) from ``pg_stat_progress_copy``."""
+
+    def __init__(self, phase: str, database: str, tables: list[dict[str, Any]], log_fn: Callable[[str], None], *,
+                 datname: str | None = None):
+        self.phase, self.database, self.log_fn = phase, database, log_fn
+        self.datname = datname or database  # the database the COPY runs in, on the server watched
+        self.estimates = {(t["schema"], t["table_name"]): int(t["rows_estimate"]) for t in tables}
+        self.total = max(sum(self.estimates.values()), 1)
+        self.started = time.monotonic()
+        self.seen: set[tuple[str, str]] = set()
+        self.active: dict[tuple[str, str], int] = {}
+
+    def sample(self, conn: psycopg.Connection) -> None:
+        rows = conn.execute(sql.load("logical_load_copy_progress"), {"database": self.datname}).fetchall()
+        self.active = {(r[0], r[1]): int(r[2]) for r in rows if (r[0], r[1]) in self.estimates}
+        self.seen |= set(self.active)
+
+    def line(self) -> str:
+        done_tables = self.seen - set(self.active)
+        rows_done = sum(self.estimates[t] for t in done_tables) + sum(self.active.values())
+        fraction = min(rows_done / self.total, 1.0)
+        elapsed = time.monotonic() - self.started
+        eta = f"{elapsed * (1 - fraction) / fraction:.0f} s" if fraction > 0 else "unknown"
+        tables = "; ".join(f"{s}.{t} {n}/{self.estimates[(s, t)]} rows" for (s, t), n in sorted(self.active.items()))
+        return (f"{self.phase} {self.database}: {len(done_tables)}/{len(self.estimates)} tables done, about "
+                f"{fraction:.0%} of {self.total} rows after {elapsed:.0f} s, ETA {eta}"
+                + (f"; now {tables}" if tables else ""))
+
+
+def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, progress_conninfo: str | None = None,
+              interval_s: float = PROGRESS_INTERVAL_S) -> None:
+    """Run one client tool to its end, logging progress every ``interval_s``; fails with its stderr."""
+    log.info("Running %s", " ".join(cmd))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent)
+        monitor = _connect(progress_conninfo) if progress is not None and progress_conninfo else None
+        try:
+            next_line = time.monotonic() + interval_s
+            while proc.poll() is None:
+                time.sleep(0.2)
+                if monitor is not None and progress is not None:
+                    progress.sample(monitor)
+                    if time.monotonic() >= next_line:
+                        progress.log_fn(progress.line())
+                        next_line = time.monotonic() + interval_s
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            if monitor is not None:
+                monitor.close()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise LogicalLoadError(f"{what} failed (exit {proc.returncode}): {stderr}")
+    if progress is not None:
+        progress.seen |= set(progress.estimates)
+        progress.active = {}
+        progress.log_fn(progress.line())
+
+
+# ---------------------------------------------------------------- the load
+
+def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_conninfo: str, database: str,
+                  schemas: Sequence[str], slot_name: str, migration_id: str, control_schema: str, jobs: int = 2,
+                  dump_directory: str | Path | None = None, progress_interval_s: float = PROGRESS_INTERVAL_S,
+                  log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Load ``schemas`` of one source database into the target at a new slot's exported snapshot.
+
+    ``source_conninfo`` and ``target_conninfo`` name the database on each side, ``target_admin_conninfo``
+    another database of the target server (where the database is created). Returns the slot's
+    ``consistent_point`` (where CDC starts), what was loaded and how long it took.
+    """
+    database = validate_identifier(database, field="database")
+    schemas = validate_schemas(schemas)
+    slots.validate_slot_name(slot_name)
+    control_schema = validate_identifier(control_schema, field="control_schema")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a whole number >= 1, got {jobs!r}")
+    say = log_fn or log.info
+    with _connect(source_conninfo) as source, _connect(target_admin_conninfo) as admin:
+        tools = tools_for(major_of(source), major_of(admin))
+        state = target_state(admin, target_conninfo, database, control_schema, migration_id)
+        if state["state"] == "loaded":
+            marker = state["marker"]
+            if source.execute(sql.load("logical_load_slot"), {"slot_name": slot_name}).fetchone() is None:
+                raise LogicalLoadError(
+                    f"database {database} on the target was loaded at {marker['consistent_point']}, but slot "
+                    f"{slot_name} is gone from the source, so CDC cannot resume from there. Drop the target database "
+                    "to load it again.")
+            say(f"Database {database} was loaded already at {marker['consistent_point']}; nothing to do")
+            return {**marker.get("stats", {}), "database": database, "slot_name": slot_name,
+                    "consistent_point": marker["consistent_point"], "reused": True}
+        if state["state"] == "not_empty":
+            shown = ", ".join(state["contents"][:10]) + (" ..." if len(state["contents"]) > 10 else "")
+            raise LogicalLoadError(
+                f"database {database} on the target is not empty ({len(state['contents'])} objects: {shown}). A "
+                "logical load needs a missing or empty database; drop it or choose another target. Nothing was "
+                "changed.")
+        created = state["state"] == "missing"
+        if state["state"] == "loading":
+            _discard_half_load(admin, target_conninfo, database, schemas, state["marker"], control_schema,
+                               migration_id)
+            created = state["marker"]["created_database"]
+            if created:
+                state["state"] = "missing"
+        _drop_stale_slot(source, slot_name)
+        if state["state"] == "missing":
+            admin.execute(sql.compose("logical_load_create_database", database=database))
+            say(f"Created database {database} on the target")
+        tables = [dict(zip(("schema", "table_name", "rows_estimate", "bytes"), row, strict=True))
+                  for row in source.execute(sql.load("logical_load_tables"), {"schemas": schemas}).fetchall()]
+
+    with _connect(target_conninfo) as target:
+        create_control_schema(target, control_schema)
+        target.execute(sql.compose("logical_load_marker_table", schema=control_schema))
+        target.execute(sql.compose("logical_load_marker_start", schema=control_schema),
+                       {"migration_id": migration_id, "slot_name": slot_name, "created_database": created})
+        # The dump creates each schema it holds; a fresh database's empty public schema would clash.
+        for (schema,) in target.execute(sql.load("logical_load_existing_schemas"), {"schemas": schemas}).fetchall():
+            if schema != control_schema:
+                target.execute(sql.compose("logical_load_drop_schema", schema=schema))
+
+    folder = Path(dump_directory) if dump_directory else default_dump_directory(migration_id, database)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with temporary_passfile(source_conninfo) as source_pass:
+        replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
+        try:
+            row = replication.execute(sql.compose("logical_load_create_slot", slot_name=slot_name)).fetchone()
+            consistent_point, snapshot = row[1], row[2]
+            say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
+            # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.
+            _run_tool([str(tools["pg_dump"]), "-d", source_pass, f"--snapshot={snapshot}", "-Fd", "-j", str(jobs),
+                       "--compress=0", "--no-publications", "--no-subscriptions", "-f", str(folder),
+                       *[f"--schema={s}" for s in schemas]],
+                      what="pg_dump", progress=Progress("dump", database, tables, say,
+                                                 datname=psycopg.conninfo.conninfo_to_dict(source_pass).get("dbname")),
+                      progress_conninfo=source_pass, interval_s=progress_interval_s)
+        finally:
+            replication.close()
+    dumped = time.monotonic()
+    with temporary_passfile(target_conninfo) as target_pass:
+        for section in ("pre-data", "data", "post-data"):
+            parallel = ["-j", str(jobs)] if section != "pre-data" else []
+            _run_tool([str(tools["pg_restore"]), "-d", target_pass, f"--section={section}", "--exit-on-error",
+                       *parallel, str(folder)],
+                      what=f"pg_restore --section={section}",
+                      progress=Progress("restore", database, tables, say) if section == "data" else None,
+                      progress_conninfo=target_pass, interval_s=progress_interval_s)
+            say(f"Restored {section} of {database}")
+    finished = time.monotonic()
+    total_bytes = sum(int(t["bytes"]) for t in tables)
+    stats = {"tables": len(tables), "rows_estimate": sum(int(t["rows_estimate"]) for t in tables),
+             "bytes": total_bytes, "dump_seconds": round(dumped - started, 3),
+             "restore_seconds": round(finished - dumped, 3), "load_seconds": round(finished - started, 3),
+             "mb_per_second": round(total_bytes / 1e6 / max(finished - started, 1e-6), 3),
+             "created_database": created, "pg_dump": str(tools["pg_dump"]), "pg_restore": str(tools["pg_restore"])}
+    with _connect(target_conninfo) as target:
+        target.execute(sql.compose("logical_load_marker_done", schema=control_schema),
+                       {"migration_id": migration_id, "consistent_point": consistent_point,
+                        "stats": json.dumps(stats)})
+    shutil.rmtree(folder, ignore_errors=True)
+    say(f"Loaded {database}: {stats['tables']} tables, {total_bytes / 1e6:.1f} MB in {stats['load_seconds']:.1f} s "
+        f"({stats['mb_per_second']:.1f} MB/s); CDC starts at {consistent_point}")
+    return {**stats, "database": database, "slot_name": slot_name, "consistent_point": consistent_point,
+            "reused": False}
+
+
+def default_jobs() -> int:
+    """Parallel jobs for pg_dump/pg_restore: the machine's cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 2))

