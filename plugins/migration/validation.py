@@ -1,8 +1,12 @@
 """The native engine's data validation: source and target compared chunk by chunk, inside the servers.
 
 Each table is cut into primary-key ranges of ``chunk_rows`` rows computed on the source. For each range
-both servers return a row count and an order-independent digest (the sum of a 64-bit slice of every
-row's md5), so only two numbers per chunk cross the wire. Tables without a primary key are one chunk.
+both servers return a row count and an order-independent digest (the exact sum of every row's 64-bit
+``hashtextextended`` of its text), so only two numbers per chunk cross the wire. Tables without a primary
+key are one chunk. The target's read of a chunk overlaps the source's read of the next one, so both
+servers work at once. Collision bound: taking the row hash as a random 64-bit function, a chunk whose
+rows differ has the same count and sum as the other side with probability at most 2^-64 (fix every
+differing row's hash but one; exactly one value of that one makes the exact sums equal).
 
 CDC keeps running while this compares, so a chunk can differ only because the target has not caught
 up yet. A differing chunk is recorded in ``<control_schema>.validation_failures`` on the target and
@@ -29,7 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +168,34 @@ def _compare(source_conn, target_conn, chunk: Chunk) -> tuple[bool, tuple | None
     return src == tgt and src is not None, src, tgt
 
 
+def _compare_chunks(source_conn, target_conn, chunks: Sequence[Chunk],
+                    pool: ThreadPoolExecutor) -> Iterator[tuple[Chunk, bool, tuple | None, tuple | None]]:
+    """(chunk, matched, src, tgt) of each chunk in order. Each chunk's target read starts once its source
+    read is done (the target gets the most time to catch up) and runs while the source reads the next chunk.
+    ``target_conn`` is used only in ``pool`` (one thread) until each result is yielded."""
+    pending: tuple[Chunk, tuple | None, Future] | None = None
+
+    def finish() -> tuple[Chunk, bool, tuple | None, tuple | None]:
+        chunk, src, future = pending
+        tgt = future.result()
+        return chunk, src == tgt and src is not None, src, tgt
+
+    for chunk in chunks:
+        if chunk.keys and chunk.hi is None:
+            # The open range reads the target's highest key first: compared on its own, after the rest.
+            if pending:
+                yield finish()
+                pending = None
+            yield (chunk, *_compare(source_conn, target_conn, chunk))
+            continue
+        src = chunk_digest(source_conn, chunk)
+        if pending:
+            yield finish()
+        pending = (chunk, src, pool.submit(chunk_digest, target_conn, chunk))
+    if pending:
+        yield finish()
+
+
 @dataclass(frozen=True)
 class RecheckPolicy:
     """How a recheck waits for CDC and how long it keeps trying a chunk whose source keeps changing."""
@@ -231,8 +264,8 @@ def _source_versioned(source_conn, chunk: Chunk) -> tuple[int, str, str] | None:
 def chunk_rows(conn: psycopg.Connection, chunk: Chunk) -> dict[tuple[str, ...], tuple[str, str]] | None:
     """Every row of a chunk on one server, as {identity: (compared value, version)}; None when the table is missing.
 
-    A keyed row is identified by its key, compared by its md5 slice, and versioned by that slice and its
-    xmin. Rows of a table without a key are grouped by content: identified by their md5 slice, compared by
+    A keyed row is identified by its key, compared by its 64-bit hash, and versioned by that hash and its
+    xmin. Rows of a table without a key are grouped by content: identified by their hash, compared by
     how many copies there are, and versioned by those copies' xmins.
     """
     predicate, params = _predicate(chunk)
@@ -253,14 +286,13 @@ def chunk_rows(conn: psycopg.Connection, chunk: Chunk) -> dict[tuple[str, ...], 
 
 
 def _digest_of(chunk: Chunk, rows: dict[tuple[str, ...], tuple[str, Any]] | None) -> tuple[int, str] | None:
-    # The chunk's (rows, digest) from its rows, summed as validation_chunk_digest sums them (signed 64-bit).
+    # The chunk's (rows, digest) from its rows, summed as validation_chunk_digest sums them (exact sum).
     if rows is None:
         return None
     count = total = 0
     for identity, (compared, _) in rows.items():
-        hash_hex, copies = (compared, 1) if chunk.keys else (identity[0], int(compared))
-        value = int(hash_hex, 16)
-        total += copies * (value - (1 << 64) if value >= 1 << 63 else value)
+        row_hash, copies = (compared, 1) if chunk.keys else (identity[0], int(compared))
+        total += copies * int(row_hash)
         count += copies
     return count, str(total)
 
@@ -393,27 +425,39 @@ def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_
     total = sum(_estimated_rows(source_conn, t, chunks, chunk_rows) for t, chunks in plan) or 1
     rows = mismatched = chunks_done = 0
     next_report = 10.0
-    for table, chunks in plan:
-        by_schema[table["schema"]]["tables"] += 1
-        for chunk in chunks:
-            matched, src, tgt = _compare(source_conn, target_conn, chunk)
-            _record(target_conn, control_schema, validation_id, chunk, matched, src, tgt, max_rechecks)
-            mismatched += not matched
-            rows += src[0] if src else 0
-            by_schema[table["schema"]]["rows"] += src[0] if src else 0
-            chunks_done += 1
-            percent = min(100.0, 100.0 * rows / total)
-            if percent >= next_report:
-                log.info("Validation %s: %.0f%% of rows compared (%d rows, %d chunks, %d mismatched)",
-                         validation_id, percent, rows, chunks_done, mismatched)
-                next_report = (percent // 10 + 1) * 10
-        log.info("Validation %s: table %s.%s compared in %d chunks", validation_id, table["schema"], table["table"],
-                 len(chunks))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation-target")
+    try:
+        for table, chunks in plan:
+            by_schema[table["schema"]]["tables"] += 1
+            progress = _pass_table(source_conn, target_conn, chunks, pool, control_schema=control_schema,
+                                   validation_id=validation_id, max_rechecks=max_rechecks)
+            for chunk_rows_compared, chunk_matched in progress:
+                mismatched += not chunk_matched
+                rows += chunk_rows_compared
+                by_schema[table["schema"]]["rows"] += chunk_rows_compared
+                chunks_done += 1
+                percent = min(100.0, 100.0 * rows / total)
+                if percent >= next_report:
+                    log.info("Validation %s: %.0f%% of rows compared (%d rows, %d chunks, %d mismatched)",
+                             validation_id, percent, rows, chunks_done, mismatched)
+                    next_report = (percent // 10 + 1) * 10
+            log.info("Validation %s: table %s.%s compared in %d chunks", validation_id, table["schema"],
+                     table["table"], len(chunks))
+    finally:
+        pool.shutdown(wait=True)
     target_conn.execute(q.compose("validation_run_complete", schema=control_schema),
                         {"validation_id": validation_id, "tables": len(plan), "chunks": chunks_done,
                          "rows_compared": rows, "by_schema": Jsonb(by_schema)})
     log.info("Validation %s: 100%% of rows compared (%d rows in %d tables, %d chunks, %d mismatched)",
              validation_id, rows, len(plan), chunks_done, mismatched)
+
+
+def _pass_table(source_conn, target_conn, chunks, pool, *, control_schema, validation_id, max_rechecks):
+    # (rows, matched) per chunk of one table; a full pass starts with no failures, so only mismatches are recorded.
+    for chunk, matched, src, tgt in _compare_chunks(source_conn, target_conn, chunks, pool):
+        if not matched:
+            _record(target_conn, control_schema, validation_id, chunk, matched, src, tgt, max_rechecks)
+        yield (src[0] if src else 0), matched
 
 
 def run_key(validation_id: str, run_id: str) -> str:
