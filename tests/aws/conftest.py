@@ -192,7 +192,9 @@ class MotoStandIns:
     organization: True makes shares visible without invitations (accounts in one AWS Organization).
     backing: moto ARN (cluster, instance, snapshot) -> the real LocalServer that plays its data.
     pg: the ServerFactory that makes those servers (pg_basebackup clones).
-    max_portion_bytes: the stand-in's cap per log portion (RDS caps at 1 MB).
+    max_portion_bytes: the stand-in's cap per log portion (RDS caps at 1 MB, ends the portion with
+    "[Your log message was truncated]" and moves the Marker past the lines that did not fit).
+    older_logs: moto ARN -> (name, text, last_written ms) of log files written before the instance existed.
     restore_creating_describes: how many describe_db_clusters a restored cluster answers "creating"
     to; while it does, create_db_instance in it is refused (InvalidDBClusterStateFault), as on AWS.
     """
@@ -207,6 +209,7 @@ class MotoStandIns:
         self.log_split: dict[str, int] = {}
         self.pg = None
         self.max_portion_bytes = 1024 * 1024
+        self.older_logs: dict[str, list[tuple[str, str, int]]] = {}
         self.restore_creating_describes = 1
         self.cluster_describes: dict[str, tuple[int, int]] = {}  # cluster ARN -> (describes seen, creating for)
 
@@ -311,12 +314,18 @@ class MotoStandIns:
         return "127.0.0.1" if arn in self.backing else None
 
     def log_files(self, arn: str) -> list[tuple[str, str, int]]:
-        """(name, text, last_written) of the two files the backing server's log is split into."""
+        """(name, text, last_written) of the files an instance lists: ``older_logs`` (files of an earlier
+        life, written before the instance was created) and the two the backing server's log is split
+        into, both written now."""
+        import time
+
         text = self.backing[arn].log_text()
         lines = text.splitlines(keepends=True)
         split = self.log_split.setdefault(arn, max(1, len(lines) // 2))
-        return [("error/postgresql.log.2026-01-01-00", "".join(lines[:split]), 1767225600000),
-                ("error/postgresql.log.2026-01-01-01", "".join(lines[split:]), 1767229200000)]
+        now = int(time.time() * 1000)
+        return [*self.older_logs.get(arn, []),
+                ("error/postgresql.log.2026-12-02-00", "".join(lines[:split]), now - 1),
+                ("error/postgresql.log.2026-12-02-01", "".join(lines[split:]), now)]
 
 
 STANDINS = MotoStandIns()
@@ -491,14 +500,15 @@ def _standins_installed(moto_server):
     # Log files of backed instances: the real server's log, served in portions ---------------
     original_log_files = RDSBackend.describe_db_log_files
 
-    def describe_db_log_files(self, db_instance_identifier, **_):
+    def describe_db_log_files(self, db_instance_identifier, **params):
         instance = self.databases.get(db_instance_identifier)
         if instance is None:
             raise DBInstanceNotFoundError(db_instance_identifier)
         if instance.arn not in STANDINS.backing:
             return original_log_files(self, db_instance_identifier)
+        since = int(params.get("file_last_written") or 0)  # FileLastWritten: files written since then
         return [SimpleNamespace(log_file_name=name, last_written=written, size=len(text.encode()))
-                for name, text, written in STANDINS.log_files(instance.arn)]
+                for name, text, written in STANDINS.log_files(instance.arn) if written >= since]
 
     def download_db_log_file_portion(self):
         params = self.params
@@ -522,13 +532,13 @@ def _standins_installed(moto_server):
             if prefix != str(sorted(files).index(name)) or not offset.isdigit():
                 raise RDSClientError("InvalidParameterValue", f"Invalid marker {marker!r}")
             start = int(offset)
-        end, size = start, 0
-        while end < min(len(lines), start + count):
-            size += len(lines[end].encode())
-            if size > STANDINS.max_portion_bytes and end > start:
-                break
-            end += 1
-        return ActionResult({"LogFileData": "".join(lines[start:end]),
+        end = min(len(lines), start + count)
+        data = "".join(lines[start:end]).encode()
+        if len(data) > STANDINS.max_portion_bytes:
+            # As RDS: the portion is cut at the cap and marked, and the Marker still moves past every
+            # line asked for, so what did not fit is skipped.
+            data = data[:STANDINS.max_portion_bytes] + b"\n [Your log message was truncated]\n"
+        return ActionResult({"LogFileData": data.decode(errors="ignore"),
                              "Marker": f"{sorted(files).index(name)}:{end}",
                              "AdditionalDataPending": end < len(lines)})
 

@@ -11,9 +11,12 @@ tests/aws/conftest.py `_standins_installed`, so botocore still validates every r
   create_db_snapshot takes a pg_basebackup of it (not started), a copy refers to the same backup,
   and restore_db_instance_from_db_snapshot starts it, so the restored instance's Endpoint/Port in
   moto point at a server that really recovered from a backup.
-- Instance logs: describe_db_log_files returns that server's real log split in two files, and
-  download_db_log_file_portion (not implemented in moto) serves them in portions with opaque
-  markers, honouring NumberOfLines and a byte cap per portion as RDS does (1 MB there).
+- Instance logs: describe_db_log_files returns that server's real log split in two files written
+  now (plus, in one test, an older file of an earlier life of the instance), honouring
+  FileLastWritten; download_db_log_file_portion (not implemented in moto) serves them in portions
+  with opaque markers, honouring NumberOfLines and a byte cap per portion as RDS does (1 MB there):
+  past the cap the portion ends with "[Your log message was truncated]" and the Marker skips the
+  lines that did not fit.
 - A misbehaving log API (AdditionalDataPending with a marker that does not move) cannot be made
   with moto; one test answers through botocore's Stubber, which still validates the parameters.
 """
@@ -179,14 +182,43 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
     assert run_operator(cleanup)["snapshot_unshared"] is False
 
 
-def test_log_reader_follows_markers_through_byte_capped_portions(world, standins, source_pg):
+def test_log_reader_rereads_portions_rds_truncated(world, standins, source_pg, record_aws_calls):
+    # Issue 13 item 9: RDS cuts a portion at 1 MB, marks it and moves the Marker past what did not fit.
     run_operator(create_snapshot())
     run_operator(copy_snapshot(world))
     restored = run_operator(restore_instance(world))
-    standins.max_portion_bytes = 90  # RDS caps a portion at 1 MB whatever NumberOfLines asks for
-    text = rds_log_reader("aws_target", TARGET)()
-    assert standins.backing[restored["instance_arn"]].log_text().startswith(text)
+    full = standins.backing[restored["instance_arn"]].log_text()
+    longest = max(len(line.encode()) for line in full.splitlines(keepends=True))
+    standins.max_portion_bytes = longest  # every line fits, a portion of several lines does not
+    reader = rds_log_reader("aws_target", TARGET)
+    text = reader()
+    assert "truncated" not in text
+    assert full.startswith(text) and len(text) >= len(full) - longest  # no line skipped
+    assert reader.truncated_reads > 0
+    portions = [c["params"] for c in record_aws_calls.calls
+                if c["node"] == record_aws_calls.node and c["operation"] == "DownloadDBLogFilePortion"]
+    assert portions[0]["NumberOfLines"] == 1000  # about 1,000 lines per call, not 10,000
     assert find_redo_done(text) is not None
+
+
+def test_log_reader_skips_files_written_before_the_instance_was_created(world, standins, source_pg):
+    # Issue 13 item 9: a 'redo done at' of an earlier life of the instance must not be taken as the clone point.
+    run_operator(create_snapshot())
+    run_operator(copy_snapshot(world))
+    restored = run_operator(restore_instance(world))
+    standins.older_logs[restored["instance_arn"]] = [
+        ("error/postgresql.log.2026-01-01-00", "2026-01-01 00:00:00 UTC [1] LOG:  redo done at 0/1000028 "
+                                               "system usage: CPU: user: 0.00 s\n", 1767225600000)]
+    text = rds_log_reader("aws_target", TARGET)()
+    assert "0/1000028" not in text
+    lsn = find_redo_done(text)
+    assert lsn is not None and str(lsn) != "0/1000028"
+    endpoint = run_operator(RdsDbAvailableSensor(task_id="wait_instance", aws_conn_id="aws_target",
+                                                 db_type="instance", db_identifier=TARGET))
+    captured = run_operator(RdsCaptureRestoredInstanceLsnOperator(
+        task_id="capture_clone_lsn", target_conn_id="pg_source", database="postgres", target_host=endpoint["host"],
+        target_port=str(endpoint["port"]), target_aws_conn_id="aws_target", db_instance_identifier=TARGET))
+    assert captured == {"lsn": str(lsn), "method": "redo_done_at"}
     with pytest.raises(ValueError, match="instance_identifier: expected an RDS identifier"):
         rds_log_reader("aws_target", "billing_tgt")
 
@@ -239,11 +271,11 @@ def test_log_reader_stops_when_the_marker_does_not_move():
     with Stubber(rds) as stub:
         stub.add_response("describe_db_log_files", {"DescribeDBLogFiles": [
             {"LogFileName": "error/postgresql.log.2026-01-01-00", "LastWritten": 1, "Size": 10}]},
-            {"DBInstanceIdentifier": TARGET})
+            {"DBInstanceIdentifier": TARGET, "FileLastWritten": 1})
         for marker in ("0", "7:10"):
             stub.add_response("download_db_log_file_portion",
                               {"LogFileData": "line\n", "Marker": "7:10", "AdditionalDataPending": True},
                               {"DBInstanceIdentifier": TARGET, "LogFileName": "error/postgresql.log.2026-01-01-00",
-                               "Marker": marker, "NumberOfLines": 10000})
+                               "Marker": marker, "NumberOfLines": 1000})
         with pytest.raises(AwsMigrationError, match="AdditionalDataPending but the marker did not move"):
-            RdsLogReader(rds, TARGET)()
+            RdsLogReader(rds, TARGET, since_epoch_ms=1)()

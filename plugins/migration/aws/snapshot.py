@@ -164,14 +164,23 @@ def ensure_instance_from_snapshot(
             "created": False}
 
 
+# RDS caps one portion at 1 MB: past it the portion ends with this text and the Marker skips the
+# lines that did not fit.
+TRUNCATED_MARKER = "[Your log message was truncated]"
+
+
 class RdsLogReader:
     """``reader()`` returns the full text of an RDS instance's log files, oldest file first.
 
-    Each file is read in portions from Marker "0", following the returned Marker while
-    AdditionalDataPending is true, so a "redo done at X/Y" line is found wherever it falls.
+    Only files written since the instance was created are read (``FileLastWritten``: its
+    ``InstanceCreateTime``, or ``since_epoch_ms``), so a "redo done at" line of an earlier life of
+    the instance cannot win. Each file is read in portions of about 1,000 lines from Marker "0",
+    following the returned Marker while AdditionalDataPending is true. A portion that RDS truncated
+    at 1 MB (it ends with ``TRUNCATED_MARKER`` and its Marker skips the rest) is read again from the
+    same Marker with fewer lines, so no line is lost; only a single line over 1 MB stays cut.
     """
 
-    def __init__(self, rds: Any, instance_identifier: str, *, lines_per_portion: int = 10000,
+    def __init__(self, rds: Any, instance_identifier: str, *, lines_per_portion: int = 1000,
                  since_epoch_ms: int | None = None):
         check_identifier(instance_identifier, field="instance_identifier")
         if lines_per_portion < 1:
@@ -180,24 +189,40 @@ class RdsLogReader:
         self.instance_identifier = instance_identifier
         self.lines_per_portion = lines_per_portion
         self.since_epoch_ms = since_epoch_ms
+        self.truncated_reads = 0
+
+    def created_epoch_ms(self) -> int | None:
+        instance = self.rds.describe_db_instances(DBInstanceIdentifier=self.instance_identifier)["DBInstances"][0]
+        created = instance.get("InstanceCreateTime")
+        return int(created.timestamp() * 1000) if created else None
 
     def log_files(self) -> list[dict[str, Any]]:
+        since = self.since_epoch_ms if self.since_epoch_ms is not None else self.created_epoch_ms()
         kwargs: dict[str, Any] = {"DBInstanceIdentifier": self.instance_identifier}
-        if self.since_epoch_ms is not None:
-            kwargs["FileLastWritten"] = self.since_epoch_ms
+        if since is not None:
+            kwargs["FileLastWritten"] = since
         files = []
         for page in self.rds.get_paginator("describe_db_log_files").paginate(**kwargs):
-            files.extend(page.get("DescribeDBLogFiles", []))
+            files.extend(f for f in page.get("DescribeDBLogFiles", []) if since is None
+                         or f.get("LastWritten", 0) >= since)
         return sorted(files, key=lambda f: (f.get("LastWritten", 0), f.get("LogFileName", "")))
 
     def read_file(self, name: str) -> str:
         parts: list[str] = []
         marker = "0"
+        lines = self.lines_per_portion
         while True:
             response = self.rds.download_db_log_file_portion(
                 DBInstanceIdentifier=self.instance_identifier, LogFileName=name, Marker=marker,
-                NumberOfLines=self.lines_per_portion)
-            parts.append(response.get("LogFileData") or "")
+                NumberOfLines=lines)
+            data = response.get("LogFileData") or ""
+            if TRUNCATED_MARKER in data:
+                self.truncated_reads += 1
+                if lines > 1:
+                    lines = max(1, lines // 4)  # the same portion again, in smaller pieces
+                    continue
+                data = data.replace(TRUNCATED_MARKER, "")  # one line over 1 MB: keep what RDS sends of it
+            parts.append(data)
             if not response.get("AdditionalDataPending"):
                 return "".join(parts)
             next_marker = response.get("Marker")
