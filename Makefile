@@ -15,7 +15,7 @@ $(STAMP): requirements.lock
 venv: $(STAMP)
 
 pg-check: venv
-	@PYTHONPATH=plugins $(BIN)/python -c "from migration.localpg import find_bindir; print('PostgreSQL binaries:', find_bindir())"
+	@PYTHONPATH=plugins $(BIN)/python -m migration.localpg
 
 test: pg-check
 	PYTHONPATH=plugins:dags $(BIN)/python -m pytest

@@ -3,6 +3,6 @@
 To add a migration: write include/migrations/<id>.yaml and copy this file to dags/migrate__<id>.py.
 """
 
-from dag_factory import dag_for_file
+from dag_factory import airflow_dag_for_file
 
-dag = dag_for_file(__file__)
+dag = airflow_dag_for_file(__file__)

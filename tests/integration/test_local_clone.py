@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from migration.local_clone import MARKER, LocalCloneError, clone_local, clone_logfile
-from migration.localpg import LocalServer, free_port
+from migration.localpg import SERVER_USER, LocalServer, free_port
 from migration.lsn import find_redo_done
 from triggers.checks import check_clone_available
 
@@ -127,3 +131,43 @@ def test_operator_and_sensor(pg_servers, source, monkeypatch):
     assert classpath == "triggers.poll.PollTrigger"
     assert kwargs["check"] == "triggers.checks:check_clone_available"
     assert kwargs["kwargs"] == {"conn_id": "local_target", "dbname": None, "host": "127.0.0.1", "port": port}
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="the server user differs from the caller only as root")
+
+
+@root_only
+def test_a_parent_folder_owned_by_root_is_fine(pg_servers, source):
+    """Airflow running as root makes the parent of data_directory; the clone runs as postgres and still
+    gets its data directory and log file, handed over by the task."""
+    parent = Path(tempfile.mkdtemp(prefix="clone-parent-"))
+    parent.chmod(0o755)
+    try:
+        assert parent.stat().st_uid == 0
+        datadir = parent / "clone"
+        result = clone_local(source.conninfo(), datadir, free_port(), pg_servers.bindir)
+        clone = track(pg_servers, result)
+        assert result["copied"] and result["started"]
+        assert rows(clone) == 100
+        owner = pwd.getpwnam(SERVER_USER).pw_uid
+        assert datadir.stat().st_uid == owner and clone_logfile(datadir).stat().st_uid == owner
+        assert parent.stat().st_uid == 0, "the parent folder is left as it was"
+        clone.stop()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@root_only
+def test_a_parent_the_server_user_cannot_reach_is_refused_with_the_fix(pg_servers, source):
+    private = Path(tempfile.mkdtemp(prefix="clone-private-"))  # mode 0700, owned by root
+    try:
+        datadir = private / "clones" / "clone"
+        (private / "clones").mkdir()
+        with pytest.raises(LocalCloneError) as caught:
+            clone_local(source.conninfo(), datadir, free_port(), pg_servers.bindir)
+        message = str(caught.value)
+        assert message.startswith("data_directory:")
+        assert f"chmod o+x {private}" in message
+        assert not datadir.exists() and not clone_logfile(datadir).exists(), "nothing is created"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
