@@ -268,7 +268,8 @@ class MotoStandIns:
 
     # KMS -------------------------------------------------------------------------------------
     @staticmethod
-    def require_key_access(key_arn: str | None, receiver: str) -> None:
+    def require_key_access(key_arn: str | None, receiver: str,
+                           actions_needed: frozenset[str] = frozenset({"kms:CreateGrant", "kms:Decrypt"})) -> None:
         """The owner's key policy must let the receiving account use the key (as real KMS enforces)."""
         import json as _json
 
@@ -286,7 +287,7 @@ class MotoStandIns:
             actions = statement.get("Action", [])
             actions = [actions] if isinstance(actions, str) else actions
             if statement.get("Effect") == "Allow" and any(receiver in p for p in principals) and (
-                    "kms:*" in actions or {"kms:CreateGrant", "kms:Decrypt"} <= set(actions)):
+                    "kms:*" in actions or actions_needed <= set(actions)):
                 return
         raise RDSClientError("KMSKeyNotAccessibleFault",
                              f"The specified KMS key {key_arn} does not exist, is not enabled or you do not have "
@@ -329,6 +330,8 @@ class MotoStandIns:
 
 
 STANDINS = MotoStandIns()
+COPY_KEY_ACTIONS = frozenset({"kms:CreateGrant", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                              "kms:RetireGrant"})
 
 
 @pytest.fixture(scope="session")
@@ -453,7 +456,10 @@ def _standins_installed(moto_server):
             if source is None or not ({self.account_id, "all"} & set(source.attributes["restore"])):
                 raise DBSnapshotNotFoundFault(source_db_snapshot_identifier)
             if source.encrypted:
-                STANDINS.require_key_access(source.kms_key_id, self.account_id)
+                # Copying re-encrypts under the caller's key: RDS decrypts and re-encrypts the shared
+                # snapshot's data keys through a grant it retires afterwards (RDS User Guide, sharing
+                # encrypted snapshots), so the source key's policy must allow all of that.
+                STANDINS.require_key_access(source.kms_key_id, self.account_id, COPY_KEY_ACTIONS)
                 if not kms_key_id:
                     raise RDSClientError("InvalidParameterValue", "KmsKeyId is required to copy an encrypted "
                                                                   "snapshot shared from another account.")

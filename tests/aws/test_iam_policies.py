@@ -30,6 +30,11 @@ pytestmark = pytest.mark.aws
 
 IAM_DIR = Path(__file__).resolve().parents[2] / "include" / "iam"
 POLICIES = {SOURCE_ACCOUNT: IAM_DIR / "source-account-policy.json", TARGET_ACCOUNT: IAM_DIR / "target-account-policy.json"}
+# AWS's example policy for copying a shared encrypted snapshot (RDS User Guide, "Allowing access to
+# an AWS KMS key") lists Decrypt, ReEncrypt*, GenerateDataKey* and RetireGrant besides CreateGrant and
+# DescribeKey; the policies name no wildcard action, so ReEncrypt* and GenerateDataKey* are spelled out.
+COPY_SHARED_SNAPSHOT_KMS = {"kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                            "kms:GenerateDataKeyWithoutPlaintext", "kms:RetireGrant"}
 NOT_PRODUCT = {"sts"}  # the connection's own role assumption, granted by the target role's trust policy
 
 
@@ -43,6 +48,9 @@ def implied(call: dict) -> set[str]:
         extra.add("dms:AddTagsToResource")  # likewise for DMS resources created with tags
     if call["service"] == "rds" and params.get("KmsKeyId"):
         extra |= {"kms:CreateGrant", "kms:DescribeKey"}  # RDS encrypts through a grant on the named key
+    if call["service"] == "rds" and call["operation"] == "CopyDBSnapshot" and params.get("KmsKeyId") and \
+            str(params.get("SourceDBSnapshotIdentifier", "")).startswith("arn:"):
+        extra |= COPY_SHARED_SNAPSHOT_KMS  # a shared encrypted snapshot is re-encrypted under the named key
     if call["service"] == "dms" and call["operation"] in ("CreateEndpoint", "ModifyEndpoint") and \
             (params.get("PostgreSQLSettings") or {}).get("SecretsManagerAccessRoleArn"):
         extra.add("iam:PassRole")  # DMS assumes the named role to read the secret: the caller passes it
@@ -166,3 +174,21 @@ def test_key_policy_security_group_and_pass_role_changes_are_scoped_to_the_confi
         "arn:aws:kms:eu-west-1:614400000000:key/*", {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}})
     assert kms_key_scope("1111aaaa", region="eu-west-1", account_id="614400000000") == (
         "arn:aws:kms:eu-west-1:614400000000:key/1111aaaa", None)
+
+
+def test_copying_a_shared_encrypted_snapshot_needs_the_kms_actions_aws_lists_and_the_target_policy_has_them():
+    # Issue 13 item 13: CreateGrant and DescribeKey alone are not what AWS documents for the copy.
+    call = {"service": "rds", "operation": "CopyDBSnapshot", "params": {
+        "SourceDBSnapshotIdentifier": f"arn:aws:rds:us-east-1:{SOURCE_ACCOUNT}:snapshot:billing-source",
+        "TargetDBSnapshotIdentifier": "billing-target", "KmsKeyId": "arn:aws:kms:us-east-1:222222222222:key/k"}}
+    needed = implied(call)
+    assert COPY_SHARED_SNAPSHOT_KMS | {"kms:CreateGrant", "kms:DescribeKey"} <= needed
+    assert COPY_SHARED_SNAPSHOT_KMS <= policy_actions(POLICIES[TARGET_ACCOUNT])
+    # A copy inside one account (no ARN) or without a key implies none of them.
+    assert not COPY_SHARED_SNAPSHOT_KMS & implied({**call, "params": {**call["params"],
+                                                                      "SourceDBSnapshotIdentifier": "s"}})
+    # The source key's policy statement for the target account allows what RDS does with it while copying.
+    from migration.aws.sharing import KMS_SHARE_ACTIONS
+
+    assert {"kms:CreateGrant", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:RetireGrant"} <= set(
+        KMS_SHARE_ACTIONS)

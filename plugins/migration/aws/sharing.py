@@ -10,8 +10,11 @@ from botocore.exceptions import ClientError
 
 from migration.aws.common import AwsMigrationError, check_account_id, describe_kms_key, error_code, parse_arn
 
+# What the target account may do with the source's key: AWS's key policy for sharing encrypted
+# snapshots (RDS User Guide, "Allowing access to an AWS KMS key"), RetireGrant included, so that RDS
+# in the target account can decrypt the shared snapshot while it copies it and retire its grant after.
 KMS_SHARE_ACTIONS = ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
-                     "kms:GenerateDataKey*", "kms:ReEncrypt*")
+                     "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:RetireGrant")
 
 
 def find_resource_shares(ram: Any, *, name: str) -> list[dict[str, Any]]:
