@@ -76,6 +76,11 @@ def _native_start_cdc(ctx: BuildContext):
         """Start change data capture from exactly the clone's LSN, per database."""
         # "redo done at" names the last record the clone has; Aurora's function names the first it lacks.
         boundary = {"origin_lsn": captured_lsn} if ctx.is_aurora_clone else {"captured_lsn": captured_lsn}
+        if config.initial_load == "pg_dump":
+            # A logical load: this database's slot's consistent point, where its dump's snapshot ends.
+            from dag_phases.load import LOAD_DATABASE
+
+            boundary = {"origin_lsn": mapped_xcom(LOAD_DATABASE, "consistent_point")}
         CreateSubscriptionOperator(task_id="create_subscription", source_conn_id=ctx.src, target_conn_id=ctx.tgt,
                                    database=database, subscription=subscription, publication=publication,
                                    slot_name=slot_name, target_host=ctx.target_host, target_port=ctx.target_port,

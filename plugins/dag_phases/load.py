@@ -33,11 +33,24 @@ class LoadTasks:
     target_ready: Any  # the mapped prepare_target group
 
 
+# The logical load's tasks (initial_load: pg_dump).
+CREATE_TARGET_ROLES = "create_target_roles"
+LOAD_DATABASE = "load_database"
+LOAD_SUMMARY = "initial_load_summary"
+
+
+def logical_load_kwargs(item: dict[str, Any]) -> dict[str, Any]:
+    """LogicalLoadOperator's mapped arguments from one per-database plan entry."""
+    return {key: item[key] for key in ("database", "schemas", "slot_name")}
+
+
 def build_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     """The initial load, the slots the clone copied dropped, and the mapped `prepare_target` group."""
     from operators.replication_slot import DropCopiedSlotsOperator
 
     config = ctx.config
+    if config.initial_load == "pg_dump":
+        return _logical_load(ctx, plan)
     first, clone_ready, capture = initial_load(ctx)
     drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=ctx.tgt, source_conn_id=ctx.src,
                                          database=ctx.first_db, target_host=ctx.target_host,
@@ -55,6 +68,41 @@ def build_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     target_ready = _prepare_target(ctx).expand_kwargs(plan.map(prepare_target_kwargs))
     return LoadTasks(first=first, clone_ready=clone_ready, capture=capture, drop_slots=drop_slots,
                      after_drop=after_drop, logical_off=logical_off, target_ready=target_ready)
+
+
+def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
+    """pg_dump path: the existing target (on AWS its endpoint read at run time) gets the roles, then each
+    database is loaded at its slot's exported snapshot; no clone, so no copied slots and no LSN to capture.
+
+    In the phases' terms: `first` is the target's endpoint lookup (AWS) or the roles, `clone_ready` the
+    roles, `capture` the mapped load (each returns its slot's consistent point) and `drop_slots` the
+    summary that ANALYZEs the loaded tables and sums the loads up for the report.
+    """
+    from migration.logical_load import default_jobs
+    from operators.logical_load import CreateTargetRolesOperator, LogicalLoadOperator, LogicalLoadSummaryOperator
+
+    config, src, tgt = ctx.config, ctx.src, ctx.tgt
+    endpoint = {"target_host": ctx.target_host, "target_port": ctx.target_port}
+    roles = CreateTargetRolesOperator(task_id=CREATE_TARGET_ROLES, source_conn_id=src, target_conn_id=tgt,
+                                      databases=plan["databases"], schemas=plan["schemas"], **endpoint)
+    first = roles
+    if ctx.on_aws:
+        from sensors.aws_rds import RdsDbAvailableSensor
+
+        target = config.target
+        first = RdsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=target.aws_conn_id,
+                                     db_type="cluster" if target.cluster_identifier else "instance",
+                                     db_identifier=target.cluster_identifier or target.instance_identifier)
+        first >> roles
+    load = LogicalLoadOperator.partial(
+        task_id=LOAD_DATABASE, source_conn_id=src, target_conn_id=tgt, migration_id=config.migration_id,
+        control_schema=config.control_schema, jobs=default_jobs(), **endpoint,
+    ).expand_kwargs(plan.map(logical_load_kwargs))
+    summary = LogicalLoadSummaryOperator(task_id=LOAD_SUMMARY, target_conn_id=tgt, databases=plan["databases"],
+                                         schemas=plan["schemas"], loads=load.output, **endpoint)
+    target_ready = _prepare_target(ctx).expand_kwargs(plan.map(prepare_target_kwargs))
+    return LoadTasks(first=first, clone_ready=roles, capture=load, drop_slots=summary, after_drop=[summary],
+                     logical_off=None, target_ready=target_ready)
 
 
 def _prepare_target(ctx: BuildContext):

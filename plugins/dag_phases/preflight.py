@@ -47,6 +47,14 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
     ).expand_kwargs(plan.map(preflight_kwargs))]
     if ctx.on_aws:
         checks.append(_aws_preflight(ctx))
+    if config.initial_load == "pg_dump":
+        from operators.logical_load import LogicalLoadPreflightOperator
+
+        # The target of a logical load exists already: its version, database and missing roles.
+        checks.append(LogicalLoadPreflightOperator.partial(
+            task_id="preflight_target", source_conn_id=ctx.src, target_conn_id=ctx.tgt,
+            migration_id=config.migration_id, control_schema=config.control_schema,
+        ).expand_kwargs(plan.map(apply_source_changes_kwargs)))
 
     # After proceed (a dry run never gets here): the source changes preflight reported it would make.
     source_changes = [ApplySourceChangesOperator.partial(
@@ -101,6 +109,9 @@ def _prepare_source(ctx: BuildContext):
             # The publication must exist before the slot: pgoutput looks it up as of each decoded change.
             steps.append(CreatePublicationOperator(task_id="create_publication", source_conn_id=src,
                                                    database=database, publication=publication, schemas=schemas))
+        if config.initial_load == "pg_dump":
+            chain(*steps)  # the load creates the slot, with the snapshot its dump reads at
+            return
         steps.append(CreateReplicationSlotOperator(task_id="create_slot", source_conn_id=src, database=database,
                                                    slot_name=slot_name, engine=config.cdc_engine,
                                                    wait_for_xacts_s=config.max_transaction_age_seconds))

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from migration import slots, sql
 from migration.credentials import temporary_passfile
-from migration.logical_roles import LogicalLoadError, major_of, tools_for
-from migration.preflight import validate_identifier, validate_schemas
+from migration.logical_roles import LogicalLoadError, major_of, missing_roles, tools_for, version_problem
+from migration.preflight import Finding, validate_identifier, validate_schemas
 from migration.target_prep import create_control_schema
 
 log = logging.getLogger(__name__)
@@ -304,3 +305,36 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
 def default_jobs() -> int:
     """Parallel jobs for pg_dump/pg_restore: the machine's cores, at most 4."""
     return max(1, min(4, os.cpu_count() or 2))
+
+
+def preflight_findings(source_conn: psycopg.Connection, admin_conn: psycopg.Connection, target_conninfo: str, *,
+                       database: str, schemas: Sequence[str], control_schema: str,
+                       migration_id: str) -> list[Finding]:
+    """Read-only checks of one database's logical load: versions, the target database, roles to create."""
+    source_major, target_major = major_of(source_conn), major_of(admin_conn)
+    found = []
+    problem = version_problem(source_major, target_major)
+    if problem:
+        found.append(Finding("target server", problem, "Migrate to a target of the same or a newer major version."))
+    state = target_state(admin_conn, target_conninfo, database, control_schema, migration_id)
+    if state["state"] == "not_empty":
+        shown = ", ".join(state["contents"][:10]) + (" ..." if len(state["contents"]) > 10 else "")
+        found.append(Finding(f"target database {database}", f"is not empty: {shown}.",
+                             "Drop it or name an empty target; the load creates a missing database itself."))
+    elif state["state"] == "missing":
+        found.append(Finding(f"target database {database}", "does not exist; the load will create it.",
+                             "Nothing to do.", level="info"))
+    roles = missing_roles(source_conn, admin_conn, schemas)
+    if roles:
+        found.append(Finding("target roles", f"will be created without passwords: {', '.join(roles)}.",
+                             "Set their passwords on the target (ALTER ROLE ... PASSWORD) before the cutover.",
+                             level="info"))
+    return found
+
+
+def analyze_schemas(conn: psycopg.Connection, schemas: Sequence[str]) -> int:
+    """ANALYZE every table of ``schemas`` (a restore brings no planner statistics); returns how many."""
+    tables = conn.execute(sql.load("logical_load_tables"), {"schemas": list(schemas)}).fetchall()
+    for schema, table, *_ in tables:
+        conn.execute(sql.compose("logical_load_analyze", table=pgsql.Identifier(schema, table)))
+    return len(tables)

@@ -14,8 +14,9 @@ from migration.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 YAMLS = sorted((ROOT / "include" / "migrations").glob("*.yaml"))
-# The only tasks a dry run runs before `proceed` stops it (teardowns aside): they read, they change nothing.
-READ_ONLY_BEFORE_PROCEED = {"validate_run", "preflight", "preflight_aws"}
+# The only tasks a dry run runs before `proceed` stops it (teardowns aside): they read, they change nothing
+# (`preflight_target`: the existing target of a pg_dump load).
+READ_ONLY_BEFORE_PROCEED = {"validate_run", "preflight", "preflight_aws", "preflight_target"}
 
 
 def _dag(path: Path):
@@ -39,7 +40,9 @@ def test_only_read_only_checks_run_before_proceed(path):
         upstream = {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
         assert "proceed" in upstream, task_id
     # The slots and publications come after the source changes (REPLICA IDENTITY before anything is decoded).
-    slot_upstream = {t.task_id for t in dag.get_task("prepare_source.create_slot").get_flat_relatives(upstream=True)}
+    # (initial_load pg_dump: the load creates the slot, with its exported snapshot.)
+    slot_task = "load_database" if "load:pg_dump" in dag.tags else "prepare_source.create_slot"
+    slot_upstream = {t.task_id for t in dag.get_task(slot_task).get_flat_relatives(upstream=True)}
     assert changes <= slot_upstream
     assert dag.get_task("apply_source_changes").partial_kwargs["allow_replica_identity_full"] is True
     assert dag.get_task("cleanup").control_schema == parse_config(yaml.safe_load(path.read_text())).control_schema

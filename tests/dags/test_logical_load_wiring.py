@@ -1,0 +1,54 @@
+"""The pg_dump path's DAG: built from the shipped local_logical.yaml (and an AWS variant of rds_billing.yaml),
+nothing runs. It holds no clone, snapshot or copied-slot task; the load creates the slot; CDC starts at each
+database's own consistent point. Stand-ins: none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from dag_factory import build_dag
+from migration.config import load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = ROOT / "include" / "migrations"
+CLONE_TASKS = {"clone_source", "capture_clone_lsn", "drop_copied_slots", "share_cluster", "create_clone",
+               "create_snapshot", "copy_snapshot", "restore_instance", "target_logical_replication_off",
+               "prepare_source.create_slot"}
+
+
+def _upstream(dag, task_id: str) -> set[str]:
+    return {t.task_id for t in dag.get_task(task_id).get_flat_relatives(upstream=True)}
+
+
+def test_local_logical_builds_a_dag_without_rds_or_clone_tasks():
+    dag = build_dag(load_config(MIGRATIONS / "local_logical.yaml"))
+    assert "load:pg_dump" in dag.tags
+    classes = {type(t).__name__ for t in dag.tasks}
+    assert not [c for c in classes if c.startswith("Rds")], classes
+    assert not CLONE_TASKS & set(dag.task_ids)
+    assert {"preflight_target", "create_target_roles", "load_database", "initial_load_summary"} <= set(dag.task_ids)
+    # Roles before the load, the load after the publication (the slot must come after it), the target
+    # prepared (triggers disabled) after the load and before CDC starts.
+    assert {"create_target_roles", "prepare_source.create_publication", "proceed"} <= _upstream(dag, "load_database")
+    assert {"load_database", "initial_load_summary"} <= _upstream(dag, "prepare_target.disable_target_triggers")
+    assert "prepare_target.disable_target_triggers" in _upstream(dag, "start_cdc.create_subscription")
+    subscribe = dag.get_task("start_cdc.create_subscription")
+    assert subscribe.captured_lsn is None
+    assert "task_ids='load_database', map_indexes=ti.map_index" in subscribe.origin_lsn
+    assert "consistent_point" in subscribe.origin_lsn
+    assert subscribe.passfile_directory is None
+
+
+def test_aws_pg_dump_reads_the_existing_targets_endpoint_and_changes_no_parameter_group():
+    data = yaml.safe_load((MIGRATIONS / "rds_billing.yaml").read_text())
+    data["initial_load"] = "pg_dump"
+    dag = build_dag(parse_config(data, "rds_billing.yaml"))
+    assert not CLONE_TASKS & set(dag.task_ids)
+    wait = dag.get_task("wait_clone_available")
+    assert type(wait).__name__ == "RdsDbAvailableSensor"
+    assert (wait.db_type, wait.db_identifier) == ("instance", "rds-pgsql-target-01")
+    assert "wait_clone_available" in _upstream(dag, "create_target_roles")
+    load = dag.get_task("load_database")
+    assert "wait_clone_available" in load.partial_kwargs["target_host"]
