@@ -10,6 +10,7 @@ from airflow.sdk import TaskGroup, chain
 
 from dag_phases.context import BuildContext
 from dag_phases.task_ids import CUTOVER, ENSURE_REPLICATION_INSTANCE, SWITCH_OVER, run_setting, xcom
+from migration.cutover_spec import CutoverSpec, DmsCdc, DnsSwitch, SecurityGroupFence
 
 CUTOVER_STEPS = [
     "re-check the guardrails (window, lag, validation, schema drift)",
@@ -38,6 +39,7 @@ def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> Cuto
     config, src, tgt = ctx.config, ctx.src, ctx.tgt
     t_host, t_port = ctx.target_host, ctx.target_port
     databases = plan["databases"]
+    spec = cutover_spec(ctx)
     with TaskGroup(group_id=CUTOVER, tooltip="Gate, guardrails and the critical section"):
         window = {"not_before": run_setting("cutover_not_before", " or ''"),
                   "not_after": run_setting("cutover_not_after", " or ''")}
@@ -54,23 +56,20 @@ def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> Cuto
             validation_results=validation_results, max_lag_bytes=config.cutover.max_lag_bytes, **window, **drift_check,
         )
         switch = CutoverOperator(
-            task_id=SWITCH_OVER, migration_id=config.migration_id, source_conn_id=src, target_conn_id=tgt,
-            databases=databases, schemas=plan["schemas"], control_schema=config.control_schema,
-            replication_role=f"{{{{ conn['{src}'].login }}}}", application_roles=list(config.cutover.application_roles),
-            drain_timeout_seconds=config.cutover.drain_timeout_seconds,
-            max_write_block_seconds=config.cutover.max_write_block_seconds, target_host=t_host, target_port=t_port,
+            task_id=SWITCH_OVER, spec=spec, source_conn_id=src, target_conn_id=tgt, databases=databases,
+            schemas=plan["schemas"], replication_role=f"{{{{ conn['{src}'].login }}}}", target_host=t_host,
+            target_port=t_port,
+            # The run's plan ({database, slot_name, dms_task_id}) and instance: the DMS tasks to stop.
+            **({"dms_tasks": plan, "replication_instance_id": xcom(ENSURE_REPLICATION_INSTANCE, "identifier")}
+               if ctx.uses_dms else {}),
             # Bounded as a whole too: the window aborts at max_write_block_seconds; the rest is preparation.
             execution_timeout=timedelta(seconds=config.cutover.max_write_block_seconds + 600),
-            **cutover_strategies(ctx, plan),
         )
         # Teardown of the critical section: after a failure (even a lost worker) it restores source
         # writes; once the target is open it leaves the fence in place.
         unblock = UnblockSourceWritesOperator(
-            task_id="unblock_source_writes", migration_id=config.migration_id, source_conn_id=src,
-            target_conn_id=tgt, target_host=t_host, target_port=t_port, databases=databases, schemas=plan["schemas"],
-            control_database=ctx.first_db, control_schema=config.control_schema,
-            write_block=config.cutover.write_block, source_aws_conn_id=config.source.aws_conn_id,
-            cdc_engine=config.cdc_engine,
+            task_id="unblock_source_writes", spec=spec, source_conn_id=src, target_conn_id=tgt, target_host=t_host,
+            target_port=t_port, databases=databases, schemas=plan["schemas"], control_database=ctx.first_db,
             doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))
@@ -82,20 +81,22 @@ def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> Cuto
     return CutoverTasks(gate=gate, guard=guard, switch=switch, unblock=unblock)
 
 
-def cutover_strategies(ctx: BuildContext, plan: Any) -> dict[str, Any]:
-    """The critical section's fence, CDC engine and target opener for this path."""
+def cutover_spec(ctx: BuildContext) -> CutoverSpec:
+    """The migration's cutover: its fence, CDC engine, target opener and bounds, from the YAML."""
     config = ctx.config
-    args: dict[str, Any] = {"write_block": config.cutover.write_block, "cdc_engine": config.cdc_engine}
-    if config.cutover.write_block == "security_group":
-        args.update(source_aws_conn_id=config.source.aws_conn_id,
-                    security_group_ids=list(config.source.security_group_ids),
-                    keep_security_group_ids=list(config.dms.security_group_ids) if ctx.uses_dms else [],
-                    keep_cidrs=list(config.cutover.keep_cidrs))
+    cutover = config.cutover
+    groups = dms = dns = None
+    if cutover.write_block == "security_group":
+        groups = SecurityGroupFence(
+            aws_conn_id=config.source.aws_conn_id, security_group_ids=tuple(config.source.security_group_ids),
+            keep_security_group_ids=tuple(config.dms.security_group_ids) if ctx.uses_dms else (),
+            keep_cidrs=tuple(cutover.keep_cidrs))
     if ctx.uses_dms:
-        args.update(target_aws_conn_id=config.target.aws_conn_id, dms_plugin=config.dms.plugin,
-                    dms_tasks=plan,
-                    replication_instance_id=xcom(ENSURE_REPLICATION_INSTANCE, "identifier"))
-    if config.cutover.dns_zone_id:
-        args.update(target_aws_conn_id=config.target.aws_conn_id, dns_zone_id=config.cutover.dns_zone_id,
-                    dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)
-    return args
+        dms = DmsCdc(aws_conn_id=config.target.aws_conn_id, plugin=config.dms.plugin)
+    if cutover.dns_zone_id:
+        dns = DnsSwitch(aws_conn_id=config.target.aws_conn_id, zone_id=cutover.dns_zone_id,
+                        record_name=cutover.dns_record_name, ttl=cutover.dns_ttl)
+    return CutoverSpec(
+        migration_id=config.migration_id, control_schema=config.control_schema,
+        application_roles=tuple(cutover.application_roles), drain_timeout_seconds=cutover.drain_timeout_seconds,
+        max_write_block_seconds=cutover.max_write_block_seconds, security_groups=groups, dms=dms, dns=dns)

@@ -21,6 +21,7 @@ from migration.cutover import (
     run_cutover,
     unblock_run,
 )
+from migration.cutover_spec import CutoverSpec
 from migration.drift import catalog, check_source_unchanged, drift_schemas
 from migration.endpoints import endpoint_override
 from migration.fence import RoleFence, restore_role_fence
@@ -55,59 +56,33 @@ class CutoverOperator(BaseOperator):
     ``{status, writes_blocked_at, target_open_at, write_blocked_seconds, final_lsn, durations, steps, ...}``.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "databases", "schemas",
-                                      "application_roles", "exclude_roles", "replication_role", "control_database",
-                                      "target_host", "target_port", "keep_security_group_ids", "dms_tasks",
+    template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "databases", "schemas", "replication_role",
+                                      "control_database", "target_host", "target_port", "dms_tasks",
                                       "replication_instance_id", "run_id")
     ui_color = "#f4cccc"
 
-    def __init__(self, *, migration_id: str, source_conn_id: str, target_conn_id: str, databases: Sequence[str],
-                 schemas: Sequence[str], replication_role: str, control_schema: str = "migration_control",
-                 application_roles: Sequence[str] | None = None, exclude_roles: Sequence[str] = (),
-                 control_database: str | None = None, target_host: str | None = None,
-                 target_port: int | str | None = None, drain_timeout_seconds: float = 60,
-                 max_write_block_seconds: float = 60, sync_sequences: bool = True,
-                 enable_triggers: bool = True, write_block: str = "roles", source_aws_conn_id: str | None = None,
-                 security_group_ids: Sequence[str] = (), keep_security_group_ids: Sequence[str] = (),
-                 keep_cidrs: Sequence[str] = (), cdc_engine: str = "native", dms_plugin: str = "test_decoding",
-                 target_aws_conn_id: str | None = None, dms_tasks: Any = None,
-                 replication_instance_id: str | None = None, dns_zone_id: str | None = None,
-                 dns_record_name: str | None = None, dns_ttl: int = 30, run_id: str = "{{ run_id }}",
-                 **kwargs: Any):
+    def __init__(self, *, spec: CutoverSpec, source_conn_id: str, target_conn_id: str, databases: Sequence[str],
+                 schemas: Sequence[str], replication_role: str, control_database: str | None = None,
+                 target_host: str | None = None, target_port: int | str | None = None, dms_tasks: Any = None,
+                 replication_instance_id: str | None = None, run_id: str = "{{ run_id }}", **kwargs: Any):
+        """``spec``: the migration's cutover (fence, CDC engine, opener, bounds), known when the DAG is built.
+        The rest is what a run decides, templated: the connections, the run's databases and schemas, the
+        target's endpoint, the DMS tasks of the run's plan (``{database, slot_name, dms_task_id}``) and
+        replication instance, and the Airflow run id that keys the journal."""
         super().__init__(**kwargs)
-        if write_block not in ("roles", "security_group"):
-            raise ValueError(f"write_block: expected roles or security_group, got {write_block!r}")
-        if cdc_engine not in ("native", "dms"):
-            raise ValueError(f"cdc_engine: expected native or dms, got {cdc_engine!r}")
-        self.write_block = write_block
-        self.source_aws_conn_id = source_aws_conn_id
-        self.security_group_ids = security_group_ids
-        self.keep_security_group_ids = keep_security_group_ids
-        self.keep_cidrs = keep_cidrs
-        self.cdc_engine = cdc_engine
-        self.dms_plugin = dms_plugin
-        self.target_aws_conn_id = target_aws_conn_id
-        self.dms_tasks = dms_tasks
-        self.replication_instance_id = replication_instance_id
-        self.dns_zone_id = dns_zone_id
-        self.dns_record_name = dns_record_name
-        self.dns_ttl = dns_ttl
-        self.migration_id = migration_id
+        if not isinstance(spec, CutoverSpec):
+            raise TypeError(f"spec: expected a migration.cutover_spec.CutoverSpec, got {type(spec).__name__}")
+        self.spec = spec
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.databases = databases
         self.schemas = schemas
         self.replication_role = replication_role
-        self.control_schema = control_schema
-        self.application_roles = application_roles
-        self.exclude_roles = exclude_roles
         self.control_database = control_database
         self.target_host = target_host
         self.target_port = target_port
-        self.drain_timeout_seconds = drain_timeout_seconds
-        self.max_write_block_seconds = max_write_block_seconds
-        self.sync_sequences = sync_sequences
-        self.enable_triggers = enable_triggers
+        self.dms_tasks = dms_tasks
+        self.replication_instance_id = replication_instance_id
         self.run_id = run_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -116,9 +91,10 @@ class CutoverOperator(BaseOperator):
         if not databases:
             raise ValueError("databases: at least one database is required")
         host, port = endpoint_override(self.target_host, self.target_port)
+        spec = self.spec
         control_db = self.control_database or databases[0]
-        bound = partial(bound_session, lock_timeout_s=min(LOCK_TIMEOUT_SECONDS, float(self.max_write_block_seconds)),
-                        statement_timeout_s=float(self.max_write_block_seconds), run=str(self.run_id))
+        bound = partial(bound_session, lock_timeout_s=min(LOCK_TIMEOUT_SECONDS, float(spec.max_write_block_seconds)),
+                        statement_timeout_s=float(spec.max_write_block_seconds), run=str(self.run_id))
         with ExitStack() as stack:
             # Every connection is open before writes are blocked: the fence revokes CONNECT.
             def opened(conn: Any) -> Any:
@@ -130,7 +106,7 @@ class CutoverOperator(BaseOperator):
             sources = {db: control if db == control_db else opened(connect(self.source_conn_id, dbname=db))
                        for db in databases}
             targets = {db: opened(connect(self.target_conn_id, dbname=db, host=host, port=port)) for db in databases}
-            journal = _journal(targets[databases[0]], self.control_schema, self.migration_id, self.run_id)
+            journal = _journal(targets[databases[0]], spec.control_schema, spec.migration_id, self.run_id)
             keep_pids = sorted({conn.info.backend_pid for conn in sources.values()})
             plan = CutoverPlan(
                 journal=journal, fence=self._fence(control, databases, journal, keep_pids),
@@ -139,11 +115,11 @@ class CutoverOperator(BaseOperator):
                 proof=ChangesAfterFinalLsn(checks=self._slot_checks(sources, databases, schemas), databases=databases,
                                            keep_pids=keep_pids),
                 opener=self._opener(host, port, databases), databases=databases,
-                drain_timeout_s=float(self.drain_timeout_seconds),
-                max_write_block_s=float(self.max_write_block_seconds),
+                drain_timeout_s=float(spec.drain_timeout_seconds),
+                max_write_block_s=float(spec.max_write_block_seconds),
                 # DMS reads and validates through the source login; native CDC only through walsenders.
-                unfenceable_roles=[control.info.user] if self.cdc_engine == "native" else [],
-                resume_hint=NativeCdc.resume_hint() if self.cdc_engine == "native" else (
+                unfenceable_roles=[control.info.user] if spec.dms is None else [],
+                resume_hint=NativeCdc.resume_hint() if spec.dms is None else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
             # Schema drift is re-checked once the source is quiet: no DDL can come after this. The target's
@@ -152,16 +128,16 @@ class CutoverOperator(BaseOperator):
                 check_source_unchanged, sources[db], targets[db], schemas,
                 catalog(targets[db], drift_schemas(schemas), detail=False)[0], database=db)) for db in databases]
             after, undo = [], []
-            if self.sync_sequences:
+            if spec.sync_sequences:
                 after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
                           for db in databases]
-            if self.enable_triggers:
+            if spec.enable_triggers:
                 for db in databases:
-                    ddl = target_prep.saved_trigger_ddl(targets[db], self.control_schema)
+                    ddl = target_prep.saved_trigger_ddl(targets[db], spec.control_schema)
                     if ddl:
                         after.append((f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl)))
                         undo.append((f"disable_triggers[{db}]", partial(
-                            target_prep.disable_user_triggers, targets[db], schemas, control_schema=self.control_schema)))
+                            target_prep.disable_user_triggers, targets[db], schemas, control_schema=spec.control_schema)))
             plan.after_stop, plan.undo_after_stop = after, undo
             prepare = getattr(plan.opener, "prepare", None)
             if prepare:
@@ -176,11 +152,11 @@ class CutoverOperator(BaseOperator):
         return timeline
 
     def _fence(self, control: Any, databases: list[str], journal: CutoverJournal, keep_pids: list[int]) -> Any:
-        if self.write_block == "roles":
+        spec, groups = self.spec, self.spec.security_groups
+        if groups is None:
             return RoleFence(conn=control, journal=journal, databases=databases,
-                             replication_role=self.replication_role,
-                             roles=list(self.application_roles or []) or None,
-                             exclude_roles=list(self.exclude_roles or []), keep_pids=keep_pids)
+                             replication_role=self.replication_role, roles=list(spec.application_roles) or None,
+                             exclude_roles=list(spec.exclude_roles), keep_pids=keep_pids)
         from connections.aws import aws_client
         from migration.aws.cutover import SecurityGroupWriteBlock
 
@@ -190,21 +166,22 @@ class CutoverOperator(BaseOperator):
                                   for group in plan])
 
         fence = SecurityGroupWriteBlock(
-            ec2=aws_client(self.source_aws_conn_id, "ec2"), security_group_ids=list(self.security_group_ids),
-            keep_security_group_ids=[g for g in list(self.keep_security_group_ids or []) if g],
-            keep_cidrs=list(self.keep_cidrs or []), persist=persist)
+            ec2=aws_client(groups.aws_conn_id, "ec2"), security_group_ids=list(groups.security_group_ids),
+            keep_security_group_ids=list(groups.keep_security_group_ids), keep_cidrs=list(groups.keep_cidrs),
+            persist=persist)
         return _JournaledSecurityGroups(fence, journal)
 
     def _cdc(self, control: Any, sources: dict[str, Any], targets: dict[str, Any], databases: list[str]) -> Any:
-        if self.cdc_engine == "native":
+        spec = self.spec
+        if spec.dms is None:
             return NativeCdc(source_conn=control, links=[
-                NativeLink(db, naming.slot_name(self.migration_id, db), naming.subscription_name(self.migration_id, db),
+                NativeLink(db, naming.slot_name(spec.migration_id, db), naming.subscription_name(spec.migration_id, db),
                            targets[db]) for db in databases])
         from connections.aws import aws_client
         from migration.dms.cutover import DmsCdcEngine, DmsLink, find_task
 
         # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
-        client = aws_client(self.target_aws_conn_id, "dms")
+        client = aws_client(spec.dms.aws_conn_id, "dms")
         links = []
         for item in list(self.dms_tasks or []):
             if item["database"] not in databases:
@@ -216,27 +193,28 @@ class CutoverOperator(BaseOperator):
                                  slot_name=item["slot_name"], source_conn=sources[item["database"]]))
         # The engine uses the cutover's own source sessions, which the drain keeps.
         return DmsCdcEngine(links=links, source_conn=control, dms=client,
-                            cloudwatch=aws_client(self.target_aws_conn_id, "cloudwatch"),
+                            cloudwatch=aws_client(spec.dms.aws_conn_id, "cloudwatch"),
                             replication_instance_id=self.replication_instance_id or None,
-                            marker_schema=self.control_schema)
+                            marker_schema=spec.control_schema)
 
     def _slot_checks(self, sources: dict[str, Any], databases: list[str], schemas: list[str]) -> list[SlotCheck]:
-        native = self.cdc_engine == "native"
-        return [SlotCheck(database=db, source_conn=sources[db], slot_name=naming.slot_name(self.migration_id, db),
-                          plugin="pgoutput" if native else self.dms_plugin,
-                          publication=naming.publication_name(self.migration_id, db) if native else None,
+        spec = self.spec
+        native = spec.dms is None
+        return [SlotCheck(database=db, source_conn=sources[db], slot_name=naming.slot_name(spec.migration_id, db),
+                          plugin="pgoutput" if native else spec.dms.plugin,
+                          publication=naming.publication_name(spec.migration_id, db) if native else None,
                           schemas=schemas) for db in databases]
 
     def _opener(self, host: str | None, port: int | None, databases: list[str]) -> Any:
-        if not self.dns_zone_id:
+        dns = self.spec.dns
+        if dns is None:
             return LocalTargetOpener(endpoint={"conn_id": self.target_conn_id, "host": host, "port": port,
                                                "databases": databases})
         from connections.aws import aws_client
         from migration.aws.cutover import Route53TargetOpener
 
-        return Route53TargetOpener(route53=aws_client(self.target_aws_conn_id, "route53"),
-                                   hosted_zone_id=self.dns_zone_id, record_name=self.dns_record_name,
-                                   target_host=host, ttl=self.dns_ttl)
+        return Route53TargetOpener(route53=aws_client(dns.aws_conn_id, "route53"), hosted_zone_id=dns.zone_id,
+                                   record_name=dns.record_name, target_host=host, ttl=dns.ttl)
 
 
 class _JournaledSecurityGroups:
@@ -272,24 +250,21 @@ class UnblockSourceWritesOperator(BaseOperator):
     application was moved back. Returns ``{restored, ...}``.
     """
 
-    template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "control_database", "source_aws_conn_id",
-                                      "target_host", "target_port", "databases", "schemas", "run_id")
+    template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "control_database", "target_host",
+                                      "target_port", "databases", "schemas", "run_id")
     ui_color = "#d9ead3"
 
-    def __init__(self, *, migration_id: str, source_conn_id: str, target_conn_id: str, control_database: str,
-                 control_schema: str = "migration_control", write_block: str = "roles",
-                 source_aws_conn_id: str | None = None, target_host: str | None = None,
-                 target_port: int | str | None = None, databases: Any = (), schemas: Any = (),
-                 cdc_engine: str = "native", run_id: str = "{{ run_id }}", **kwargs: Any):
+    def __init__(self, *, spec: CutoverSpec, source_conn_id: str, target_conn_id: str, control_database: str,
+                 target_host: str | None = None, target_port: int | str | None = None, databases: Any = (),
+                 schemas: Any = (), run_id: str = "{{ run_id }}", **kwargs: Any):
+        """``spec``: the same cutover spec as the critical section's; the other arguments as there."""
         super().__init__(**kwargs)
-        self.cdc_engine = cdc_engine
-        self.migration_id = migration_id
+        if not isinstance(spec, CutoverSpec):
+            raise TypeError(f"spec: expected a migration.cutover_spec.CutoverSpec, got {type(spec).__name__}")
+        self.spec = spec
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.control_database = control_database
-        self.control_schema = control_schema
-        self.write_block = write_block
-        self.source_aws_conn_id = source_aws_conn_id
         self.target_host = target_host
         self.target_port = target_port
         self.databases = databases
@@ -302,7 +277,8 @@ class UnblockSourceWritesOperator(BaseOperator):
         with ExitStack() as stack:
             target = stack.enter_context(connect(self.target_conn_id, dbname=self.control_database, host=host,
                                                  port=port))
-            journal = _journal(target, self.control_schema, self.migration_id, self.run_id)
+            spec = self.spec
+            journal = _journal(target, spec.control_schema, spec.migration_id, self.run_id)
             undo = []
             if journal.ensure().read().step("stop_cdc") == "done":
                 # A worker died after CDC stopped: triggers off again and, for native CDC, apply resumed.
@@ -313,9 +289,9 @@ class UnblockSourceWritesOperator(BaseOperator):
                                   run=str(self.run_id))
                     undo.append((f"disable_triggers[{db}]", partial(target_prep.disable_user_triggers, conn,
                                                                      list(self.schemas or []),
-                                                                     control_schema=self.control_schema)))
-                    if self.cdc_engine == "native":
-                        subscription = naming.subscription_name(self.migration_id, db)
+                                                                     control_schema=spec.control_schema)))
+                    if spec.dms is None:
+                        subscription = naming.subscription_name(spec.migration_id, db)
                         undo.append((f"resume_cdc[{db}]", partial(enable_subscription, conn, subscription)))
             result = unblock_run(journal, self._restore, force=force, undo_after_stop=undo)
         self.log.info("Unblock: %s", json.dumps(result, default=str))
@@ -328,7 +304,9 @@ class UnblockSourceWritesOperator(BaseOperator):
             from connections.aws import aws_client
             from migration.aws.cutover import restore_source_writes
 
-            count = restore_source_writes(aws_client(self.source_aws_conn_id, "ec2"), [r["previous"] for r in groups])
+            # The connection the fence used: the journal holds only what it changed.
+            aws_conn_id = self.spec.security_groups.aws_conn_id if self.spec.security_groups else None
+            count = restore_source_writes(aws_client(aws_conn_id, "ec2"), [r["previous"] for r in groups])
             restored.append(f"security_group:{count} rule(s)")
         roles = [r for r in records if r["kind"] != "security_group"]
         if roles:

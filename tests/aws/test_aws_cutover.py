@@ -38,6 +38,7 @@ from migration.aws.cutover import (
     restore_source_writes,
     upsert_cname,
 )
+from migration.cutover_spec import CutoverSpec, SecurityGroupFence
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription
@@ -279,9 +280,11 @@ def init(self, *a, **k):
 
 botocore.session.Session.__init__ = init
 
+from migration.cutover_spec import CutoverSpec, SecurityGroupFence
 from operators.cutover import CutoverOperator
 
-CutoverOperator(task_id="switch_over", **args["operator"]).execute({"ti": None})
+spec = CutoverSpec(**{**args["spec"], "security_groups": SecurityGroupFence(**args["spec"]["security_groups"])})
+CutoverOperator(task_id="switch_over", spec=spec, **args["operator"]).execute({"ti": None})
 print("the worker was not killed")
 """
 
@@ -333,14 +336,13 @@ def test_security_group_fence_journals_the_rules_before_revoking_and_a_fresh_tea
     groups = [network["db"], network["db2"]]
     before = {g: inbound(ec2, g) for g in groups}
     observed = tmp_path / "observed.jsonl"
-    common = {"migration_id": MIGRATION, "source_conn_id": replicated["conns"]["source"],
-              "target_conn_id": replicated["conns"]["target"], "control_schema": CONTROL,
-              "source_aws_conn_id": "aws_source", "run_id": RUN_ID}
+    common = {"source_conn_id": replicated["conns"]["source"], "target_conn_id": replicated["conns"]["target"],
+              "run_id": RUN_ID}
+    fence = {"aws_conn_id": "aws_source", "security_group_ids": groups, "keep_security_group_ids": [network["dms"]]}
     args = {"journal": replicated["target"].conninfo(DATABASE), "control_schema": CONTROL, "migration_id": MIGRATION,
-            "run_id": RUN_ID, "observed": str(observed), "operator": {
-                **common, "databases": [DATABASE], "schemas": ["sales"], "replication_role": "postgres",
-                "write_block": "security_group", "security_group_ids": groups,
-                "keep_security_group_ids": [network["dms"]]}}
+            "run_id": RUN_ID, "observed": str(observed),
+            "spec": {"migration_id": MIGRATION, "control_schema": CONTROL, "security_groups": fence},
+            "operator": {**common, "databases": [DATABASE], "schemas": ["sales"], "replication_role": "postgres"}}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dags")])}
     worker = subprocess.run([sys.executable, "-c", WORKER, json.dumps(args)], env=env, capture_output=True,
                             text=True, timeout=300)
@@ -364,9 +366,10 @@ def test_security_group_fence_journals_the_rules_before_revoking_and_a_fresh_tea
 
     # The teardown, a new operator in another process than the worker, with an empty XCom: it reads
     # the journal and puts back exactly what was revoked (the never-revoked rule is already there).
-    teardown = UnblockSourceWritesOperator(task_id="unblock_source_writes", control_database=DATABASE,
-                                           write_block="security_group", databases=[DATABASE], schemas=["sales"],
-                                           **common)
+    spec = CutoverSpec(migration_id=MIGRATION, control_schema=CONTROL,
+                       security_groups=SecurityGroupFence(**fence))
+    teardown = UnblockSourceWritesOperator(task_id="unblock_source_writes", spec=spec, control_database=DATABASE,
+                                           databases=[DATABASE], schemas=["sales"], **common)
     result = teardown.execute({"params": {}, "ti": NoXcom()})
     assert result["restored"] == ["security_group:4 rule(s)"]
     assert {g: inbound(ec2, g) for g in groups} == before

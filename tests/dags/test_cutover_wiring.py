@@ -26,10 +26,12 @@ def test_cutover_and_its_teardown_are_keyed_by_run_and_bounded(path):
     unblock = dag.get_task("cutover.unblock_source_writes")
     for task in (switch, unblock):
         assert task.run_id == "{{ run_id }}" and "run_id" in task.template_fields
-        assert task.migration_id == config.migration_id and task.target_conn_id == config.target.conn_id
-    assert switch.max_write_block_seconds == config.cutover.max_write_block_seconds
+        assert task.spec.migration_id == config.migration_id and task.target_conn_id == config.target.conn_id
+    # The critical section and its teardown are built from one spec.
+    assert switch.spec is unblock.spec
+    assert switch.spec.max_write_block_seconds == config.cutover.max_write_block_seconds
     assert switch.execution_timeout == timedelta(seconds=config.cutover.max_write_block_seconds + 600)
-    assert unblock.is_teardown and unblock.cdc_engine == config.cdc_engine
+    assert unblock.is_teardown and unblock.spec.cdc_engine == config.cdc_engine
     assert unblock.databases.key == "databases" and unblock.schemas.key == "schemas"
     if config.cdc_engine == "dms":
-        assert switch.dms_plugin == config.dms.plugin
+        assert switch.spec.dms.plugin == config.dms.plugin

@@ -117,7 +117,8 @@ def test_aws_dags_take_the_target_endpoint_from_the_clone(project_bag):
             "preflight_aws"} <= set(dag.task_ids)
     assert "wait_clone_available" in dag.get_task("prepare_target.disable_target_triggers").target_host
     switch = dag.get_task("cutover.switch_over")
-    assert (switch.write_block, switch.cdc_engine, switch.dns_zone_id) == ("security_group", "dms", "Z0123456789ABCDEFGHIJ")
+    assert (switch.spec.write_block, switch.spec.cdc_engine, switch.spec.dns.zone_id) == (
+        "security_group", "dms", "Z0123456789ABCDEFGHIJ")
     rds = project_bag.dags["migrate__rds_billing"]
     assert {"create_snapshot", "copy_snapshot", "restore_instance", "start_cdc.create_subscription"} <= set(rds.task_ids)
     assert "start_cdc.create_cdc_task" not in rds.task_ids

@@ -33,13 +33,15 @@ def source(pg_servers):
 
 
 def operators(repl: Replication, run_id: str):
+    from migration.cutover_spec import CutoverSpec
     from operators.cutover import CutoverOperator, UnblockSourceWritesOperator
 
-    common = {"migration_id": MIGRATION, "source_conn_id": "cut_source", "target_conn_id": "cut_target",
+    spec = CutoverSpec(migration_id=MIGRATION, control_schema="migration_control", application_roles=("app_group",),
+                       exclude_roles=("monitor",), drain_timeout_seconds=30)
+    common = {"spec": spec, "source_conn_id": "cut_source", "target_conn_id": "cut_target",
               "target_host": "127.0.0.1", "target_port": str(repl.target.port), "run_id": run_id}
     cutover = CutoverOperator(task_id="switch_over", databases=["appdb"], schemas=["app"], replication_role="repl",
-                              control_schema="migration_control", application_roles=["app_group"],
-                              exclude_roles=["monitor"], drain_timeout_seconds=30, **common)
+                              **common)
     unblock = UnblockSourceWritesOperator(task_id="unblock_source_writes", control_database="appdb",
                                           databases=["appdb"], schemas=["app"], **common)
     return cutover, unblock
