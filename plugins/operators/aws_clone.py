@@ -81,15 +81,14 @@ class RdsCreateClusterCloneOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("target_aws_conn_id", "source_cluster_arn", "cluster_identifier",
                                       "writer_instance_identifier", "kms_key_id", "subnet_group",
-                                      "security_group_ids", "parameter_group", "db_parameter_group",
-                                      "instance_class")
+                                      "security_group_ids", "parameter_group", "instance_class")
     ui_color = "#fff2cc"
 
     def __init__(self, *, target_aws_conn_id: str, migration_id: str, source_cluster_arn: str,
                  cluster_identifier: str, writer_instance_identifier: str | None = None,
                  kms_key_id: str | None = None, subnet_group: str | None = None,
                  security_group_ids: Sequence[str] = (), parameter_group: str | None = None,
-                 db_parameter_group: str | None = None, instance_class: str | None = None,
+                 instance_class: str | None = None,
                  poll_interval: float = 30.0, wait_timeout: float = 3600.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.target_aws_conn_id = target_aws_conn_id
@@ -101,7 +100,6 @@ class RdsCreateClusterCloneOperator(BaseOperator):
         self.subnet_group = subnet_group
         self.security_group_ids = security_group_ids
         self.parameter_group = parameter_group
-        self.db_parameter_group = db_parameter_group
         self.instance_class = instance_class
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
@@ -146,8 +144,7 @@ class RdsCreateClusterCloneOperator(BaseOperator):
         writer_id = self._writer_id()
         writer = ensure_cluster_writer(
             rds, migration_id=self.migration_id, cluster_identifier=self.cluster_identifier,
-            instance_identifier=writer_id, instance_class=self.instance_class or None,
-            db_parameter_group=self.db_parameter_group or None)
+            instance_identifier=writer_id, instance_class=self.instance_class or None)
         self.log.info("Clone %s (%s) with writer %s (%s)", writer["cluster_arn"],
                       "created" if clone.get("created") else "found", writer_id,
                       "created" if writer["created"] else "found")

@@ -79,7 +79,6 @@ def ensure_cluster_writer(
     cluster_identifier: str,
     instance_identifier: str,
     instance_class: str | None = None,
-    db_parameter_group: str | None = None,
 ) -> dict[str, Any]:
     """The clone's writer instance (a clone is created without instances), or the one an earlier try made.
 
@@ -100,8 +99,6 @@ def ensure_cluster_writer(
             "DBInstanceClass": instance_class or DEFAULT_INSTANCE_CLASS,
             "Tags": migration_tags(migration_id, cluster.tags.get(SOURCE_TAG, cluster.arn)),
         }
-        if db_parameter_group:
-            kwargs["DBParameterGroupName"] = db_parameter_group
         try:
             instance = rds.create_db_instance(**kwargs)["DBInstance"]
             return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
