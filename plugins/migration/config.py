@@ -79,7 +79,7 @@ class _Reader:
             return default
         return self.data[key]
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False,
+    def text(self, key: str, default: str | None = None, *, required: bool = False,
             choices: tuple[str, ...] | None = None, pattern: re.Pattern[str] | None = None,
             hint: str = "") -> str | None:
         value = self.get(key, default, required=required)
@@ -93,7 +93,7 @@ class _Reader:
             raise self.error(key, f"{hint or 'invalid value'}; got {value!r}")
         return value
 
-    def int(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, f"expected a whole number, got {value!r}")
@@ -102,7 +102,7 @@ class _Reader:
             raise self.error(key, f"expected at least {minimum}{upper}, got {value}")
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
             raise self.error(key, f"expected true or false, got {value!r}")
@@ -366,20 +366,20 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
         raise r.error("port", f"expected a TCP port from 1 to 65535, got {port!r}")
     groups = _security_groups(r, "security_group_ids")
     endpoint = Endpoint(
-        conn_id=r.str("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
-        replication_conn_id=(r.str("replication_conn_id", pattern=_CONN_ID_RE, hint="expected an Airflow connection id")
+        conn_id=r.text("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
+        replication_conn_id=(r.text("replication_conn_id", pattern=_CONN_ID_RE, hint="expected an Airflow connection id")
                              if side == "source" else None),
-        aws_conn_id=r.str("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
-        account_id=r.str("account_id", required=aws, pattern=_AWS_ACCOUNT_RE, hint="expected a 12-digit AWS account id"),
-        region=r.str("region", required=aws),
-        cluster_identifier=r.str("cluster_identifier"),
-        instance_identifier=r.str("instance_identifier"),
-        kms_key_id=r.str("kms_key_id"),
+        aws_conn_id=r.text("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
+        account_id=r.text("account_id", required=aws, pattern=_AWS_ACCOUNT_RE, hint="expected a 12-digit AWS account id"),
+        region=r.text("region", required=aws),
+        cluster_identifier=r.text("cluster_identifier"),
+        instance_identifier=r.text("instance_identifier"),
+        kms_key_id=r.text("kms_key_id"),
         security_group_ids=tuple(groups),
-        subnet_group=r.str("subnet_group"),
-        parameter_group=r.str("parameter_group"),
-        instance_class=r.str("instance_class"),
-        data_directory=r.str("data_directory"),
+        subnet_group=r.text("subnet_group"),
+        parameter_group=r.text("parameter_group"),
+        instance_class=r.text("instance_class"),
+        data_directory=r.text("data_directory"),
         port=port,
     )
     r.done()
@@ -389,14 +389,14 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
 def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     """Build and validate a MigrationConfig from parsed YAML; raises ConfigError naming the field."""
     r = _Reader(source, data, "")
-    migration_id = r.str("migration_id", required=True, pattern=_ID_RE,
+    migration_id = r.text("migration_id", required=True, pattern=_ID_RE,
                          hint="expected lower-case letters, digits and _ (starting with a letter, at most 40)")
-    platform = r.str("platform", required=True, choices=PLATFORMS)
-    initial_load = r.str("initial_load", required=True, choices=tuple(INITIAL_LOADS))
+    platform = r.text("platform", required=True, choices=PLATFORMS)
+    initial_load = r.text("initial_load", required=True, choices=tuple(INITIAL_LOADS))
     needs = INITIAL_LOADS[initial_load]
     if needs and needs != platform:
         raise r.error("initial_load", f"{initial_load} needs platform {needs}, but platform is {platform}")
-    cdc_engine = r.str("cdc_engine", required=True, choices=CDC_ENGINES)
+    cdc_engine = r.text("cdc_engine", required=True, choices=CDC_ENGINES)
     if cdc_engine == "dms" and platform != "aws":
         raise r.error("cdc_engine", "dms needs platform aws; use native on the local platform")
     source_ep = _endpoint(r.sub("source"), platform, "source")
@@ -436,22 +436,22 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
                                  "with test_decoding, and DMS must read it with the same plugin; use test_decoding")
     dms_groups = _security_groups(dr, "security_group_ids")
     dms = DmsSettings(
-        replication_instance_arn=dr.str("replication_instance_arn"),
-        instance_class=dr.str("instance_class", "dms.t3.medium"),
-        allocated_storage_gb=dr.int("allocated_storage_gb", 50, minimum=5, maximum=6144),
-        subnet_group=dr.str("subnet_group"),
+        replication_instance_arn=dr.text("replication_instance_arn"),
+        instance_class=dr.text("instance_class", "dms.t3.medium"),
+        allocated_storage_gb=dr.integer("allocated_storage_gb", 50, minimum=5, maximum=6144),
+        subnet_group=dr.text("subnet_group"),
         security_group_ids=tuple(dms_groups or ()),
-        multi_az=dr.bool("multi_az", False),
-        plugin=dr.str("plugin", "test_decoding", choices=DMS_PLUGINS),
-        heartbeat_minutes=dr.int("heartbeat_minutes", 5, minimum=1),
-        capture_ddls=dr.bool("capture_ddls", False),
-        validation_threads=dr.int("validation_threads", 5, minimum=1, maximum=200),
-        lob_max_size_kb=dr.int("lob_max_size_kb", 32, minimum=1),
-        secrets_manager_secret_id=dr.str("secrets_manager_secret_id"),
-        secrets_manager_access_role_arn=dr.str("secrets_manager_access_role_arn"),
-        session_replication_role_replica=dr.bool("session_replication_role_replica", False),
-        max_latency_seconds=dr.int("max_latency_seconds", 5, minimum=0),
-        consecutive_datapoints=dr.int("consecutive_datapoints", 3, minimum=1),
+        multi_az=dr.flag("multi_az", False),
+        plugin=dr.text("plugin", "test_decoding", choices=DMS_PLUGINS),
+        heartbeat_minutes=dr.integer("heartbeat_minutes", 5, minimum=1),
+        capture_ddls=dr.flag("capture_ddls", False),
+        validation_threads=dr.integer("validation_threads", 5, minimum=1, maximum=200),
+        lob_max_size_kb=dr.integer("lob_max_size_kb", 32, minimum=1),
+        secrets_manager_secret_id=dr.text("secrets_manager_secret_id"),
+        secrets_manager_access_role_arn=dr.text("secrets_manager_access_role_arn"),
+        session_replication_role_replica=dr.flag("session_replication_role_replica", False),
+        max_latency_seconds=dr.integer("max_latency_seconds", 5, minimum=0),
+        consecutive_datapoints=dr.integer("consecutive_datapoints", 3, minimum=1),
     )
     dr.done()
     if dms.secrets_manager_secret_id and not dms.secrets_manager_access_role_arn:
@@ -460,20 +460,20 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     cr = r.sub("cutover")
     _refuse_aws_only(cr, AWS_ONLY_CUTOVER_FIELDS, platform)
     cutover = CutoverSettings(
-        approval=cr.str("approval", "manual", choices=APPROVALS),
-        max_lag_bytes=cr.int("max_lag_bytes", 1024 * 1024),
-        max_apply_age_seconds=cr.int("max_apply_age_seconds", 60),
-        write_block=cr.str("write_block", "security_group" if platform == "aws" else "roles", choices=WRITE_BLOCKS),
+        approval=cr.text("approval", "manual", choices=APPROVALS),
+        max_lag_bytes=cr.integer("max_lag_bytes", 1024 * 1024),
+        max_apply_age_seconds=cr.integer("max_apply_age_seconds", 60),
+        write_block=cr.text("write_block", "security_group" if platform == "aws" else "roles", choices=WRITE_BLOCKS),
         application_roles=tuple(cr.names("application_roles", [], required=False)),
-        drain_timeout_seconds=cr.int("drain_timeout_seconds", 60, minimum=1),
-        max_write_block_seconds=cr.int("max_write_block_seconds", 60, minimum=1),
+        drain_timeout_seconds=cr.integer("drain_timeout_seconds", 60, minimum=1),
+        max_write_block_seconds=cr.integer("max_write_block_seconds", 60, minimum=1),
         not_before=_iso(parse_time(cr.get("not_before"), source, cr.where("not_before"))) if cr.get("not_before") else None,
         not_after=_iso(parse_time(cr.get("not_after"), source, cr.where("not_after"))) if cr.get("not_after") else None,
-        dns_zone_id=cr.str("dns_zone_id"),
-        dns_record_name=cr.str("dns_record_name"),
-        dns_ttl=cr.int("dns_ttl", 30, minimum=0),
-        stop_source=cr.bool("stop_source", False),
-        approval_timeout_hours=cr.int("approval_timeout_hours", 24, minimum=1),
+        dns_zone_id=cr.text("dns_zone_id"),
+        dns_record_name=cr.text("dns_record_name"),
+        dns_ttl=cr.integer("dns_ttl", 30, minimum=0),
+        stop_source=cr.flag("stop_source", False),
+        approval_timeout_hours=cr.integer("approval_timeout_hours", 24, minimum=1),
         keep_cidrs=tuple(_cidrs(cr, "keep_cidrs")),
     )
     cr.done()
@@ -491,14 +491,14 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         raise ConfigError(source, "cutover.dns_record_name", "dns_zone_id and dns_record_name go together")
 
     vr = r.sub("validation")
-    validation = ValidationSettings(chunk_rows=vr.int("chunk_rows", 10000, minimum=1),
-                                    max_rechecks=vr.int("max_rechecks", 3, minimum=0))
+    validation = ValidationSettings(chunk_rows=vr.integer("chunk_rows", 10000, minimum=1),
+                                    max_rechecks=vr.integer("max_rechecks", 3, minimum=0))
     vr.done()
 
     if platform != "aws" and r.data.get("set_logical_replication") is not None:
         raise r.error("set_logical_replication", f"is only used on platform aws; the platform is {platform}: remove it")
     schemas = check_user_schemas(r.names("schemas", required=True), source, "schemas")
-    control_schema = r.str("control_schema", "migration_control")
+    control_schema = r.text("control_schema", "migration_control")
     control_schema = check_user_schemas(check_names(control_schema, source, "control_schema"), source,
                                         "control_schema")[0]
     exclude_schemas = check_user_schemas(r.names("exclude_schemas", [], required=False), source, "exclude_schemas")
@@ -521,11 +521,11 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         schemas=tuple(schemas),
         control_schema=control_schema,
         exclude_schemas=tuple(exclude_schemas),
-        description=r.str("description", "") or "",
-        owner=r.str("owner", "migration") or "migration",
-        allow_replica_identity_full=r.bool("allow_replica_identity_full", False),
-        max_transaction_age_seconds=r.int("max_transaction_age_seconds", 300, minimum=1),
-        set_logical_replication=r.bool("set_logical_replication", False),
+        description=r.text("description", "") or "",
+        owner=r.text("owner", "migration") or "migration",
+        allow_replica_identity_full=r.flag("allow_replica_identity_full", False),
+        max_transaction_age_seconds=r.integer("max_transaction_age_seconds", 300, minimum=1),
+        set_logical_replication=r.flag("set_logical_replication", False),
         dms=dms,
         cutover=cutover,
         validation=validation,
