@@ -269,9 +269,10 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
     """The provider's DmsStartTaskOperator, started once from the resolved LSN and never replayed.
 
     A ready task starts with start-replication and ``{"CdcStartPosition": lsn}``; a running or starting
-    task is left alone; a stopped or failed one resumes from DMS's own checkpoint (resume-processing),
-    since starting it from the LSN again would replay changes the target already has
-    (``migration.dms.resources.cdc_start``). Returns ``{arn, start_type, cdc_start_position, status_before}``.
+    task is left alone; a stopped or failed one that ran before resumes from DMS's own checkpoint
+    (resume-processing), since starting it from the LSN again would replay changes the target already
+    has; one that failed on its first start has no checkpoint and starts again at its original
+    CdcStartPosition (``migration.dms.resources.cdc_start``). Returns ``{arn, start_type, cdc_start_position, status_before}``.
     """
 
     template_fields: Sequence[str] = tuple(sorted({*DmsStartTaskOperator.template_fields, "cdc_start_position"}))
@@ -291,6 +292,7 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
         if plan.start_type is None:
             self.log.info("Replication task is already %s; not starting it again", plan.status_before)
             return result
+        self.log.info("Replication task %s: %s (%s)", self.replication_task_arn, plan.start_type, plan.reason)
         self.start_replication_task_type = plan.start_type
         self.start_task_kwargs = plan.start_kwargs
         super().execute(context)

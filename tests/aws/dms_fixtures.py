@@ -11,6 +11,9 @@ Stand-ins, each closing a measured moto gap:
   creating -> ready -> starting -> running -> stopping -> stopped, and deleting -> gone, one step per
   ``describes_per_step`` describe calls. start-replication is refused for a task that ran before,
   start/stop/delete are refused from the wrong state (InvalidResourceStateFault), as DMS does.
+- Checkpoints. A task that reached 'running' has a RecoveryCheckpoint and ReplicationTaskStats, as
+  DMS reports them; resume-processing is refused for a task that never ran (DMS: "only available
+  for previously executed tasks"), e.g. one that failed while starting (``fail_task`` on 'starting').
 - Task ARNs end in a random resource id (as DMS's do), not the identifier, so code that needs the
   resource id (CloudWatch dimension, TASK_NAME) cannot get away with the identifier.
 - CdcStartPosition (create and start) is recorded and returned; moto drops it. StartReplicationTaskType
@@ -91,7 +94,9 @@ class DocumentedTask:
         self.created_at = utcnow()
         self.started_at: datetime | None = None
         self.start_type: str | None = None
-        self.has_run = False
+        self.has_run = False  # reached 'running' once: DMS then keeps a RecoveryCheckpoint to resume from
+        self.recovery_checkpoint: str | None = None
+        self.elapsed_ms = 0
         self.last_failure_message: str | None = None
         self.stop_reason: str | None = None
         self.describes = 0
@@ -112,6 +117,12 @@ class DocumentedTask:
             "StopReason": self.stop_reason,
             "ReplicationTaskCreationDate": self.created_at.isoformat(),
             "ReplicationTaskStartDate": self.started_at.isoformat() if self.started_at else None,
+            "RecoveryCheckpoint": self.recovery_checkpoint,
+            "ReplicationTaskStats": {
+                "FullLoadProgressPercent": 0, "ElapsedTimeMillis": self.elapsed_ms, "TablesLoaded": 0,
+                "TablesLoading": 0, "TablesQueued": 0, "TablesErrored": 0,
+                "StartDate": self.started_at.isoformat() if self.started_at else None,
+            } if self.started_at else None,
         }
         return _drop_none(data)
 
@@ -205,6 +216,10 @@ class DmsMotoExtension:
                         be.replication_tasks.pop(task.arn, None)
                         continue
                     task.status = nxt
+                    if nxt == "running" and not task.has_run:
+                        # Once it runs, DMS checkpoints CDC progress: a later resume-processing continues there.
+                        task.has_run, task.elapsed_ms = True, 1000
+                        task.recovery_checkpoint = (f"checkpoint:V1#1#{task.cdc_start_position or '0/0'}:0#0#0#*#0#0")
                 shown.append(task)
             if p.get("Filters") and not shown:
                 raise ResourceNotFoundFault("No Tasks found matching provided filters")
@@ -219,9 +234,13 @@ class DmsMotoExtension:
             if kind == "start-replication" and task.has_run:
                 raise InvalidParameterCombinationException(
                     "Start Type : START_REPLICATION, valid only for tasks running for the first time")
+            if kind == "resume-processing" and not task.has_run:
+                # "resume-processing is only available for previously executed tasks": no checkpoint yet.
+                raise InvalidParameterCombinationException(
+                    "Start Type : RESUME_PROCESSING, the task has no checkpoint to resume from")
             if p.get("CdcStartPosition"):
                 task.cdc_start_position = p["CdcStartPosition"]
-            task.start_type, task.has_run, task.status = kind, True, "starting"
+            task.start_type, task.status = kind, "starting"
             task.started_at = utcnow()
             task.last_failure_message = task.stop_reason = None
             task.describes = 0

@@ -30,6 +30,7 @@ from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
 from migration.dms import requests as dms_requests
+from migration.dms import resources as dms_resources
 from migration.dms.cutover import DmsCdcEngine, DmsLink
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
@@ -341,6 +342,27 @@ def test_start_request_is_exact_the_task_runs_and_a_rerun_does_not_replay(cdc_ta
     assert stopped["stopped"] is True and stopped["was"] == "running"
     resumed = start_task(arn)
     assert resumed["status_before"] == "stopped" and resumed["start_type"] == "resume-processing"
+    assert ext.calls("StartReplicationTask")[-1] == {"ReplicationTaskArn": arn,
+                                                     "StartReplicationTaskType": "resume-processing"}
+
+
+def test_a_task_that_failed_on_its_first_start_restarts_at_its_original_position_not_resume(cdc_task):
+    # Issue 13 item 10: resume-processing is only for tasks that ran before; this one has no checkpoint.
+    ext, arn = cdc_task["moto"], cdc_task["arn"]
+    start_task(arn)
+    ext.fail_task(arn, "Error in slot mig_orders_mig_app: replication slot is active for PID 4242")  # while starting
+    assert "RecoveryCheckpoint" not in dms_resources.describe_task(client(), arn)
+    restarted = start_task(arn, lsn="1/90000000")  # a later resolution must not move the start point
+    assert restarted["status_before"] == "failed" and restarted["start_type"] == "start-replication"
+    assert ext.calls("StartReplicationTask")[-1] == {
+        "ReplicationTaskArn": arn, "StartReplicationTaskType": "start-replication", "CdcStartPosition": START_LSN}
+    sensor = DmsTaskRunningSensor(task_id="wait_cdc_running", aws_conn_id="aws_target", replication_task_arn=arn)
+    assert sensor.poke({}) is True
+    # Once it ran, DMS keeps a checkpoint: a later failure resumes there, never from the LSN again.
+    assert dms_resources.describe_task(client(), arn)["RecoveryCheckpoint"]
+    ext.fail_task(arn, "Network error")
+    resumed = start_task(arn)
+    assert resumed["start_type"] == "resume-processing"
     assert ext.calls("StartReplicationTask")[-1] == {"ReplicationTaskArn": arn,
                                                      "StartReplicationTaskType": "resume-processing"}
 

@@ -119,7 +119,7 @@ def test_a_running_or_starting_task_is_left_alone(dms, status):
 
 @pytest.mark.parametrize("status", ["stopped", "failed"])
 def test_a_stopped_or_failed_task_resumes_from_its_checkpoint_never_from_the_lsn(dms, status):
-    answer_by_arn(dms, task(status))
+    answer_by_arn(dms, task(status, RecoveryCheckpoint="checkpoint:V1#1#1/87F75B28:0#0#0#*#0#0"))
     assert cdc_start(dms, TASK_ARN, START, start_kwargs={"CdcStartPosition": "0/1"}) \
         == CdcStart(status, "resume-processing", {})
 

@@ -334,24 +334,47 @@ class CdcStart:
     status_before: str
     start_type: str | None
     start_kwargs: dict[str, Any] = field(default_factory=dict)
+    reason: str = field(default="", compare=False)
+
+
+def ran_before(task: dict[str, Any]) -> bool:
+    """DMS has a checkpoint for the task: it ran and processed changes (RecoveryCheckpoint, ReplicationTaskStats).
+
+    A task that failed on its first start (LastFailureMessage, no checkpoint) has none.
+    """
+    if task.get("RecoveryCheckpoint"):
+        return True
+    stats = task.get("ReplicationTaskStats") or {}
+    return int(stats.get("ElapsedTimeMillis") or 0) > 0 and not task.get("LastFailureMessage")
 
 
 def cdc_start(dms: Any, arn: str, start: LSN, *, start_kwargs: dict[str, Any] | None = None) -> CdcStart:
     """Start the task once from the resolved LSN and never replay.
 
     A ready task starts with start-replication and ``CdcStartPosition`` (merged into ``start_kwargs``);
-    a running or starting task is left alone; a stopped or failed one resumes from DMS's own checkpoint
-    (resume-processing, no other arguments), since starting it from the LSN again would replay changes
-    the target already has. Any other status raises DmsError.
+    a running or starting task is left alone. A stopped or failed task that ran before resumes from
+    DMS's own checkpoint (resume-processing, no other arguments), since starting it from the LSN again
+    would replay changes the target already has. resume-processing is only for tasks that ran before
+    (DMS API reference, StartReplicationTask): one that failed on its first start has no checkpoint, so
+    it starts again with start-replication at the CdcStartPosition it was created with (the resolved
+    LSN when DMS does not report it). Any other status raises DmsError.
     """
     task = describe_task(dms, arn)
     if task is None:
         raise DmsError(f"replication task {arn} was not found; create it first")
     status = task["Status"]
     if status in ("running", "starting"):
-        return CdcStart(status, None)
+        return CdcStart(status, None, reason=f"already {status}")
     if status == "ready":
-        return CdcStart(status, "start-replication", {**(start_kwargs or {}), "CdcStartPosition": str(start)})
+        return CdcStart(status, "start-replication", {**(start_kwargs or {}), "CdcStartPosition": str(start)},
+                        reason="first start, from the resolved LSN")
     if status in ("stopped", "failed"):
-        return CdcStart(status, "resume-processing")
+        if ran_before(task):
+            return CdcStart(status, "resume-processing",
+                            reason=f"ran before (checkpoint {task.get('RecoveryCheckpoint') or 'kept by DMS'}): "
+                                   "resumes there")
+        original = task.get("CdcStartPosition") or str(start)
+        return CdcStart(status, "start-replication", {**(start_kwargs or {}), "CdcStartPosition": original},
+                        reason=f"{status} before it ever ran{task_failure(task)}: no checkpoint to resume from, so "
+                               f"it starts again at its original CdcStartPosition {original}")
     raise DmsError(f"replication task {arn} is {status}; it can be started when ready, stopped or failed")
