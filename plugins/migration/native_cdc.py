@@ -40,9 +40,9 @@ def _names(values: Any, field: str) -> list[str]:
     return check_names(values if isinstance(values, str | list) or values is None else list(values), "native CDC", field)
 
 
-def conn_rows(conn: psycopg.Connection, statement: str, **params: Any) -> list[tuple]:
-    """Rows of one named statement run with bind parameters."""
-    return conn.execute(q.load(statement), params).fetchall()
+def statement_rows(conn: psycopg.Connection, sql_file: str, **params: Any) -> list[tuple]:
+    """Rows of the statement in ``include/sql/<sql_file>.sql``, run with ``params`` as bind parameters."""
+    return conn.execute(q.load(sql_file), params).fetchall()
 
 
 def origin_position_for(captured: LSN) -> LSN:
@@ -85,7 +85,7 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
     """
     name = _name(name, "publication")
     schemas = _names(schemas, "schemas")
-    missing = [r[0] for r in conn_rows(source_conn, "native_cdc_missing_schemas", schemas=schemas)]
+    missing = [r[0] for r in statement_rows(source_conn, "native_cdc_missing_schemas", schemas=schemas)]
     if missing:
         raise NativeCdcError(f"schemas: {missing} do not exist in database {source_conn.info.dbname!r}")
     _ensure_identity(source_conn, schemas)
@@ -97,7 +97,7 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
         return {"publication": name, "mode": "all_tables", "created": False, "added": []}
 
     if not by_table:
-        have = set() if not existing else {r[0] for r in conn_rows(source_conn, "native_cdc_publication_schemas", name=name)}
+        have = set() if not existing else {r[0] for r in statement_rows(source_conn, "native_cdc_publication_schemas", name=name)}
         todo = [s for s in schemas if s not in have]
         schema_list = sql.SQL(", ").join(sql.Identifier(s) for s in todo)
         if not existing:
@@ -107,8 +107,8 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
         log.info("Publication %s: %s schemas %s", name, "created with" if not existing else "added", todo)
         return {"publication": name, "mode": "schemas", "created": not existing, "added": todo}
 
-    wanted = [tuple(r) for r in conn_rows(source_conn, "native_cdc_schema_tables", schemas=schemas)]
-    have_tables = set() if not existing else {tuple(r) for r in conn_rows(source_conn, "native_cdc_publication_tables", name=name)}
+    wanted = [tuple(r) for r in statement_rows(source_conn, "native_cdc_schema_tables", schemas=schemas)]
+    have_tables = set() if not existing else {tuple(r) for r in statement_rows(source_conn, "native_cdc_publication_tables", name=name)}
     todo_tables = [t for t in wanted if t not in have_tables]
     table_list = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in todo_tables)
     if not existing:

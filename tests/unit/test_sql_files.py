@@ -2,7 +2,7 @@
 
 The code is read as syntax trees: calls of ``migration.sql.load`` / ``compose`` under any import alias
 (``from migration import sql as q``, ``from migration.sql import load``, ...), and calls of functions
-that pass one of their parameters on to the loader (``native_cdc.conn_rows(conn, "name")``). A name
+that pass one of their parameters on to the loader (``native_cdc.statement_rows(conn, "name")``). A name
 held in a variable is followed to the literals assigned to it (``name = "a" if x else "b"``, ``for
 name in ("a", "b")``); a name the test cannot follow fails the test, so every statement name stays a
 literal in the code. Nothing is stood in: the test reads the source and SQL files only.
@@ -157,7 +157,7 @@ def test_the_scan_finds_loader_calls_under_every_alias():
     assert found.unresolved == [], "statement names must be literals (or variables bound to literals)"
     # One call per spelling the code uses today: q.load, sql.compose, sqlfiles.load, load, and a wrapper.
     for name, spelling in [("local_clone_state", "q.load"), ("preflight_replica_identity_table", "sql.compose"),
-                           ("slots_peek_pgoutput", "if/else"), ("native_cdc_missing_schemas", "conn_rows"),
+                           ("slots_peek_pgoutput", "if/else"), ("native_cdc_missing_schemas", "statement_rows"),
                            ("sample_schema", "sqlfiles.load")]:
         assert name in found.names, f"{spelling}: {name} not found"
 
