@@ -144,7 +144,7 @@ def _dms_start_cdc(ctx: BuildContext):
         start = DmsStartCdcTaskOperator(task_id="start_cdc_task", aws_conn_id=aws_conn,
                                         replication_task_arn=task_arn, cdc_start_position=start_lsn)
         running = DmsTaskRunningSensor(task_id="wait_task_running", aws_conn_id=aws_conn,
-                                       replication_task_arn=task_arn)
+                                       replication_task_arn=task_arn, poke_interval=config.dms.poll_interval_seconds)
         chain(resolve, [source_ep, target_ep], tests, create, start, running)
 
     return start_cdc
@@ -192,11 +192,11 @@ def _dms_wait_in_sync(ctx: BuildContext):
             replication_instance_id=xcom(ENSURE_REPLICATION_INSTANCE, "identifier"), source_conn_id=ctx.src,
             database=database, slot_name=slot_name, max_latency_seconds=config.dms.max_latency_seconds,
             consecutive_datapoints=config.dms.consecutive_datapoints,
-            max_slot_lag_bytes=config.cutover.max_lag_bytes)
+            max_slot_lag_bytes=config.cutover.max_lag_bytes, poll_interval=config.dms.poll_interval_seconds)
         clean = DmsValidationSensor(
             task_id=WAIT_VALIDATION_CLEAN, aws_conn_id=aws_conn, replication_task_arn=task_arn,
             target_conn_id=ctx.tgt, database=database, control_schema=config.control_schema,
-            target_host=ctx.target_host, target_port=ctx.target_port)
+            target_host=ctx.target_host, target_port=ctx.target_port, poll_interval=config.dms.poll_interval_seconds)
         lag >> clean
 
     return wait_in_sync

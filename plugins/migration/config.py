@@ -180,6 +180,7 @@ class DmsSettings:
     session_replication_role_replica: bool = False
     max_latency_seconds: int = 5
     consecutive_datapoints: int = 3
+    poll_interval_seconds: int = 15
 
 
 @dataclass(frozen=True)
@@ -452,6 +453,7 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         session_replication_role_replica=dr.flag("session_replication_role_replica", False),
         max_latency_seconds=dr.integer("max_latency_seconds", 5, minimum=0),
         consecutive_datapoints=dr.integer("consecutive_datapoints", 3, minimum=1),
+        poll_interval_seconds=dr.integer("poll_interval_seconds", 15, minimum=1),
     )
     dr.done()
     if dms.secrets_manager_secret_id and not dms.secrets_manager_access_role_arn:

@@ -166,7 +166,7 @@ class RdsSetLogicalReplicationOperator(BaseOperator):
     ui_color = "#fff2cc"
 
     def __init__(self, *, aws_conn_id: str, db_type: str, db_identifier: str, enabled: bool,
-                 parameter_group: str | None = None, reboot: bool = True, poll_interval: float = 30.0,
+                 parameter_group: str | None = None, reboot: bool = True, poll_interval: float = 15.0,
                  wait_timeout: float = 3600.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id

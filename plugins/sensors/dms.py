@@ -10,13 +10,16 @@ from airflow.sdk import Context
 
 from sensors.base import DeferrablePollSensor
 
+# How often the DMS waits ask (config: dms.poll_interval_seconds); the provider's sensors ask every 60 s.
+DEFAULT_POLL_SECONDS = 15.0
+
 
 class DmsTaskRunningSensor(DmsTaskBaseSensor):
     """Waits for the started CDC task to be 'running'; a failed or stopped task fails with DMS's
     StopReason and LastFailureMessage (the provider's base sensor reports both)."""
 
     def __init__(self, *, replication_task_arn: str, **kwargs: Any):
-        kwargs.setdefault("poke_interval", 15)
+        kwargs.setdefault("poke_interval", DEFAULT_POLL_SECONDS)
         kwargs.setdefault("timeout", 30 * 60)
         super().__init__(replication_task_arn=replication_task_arn, target_statuses=["running"],
                          termination_statuses=["failed", "stopped", "stopping", "deleting", "failed-move"],
@@ -37,7 +40,7 @@ class DmsCdcLatencySensor(DeferrablePollSensor):
                  consecutive_datapoints: int = 3, max_slot_lag_bytes: int = 16 * 1024 * 1024,
                  period_seconds: int = 60, lookback_seconds: int = 900, region_name: str | None = None,
                  **kwargs: Any):
-        kwargs.setdefault("poll_interval", 60.0)
+        kwargs.setdefault("poll_interval", DEFAULT_POLL_SECONDS)
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.replication_task_arn = replication_task_arn
@@ -78,7 +81,7 @@ class DmsValidationSensor(DeferrablePollSensor):
                  control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
                  expected_tables: Sequence[str] | None = None, max_reported: int = 20,
                  region_name: str | None = None, **kwargs: Any):
-        kwargs.setdefault("poll_interval", 60.0)
+        kwargs.setdefault("poll_interval", DEFAULT_POLL_SECONDS)
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self.replication_task_arn = replication_task_arn

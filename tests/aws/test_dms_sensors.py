@@ -443,3 +443,29 @@ def test_drain_reports_a_marker_it_could_not_write(pg):
     with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=r"drain marker was not written in app \(InvalidSchemaName: schema "):
         engine.drain(final, timeout=0.2)
+
+
+def test_dms_waits_poll_every_15_s_by_default_and_dms_poll_interval_seconds_sets_it(tmp_path):
+    # Issue 11 item 8: the provider's defaults (60 s sensors, 30 s RDS wait) made each wait up to a minute late.
+    from pathlib import Path
+
+    import yaml
+
+    from dag_factory import build_dag
+    from migration.config import load_config
+    from operators.aws_clone import RdsSetLogicalReplicationOperator
+    from sensors.dms import DmsTaskRunningSensor
+
+    ids = ("wait_in_sync.wait_cdc_lag", "wait_in_sync.wait_validation_clean", "start_cdc.wait_task_running")
+    shipped = Path(__file__).resolve().parents[2] / "include" / "migrations" / "aurora_orders.yaml"
+    dag = build_dag(load_config(shipped))
+    assert [dag.get_task(task_id).poke_interval for task_id in ids] == [15, 15, 15]
+    data = yaml.safe_load(shipped.read_text())
+    data["dms"]["poll_interval_seconds"] = 7
+    (tmp_path / "aurora_orders.yaml").write_text(yaml.safe_dump(data))
+    dag = build_dag(load_config(tmp_path / "aurora_orders.yaml"))
+    assert [dag.get_task(task_id).poke_interval for task_id in ids] == [7, 7, 7]
+    assert dag.get_task("wait_in_sync.wait_validation_clean").poll_interval == 7  # what the trigger sleeps
+    assert DmsTaskRunningSensor(task_id="t", replication_task_arn=TASK_ARN).poke_interval == 15
+    assert RdsSetLogicalReplicationOperator(task_id="t", aws_conn_id="a", db_type="cluster", db_identifier="c",
+                                            enabled=True).poll_interval == 15
