@@ -33,15 +33,16 @@ from migration.source_quiet import ChangesAfterFinalLsn, SlotCheck, SourceDrain,
 LOCK_TIMEOUT_SECONDS = 2.0
 
 
-def _sync_sequences(source_conn: Any, target_conn: Any, schemas: list[str]) -> int:
-    # Read inside the window: with writes blocked the source's values are final.
-    return sequences.sync_sequences(target_conn, sequences.read_sequences(source_conn, schemas))
-
-
 def _journal(conn: Any, control_schema: str, migration_id: str, run_id: str | None) -> CutoverJournal:
     if not run_id:
         raise ValueError("run_id: the Airflow run id is required (the journal is kept per run)")
     return CutoverJournal(conn=conn, control_schema=control_schema, migration_id=migration_id, run_id=run_id)
+
+
+def _checked(spec: Any) -> CutoverSpec:
+    if not isinstance(spec, CutoverSpec):
+        raise TypeError(f"spec: expected a migration.cutover_spec.CutoverSpec, got {type(spec).__name__}")
+    return spec
 
 
 class CutoverOperator(BaseOperator):
@@ -70,9 +71,7 @@ class CutoverOperator(BaseOperator):
         target's endpoint, the DMS tasks of the run's plan (``{database, slot_name, dms_task_id}``) and
         replication instance, and the Airflow run id that keys the journal."""
         super().__init__(**kwargs)
-        if not isinstance(spec, CutoverSpec):
-            raise TypeError(f"spec: expected a migration.cutover_spec.CutoverSpec, got {type(spec).__name__}")
-        self.spec = spec
+        self.spec = _checked(spec)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.databases = databases
@@ -129,8 +128,10 @@ class CutoverOperator(BaseOperator):
                 catalog(targets[db], drift_schemas(schemas), detail=False)[0], database=db)) for db in databases]
             after, undo = [], []
             if spec.sync_sequences:
-                after += [(f"sync_sequences[{db}]", partial(_sync_sequences, sources[db], targets[db], schemas))
-                          for db in databases]
+                # Every sequence is set ahead of the fence; inside the window only those that moved since.
+                syncs = {db: sequences.SequenceSync(sources[db], targets[db], schemas) for db in databases}
+                plan.before_fence = [(f"presync_sequences[{db}]", sync.presync) for db, sync in syncs.items()]
+                after += [(f"sync_sequences[{db}]", sync.sync_moved) for db, sync in syncs.items()]
             if spec.enable_triggers:
                 for db in databases:
                     ddl = target_prep.saved_trigger_ddl(targets[db], spec.control_schema)
@@ -259,9 +260,7 @@ class UnblockSourceWritesOperator(BaseOperator):
                  schemas: Any = (), run_id: str = "{{ run_id }}", **kwargs: Any):
         """``spec``: the same cutover spec as the critical section's; the other arguments as there."""
         super().__init__(**kwargs)
-        if not isinstance(spec, CutoverSpec):
-            raise TypeError(f"spec: expected a migration.cutover_spec.CutoverSpec, got {type(spec).__name__}")
-        self.spec = spec
+        self.spec = _checked(spec)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.control_database = control_database
