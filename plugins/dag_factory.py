@@ -21,6 +21,7 @@ from dag_phases.cutover import CUTOVER_STEPS, build_cutover
 from dag_phases.load import build_load
 from dag_phases.plan import per_database_plan
 from dag_phases.preflight import build_preflight
+from dag_phases.task_ids import CUTOVER_SWITCH_OVER, VALIDATE_RUN
 from migration.config import ConfigError, MigrationConfig, load_config
 
 __all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "airflow_dag_for_file", "migrations_dir", "per_database_plan",
@@ -79,7 +80,12 @@ def trigger_params(config: MigrationConfig) -> dict[str, Param]:
 
 def build_dag(config: MigrationConfig) -> DAG:
     """The DAG for one migration config."""
+    from operators.after_cutover import AlreadyCutOverCheck
+
     params = trigger_params(config)
+    # Every task gets the check; it acts only on the tasks that lead up to the cutover (filled in below).
+    already_cut_over = AlreadyCutOverCheck(migration_id=config.migration_id, target_conn_id=config.target.conn_id,
+                                           control_schema=config.control_schema, on_aws=config.platform == "aws")
     dag = DAG(
         dag_id=config.dag_id,
         description=config.description
@@ -91,10 +97,12 @@ def build_dag(config: MigrationConfig) -> DAG:
         max_active_runs=1,
         params=params,
         tags=["migration", f"platform:{config.platform}", f"load:{config.initial_load}", f"cdc:{config.cdc_engine}"],
-        default_args={"owner": config.owner, "retries": 0},
+        default_args={"owner": config.owner, "retries": 0, "pre_execute": already_cut_over},
     )
     with dag:
         _build_tasks(config)
+    switch = dag.get_task(CUTOVER_SWITCH_OVER)
+    already_cut_over.guarded = (switch.get_flat_relative_ids(upstream=True) | {switch.task_id}) - {VALIDATE_RUN}
     return dag
 
 
@@ -110,6 +118,7 @@ def _build_tasks(config: MigrationConfig) -> None:
                         parameter_change=load.logical_off.output if load.logical_off is not None else None)
     if end.dms_scope is not None:
         cut.switch >> end.dms_scope
+    cut.switch >> end.moved
 
     chain(pre.plan, pre.checks, pre.proceed, *pre.source_changes, pre.source_ready, load.first)
     chain(load.clone_ready, load.capture, load.drop_slots)

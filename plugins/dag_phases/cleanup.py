@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk import chain
+from airflow.sdk import TaskGroup, chain
 
 from dag_phases.context import BuildContext
 from dag_phases.task_ids import CLEANUP, CUTOVER_SWITCH_OVER
@@ -17,6 +18,7 @@ class CleanupTasks:
     cleanup: list[Any]  # teardowns of the plan
     dms_scope: Any | None  # DMS: first of the DMS deletions, after a completed cutover
     report: Any
+    moved: list[Any]  # one per YAML database: its Asset event, after a completed cutover
 
 
 def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, parameter_change: Any) -> CleanupTasks:
@@ -26,7 +28,8 @@ def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, paramet
     config = ctx.config
     cleanup = [SourceSlotCleanupOperator(
         task_id=CLEANUP, source_conn_id=ctx.src, plan=plan, cutover_task_id=CUTOVER_SWITCH_OVER,
-        control_schema=config.control_schema,
+        control_schema=config.control_schema, migration_id=config.migration_id, target_conn_id=ctx.tgt,
+        on_aws=ctx.on_aws,
     ).as_teardown(setups=plan)]
     if ctx.on_aws:
         cleanup.append(_aws_cleanup(ctx, parameter_change).as_teardown(setups=plan))
@@ -39,7 +42,35 @@ def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, paramet
         cleanup_task_id=CLEANUP, target_conn_id=ctx.tgt, target_host=ctx.target_host, target_port=ctx.target_port,
         control_schema=config.control_schema,
     ).as_teardown(setups=plan)
-    return CleanupTasks(cleanup=cleanup, dms_scope=dms_scope, report=report)
+    return CleanupTasks(cleanup=cleanup, dms_scope=dms_scope, report=report, moved=_database_moved(ctx, plan))
+
+
+DATABASE_MOVED = "database_moved"
+
+
+def moved_task_ids(databases: list[str]) -> dict[str, str]:
+    """Task id (inside the `database_moved` group) per database: the name with any character a task id cannot
+    hold replaced by `_`, and numbered when two names come out the same."""
+    ids: dict[str, str] = {}
+    for database in databases:
+        key = re.sub(r"[^\w-]", "_", database)[:200]
+        if key in ids.values():
+            key = f"{key}_{len(ids)}"
+        ids[database] = key
+    return ids
+
+
+def _database_moved(ctx: BuildContext, plan: Any) -> list[Any]:
+    """One task per database of the YAML, after the cutover: its outlet is that database's Asset, so a completed
+    cutover emits one event per database the run moved (a database the run leaves out is skipped)."""
+    from operators.after_cutover import DatabaseMovedOperator
+
+    config = ctx.config
+    with TaskGroup(group_id=DATABASE_MOVED, tooltip="One Asset event per database the cutover moved"):
+        return [DatabaseMovedOperator(
+            task_id=task_id, migration_id=config.migration_id, database=database, run_databases=plan["databases"],
+            target_conn_id=ctx.tgt, control_schema=config.control_schema, on_aws=ctx.on_aws,
+        ) for database, task_id in moved_task_ids(list(config.databases)).items()]
 
 
 def _dms_cleanup(ctx: BuildContext, plan: Any):

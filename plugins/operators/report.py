@@ -13,8 +13,19 @@ from airflow.sdk import BaseOperator, Context
 
 from connections.postgres import connect
 from migration import report as report_md
+from migration.cutover_state import ALREADY_CUT_OVER
 from migration.endpoints import endpoint_override
-from operators.cutover_gate import results_list
+from operators.xcom_args import results_list
+
+OUTCOME_CUT_OVER = "cut over"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def report_dir(dag_id: str, run_id: str) -> Path:
@@ -60,21 +71,41 @@ class SourceSlotCleanupOperator(BaseOperator):
     template_fields: Sequence[str] = ("source_conn_id", "plan")
 
     def __init__(self, *, source_conn_id: str, plan: Any, cutover_task_id: str, control_schema: str | None = None,
+                 migration_id: str | None = None, target_conn_id: str | None = None, on_aws: bool = False,
                  **kwargs: Any):
         super().__init__(**kwargs)
         self.source_conn_id = source_conn_id
         self.plan = plan
         self.cutover_task_id = cutover_task_id
         self.control_schema = control_schema
+        self.migration_id = migration_id
+        self.target_conn_id = target_conn_id
+        self.on_aws = on_aws
+
+    def _completed(self, context: Context) -> bool:
+        """The cutover completed: its timeline says so, or (when this try has none, e.g. the whole run was
+        cleared after the cutover) the run's cutover journal does."""
+        timeline = cutover_timeline(context["ti"], self.cutover_task_id)
+        if timeline:
+            return timeline.get("status") == "completed"
+        if not (self.migration_id and self.target_conn_id and self.control_schema):
+            return False
+        from operators.after_cutover import find_completed_cutover
+
+        done = find_completed_cutover(context, migration_id=self.migration_id, target_conn_id=self.target_conn_id,
+                                      control_schema=self.control_schema, on_aws=self.on_aws, log=self.log)
+        if done is not None:
+            self.log.info("%s: run %s opened the target at %s (cutover journal); what is left is cleaned up",
+                          ALREADY_CUT_OVER, done.run_id, done.target_open_at)
+        return done is not None
 
     def execute(self, context: Context) -> list[str]:
         from migration.native_cdc import drop_publication
         from migration.preflight import restore_replica_identity
         from migration.slots import drop_slot
 
-        timeline = cutover_timeline(context["ti"], self.cutover_task_id)
         items = list(self.plan or [])
-        if not timeline or timeline.get("status") != "completed":
+        if not self._completed(context):
             kept = [f"kept slot {item['slot_name']} on {item['database']} (no completed cutover; a rerun resumes from it)"
                     for item in items]
             for line in kept:
@@ -131,12 +162,20 @@ class MigrationReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
+        directory = report_dir(context["dag"].dag_id, context["run_id"])
+        written = _read_json(directory / "report.json")
+        if written.get("outcome") == OUTCOME_CUT_OVER:
+            # The tasks before it did nothing on a rerun after the cutover; a new report would lose what they found.
+            self.log.info("%s: the report of this run's completed cutover stays as written: %s", ALREADY_CUT_OVER,
+                          directory / "report.md")
+            return {"path": str(directory / "report.md"), "outcome": written["outcome"],
+                    "write_blocked_seconds": written.get("write_blocked_seconds"), "note": ALREADY_CUT_OVER}
         databases = list(self.databases or [])
         timeline = cutover_timeline(ti, self.cutover_task_id) or {}
         validation = [{"database": r.get("database"), "tables": r.get("tables", 0), "rows": r.get("rows_compared", 0),
                        "mismatched_chunks": r.get("mismatched_chunks", 0)}
                       for r in results_list(self.validation_results)]
-        outcome = {"completed": "cut over", "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored",
+        outcome = {"completed": OUTCOME_CUT_OVER, "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored",
                    "fence_kept": f"stopped at {timeline.get('failed_step')} after the commit point; the source stays "
                                  "fenced"}
         report = {
@@ -156,7 +195,6 @@ class MigrationReportOperator(BaseOperator):
             "cleanup": ti.xcom_pull(task_ids=self.cleanup_task_id) or [],
             "source_changes": source_changes(ti),
         }
-        directory = report_dir(context["dag"].dag_id, context["run_id"])
         path = report_md.write_report(report, directory, self._lag_samples(databases))
         (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
         self.log.info("Migration report: %s\n%s", path, path.read_text())
