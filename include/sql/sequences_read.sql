@@ -1,5 +1,6 @@
 -- Sequence states of the migrated schemas; last_value is NULL until nextval/setval has been called.
-SELECT n.nspname AS schema_name,
+SELECT c.oid,
+       n.nspname AS schema_name,
        c.relname AS sequence_name,
        format_type(s.seqtypid, NULL) AS data_type,
        s.seqstart AS start_value,

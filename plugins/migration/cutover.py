@@ -128,6 +128,8 @@ class NativeCdc:
     def drain(self, final_lsn: LSN, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         names = [link.slot_name for link in self.links]
+        # WAL is one stream per server: one flush makes the final LSN sendable for every slot.
+        self.source_conn.execute(q.load("cutover_flush_source_wal"))
         while True:
             slots = slot_positions(self.source_conn, names)
             behind = {name: slots[name]["confirmed_flush_lsn"] if name in slots else None for name in names
@@ -255,8 +257,9 @@ def _optional(obj: Any, method: str) -> Callable[[], Any]:
 
 @dataclass
 class CutoverPlan:
-    """Everything the critical section runs with. ``after_drain`` steps (the schema drift re-check) run
-    once the source is quiet, before CDC is waited on; ``after_stop`` steps (sequence sync, trigger
+    """Everything the critical section runs with. ``before_fence`` steps (sequences set ahead of the
+    fence) run after the ``prepare`` checks, right before writes are blocked; ``after_drain`` steps (the
+    schema drift re-check) run once the source is quiet, before CDC is waited on; ``after_stop`` steps (sequence sync, trigger
     enabling) run after CDC stops; ``undo_after_stop`` steps (triggers disabled again) run on an abort once CDC has
     stopped; ``resume_hint`` says how to resume the engine's CDC after such an abort."""
 
@@ -267,6 +270,7 @@ class CutoverPlan:
     proof: ChangesAfterFinalLsn
     opener: TargetOpener
     databases: Sequence[str]
+    before_fence: Sequence[Step] = ()
     after_drain: Sequence[Step] = ()
     after_stop: Sequence[Step] = ()
     undo_after_stop: Sequence[Step] = ()
@@ -279,10 +283,10 @@ class CutoverPlan:
 def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
     """The critical section, each step timed, logged and journaled; returns the timeline.
 
-    Order: block writes -> drain the source (every other session ended; final LSN) -> CDC applied past
-    the final LSN -> stop CDC -> ``after_stop`` steps -> prove no change is left in the slots -> commit
-    point -> open the target. The ``prepare`` checks run before writes are blocked, so a wrong name fails
-    with the source untouched. Writes stay blocked at most ``max_write_block_s``: a step that ends past
+    Order: ``before_fence`` steps -> block writes -> drain the source (every other session ended; final
+    LSN) -> CDC applied past the final LSN -> stop CDC -> ``after_stop`` steps -> prove no change is left
+    in the slots -> commit point -> open the target. The ``prepare`` checks run before writes are blocked,
+    so a wrong name fails with the source untouched. Writes stay blocked at most ``max_write_block_s``: a step that ends past
     it aborts the cutover. A rerun of the same run reads the journal: once open, it changes nothing;
     past the commit point, it only opens the target again.
     """
@@ -303,6 +307,8 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
     timeline.run("prepare_fence", _optional(plan.fence, "prepare"))
     timeline.run("prepare_cdc", _optional(plan.cdc, "prepare"))
     timeline.run("prepare_proof", plan.proof.prepare)
+    for name, fn in plan.before_fence:
+        timeline.run(name, fn)
     final_lsn: LSN | None = None
     passed_commit = False
     try:

@@ -1,14 +1,17 @@
 """Sequences at cutover: CDC does not carry nextval(), so the target's sequences are set from the source's.
 
 Reading is one query on the source and applying is one statement on the target, however many
-sequences there are, because it runs inside the write-blocked window.
+sequences there are. ``SequenceSync`` keeps the write-blocked window short: ``presync`` sets every
+sequence on the target ahead of the fence; inside the window ``sync_moved`` reads the source once
+(its values are final then) and sets on the target only the sequences whose state is not the one
+set ahead of the fence, so every sequence ends at exactly the source's state and none is behind.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.rows import dict_row
@@ -37,6 +40,7 @@ class SequenceState:
     max_value: int
     cycle: bool
     data_type: str
+    oid: int | None = None
 
     @property
     def setval_args(self) -> tuple[int, bool]:
@@ -51,19 +55,27 @@ def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> l
     names = validate_schemas(schemas)
     with source_conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql.load("sequences_read"), {"schemas": names}).fetchall()
+    _refuse_unreadable(rows)
+    return _states(rows)
+
+
+def _states(rows: Sequence[dict]) -> list[SequenceState]:
+    return [
+        SequenceState(schema=r["schema_name"], name=r["sequence_name"], last_value=r["last_value"],
+                      is_called=r["last_value"] is not None, start_value=r["start_value"],
+                      increment_by=r["increment_by"], min_value=r["min_value"], max_value=r["max_value"],
+                      cycle=r["cycle"], data_type=r["data_type"], oid=r["oid"])
+        for r in rows
+    ]
+
+
+def _refuse_unreadable(rows: Sequence[dict]) -> None:
     unreadable = [f"{r['schema_name']}.{r['sequence_name']}" for r in rows if not r["readable"]]
     if unreadable:
         raise SequenceSyncError(
             f"The source role cannot read {len(unreadable)} sequence(s): {', '.join(map(repr, unreadable))}. "
             "GRANT SELECT ON ALL SEQUENCES IN SCHEMA <schema> TO <migration role>; then rerun."
         )
-    return [
-        SequenceState(schema=r["schema_name"], name=r["sequence_name"], last_value=r["last_value"],
-                      is_called=r["last_value"] is not None, start_value=r["start_value"],
-                      increment_by=r["increment_by"], min_value=r["min_value"], max_value=r["max_value"],
-                      cycle=r["cycle"], data_type=r["data_type"])
-        for r in rows
-    ]
 
 
 def sync_sequences(target_conn: psycopg.Connection, seqs: Sequence[SequenceState]) -> int:
@@ -91,3 +103,45 @@ def sync_sequences(target_conn: psycopg.Connection, seqs: Sequence[SequenceState
         )
     log.info("Set %d sequence(s) on the target", applied)
     return applied
+
+
+@dataclass
+class SequenceSync:
+    """One database's sequences at cutover, in two passes on the cutover's own connections.
+
+    ``presync`` (ahead of the fence) reads every sequence of ``schemas`` on the source and sets it on the
+    target. ``sync_moved`` (inside the window, once the source is quiet) reads the source again in one
+    statement that returns only the sequences whose state differs from the one set by ``presync``, or
+    that ``presync`` did not see, and sets those on the target in one statement. A sequence it does not
+    return has the state ``presync`` set on the target, so it is not behind. Without ``presync`` (or
+    after a failed one) ``sync_moved`` sets every sequence.
+    """
+
+    source_conn: psycopg.Connection
+    target_conn: psycopg.Connection
+    schemas: Sequence[str]
+    _synced: list[SequenceState] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schemas = validate_schemas(self.schemas)
+
+    def presync(self) -> dict:
+        self._synced = None
+        seqs = read_sequences(self.source_conn, self.schemas)
+        applied = sync_sequences(self.target_conn, seqs)
+        self._synced = seqs
+        return {"sequences": applied}
+
+    def sync_moved(self) -> dict:
+        if self._synced is None:
+            return {"checked": None, "set": sync_sequences(self.target_conn,
+                                                           read_sequences(self.source_conn, self.schemas))}
+        params = {"schemas": list(self.schemas), "oids": [seq.oid for seq in self._synced],
+                  "last_values": [seq.last_value for seq in self._synced]}
+        with self.source_conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(sql.load("sequences_moved"), params).fetchall()
+        _refuse_unreadable(rows)
+        moved = _states(rows)
+        applied = sync_sequences(self.target_conn, moved)
+        log.info("%d of %d sequence(s) moved since they were set ahead of the fence", applied, len(self._synced))
+        return {"checked": len(self._synced), "set": applied}
