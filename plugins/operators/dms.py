@@ -25,9 +25,9 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseHook, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from migration.dms import cutover as dms_cutover
 from migration.dms import requests as dms_requests
 from migration.dms import resources as dms_resources
+from migration.endpoints import endpoint_override
 from migration.lsn import LSN
 from triggers.poll import PollTrigger, resolve_check
 
@@ -118,11 +118,6 @@ class DmsEnsureReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
                            "replication_instance_arn": result["arn"]}, result)
 
 
-def _given(value: Any) -> Any:
-    """A templated value, or None when the template rendered nothing ("", "None")."""
-    return None if value in (None, "", "None") else value
-
-
 class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
     """Create a PostgreSQL source or target endpoint, or bring the existing one (same identifier) in line.
 
@@ -167,7 +162,8 @@ class DmsEnsurePostgresEndpointOperator(AwsBaseOperator[DmsHook]):
                 raise AirflowException("postgres_conn_id: needed for the endpoint's user and password "
                                        "(or configure a Secrets Manager secret)")
             conn = BaseHook.get_connection(self.postgres_conn_id)
-            server, port = _given(self.host) or conn.host, _given(self.port) or conn.port or 5432
+            host, given_port = endpoint_override(self.host, self.port, port_field="port")
+            server, port = host or conn.host, given_port or conn.port or 5432
             username, password = conn.login, conn.password
         if self.endpoint_type == "target" and self.source_conn_id:
             self._prove_not_source(server, port, uses_secret)
@@ -327,7 +323,8 @@ class DmsCleanupScopeOperator(BaseOperator):
 
 
 class DmsDeleteCdcTaskOperator(DmsDeleteTaskOperator):
-    """The provider's DmsDeleteTaskOperator, by identifier: absent is fine, a running task is stopped first.
+    """The provider's DmsDeleteTaskOperator, by identifier: absent is fine, a running task is stopped first
+    (``migration.dms.resources.prepare_task_deletion``).
 
     Returns ``{identifier, arn, deleted}``.
     """
@@ -342,14 +339,12 @@ class DmsDeleteCdcTaskOperator(DmsDeleteTaskOperator):
         self.stop_poll_interval = stop_poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
-        client = self.hook.conn
-        task = dms_resources.find_task(client, self.replication_task_id)
-        if task is None:
+        arn = dms_resources.prepare_task_deletion(self.hook.conn, self.replication_task_id,
+                                                  stop_timeout=self.stop_timeout,
+                                                  stop_poll_interval=self.stop_poll_interval)
+        if arn is None:
             self.log.info("Replication task %s does not exist; nothing to delete", self.replication_task_id)
             return {"identifier": self.replication_task_id, "arn": None, "deleted": False}
-        arn = task["ReplicationTaskArn"]
-        if task["Status"] in ("running", "starting", "stopping"):
-            dms_cutover.stop_task(client, arn, timeout=self.stop_timeout, poll_interval=self.stop_poll_interval)
         self.replication_task_arn = arn
         super().execute(context)
         return {"identifier": self.replication_task_id, "arn": arn, "deleted": True}

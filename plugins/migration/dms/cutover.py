@@ -18,7 +18,7 @@ from migration import sql as sqlfiles
 from migration.dms.errors import DmsDrainTimeout, DmsError, DmsInputError
 from migration.dms.monitoring import cdc_metrics, require_slot, slot_position
 from migration.dms.requests import check_arn, check_pg_name, check_slot_name, task_resource_id
-from migration.dms.resources import describe_task, find_task, task_failure
+from migration.dms.resources import describe_task, find_task, stop_task, stop_tasks, task_failure
 from migration.lsn import LSN
 from migration.native_cdc import slot_positions
 
@@ -50,56 +50,6 @@ def write_drain_marker(conn: Any, schema: str, final_lsn: LSN) -> LSN:
 # ---------------------------------------------------------------------------------------------
 # Stopping tasks
 # ---------------------------------------------------------------------------------------------
-
-def stop_tasks(dms: Any, arns: Iterable[str], *, timeout: float = 300.0, poll_interval: float = 1.0,
-               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
-               ) -> dict[str, dict[str, Any]]:
-    """Stop every running task (all stop calls first, then one wait) until each is 'stopped'.
-
-    A task that is not running (ready, failed, already stopped) is left as it is.
-    """
-    started = clock()
-    arns = list(arns)
-    tasks: dict[str, dict] = {}
-    for arn in arns:
-        task = describe_task(dms, arn)
-        if task is None:
-            raise DmsError(f"replication task {arn} was not found")
-        tasks[arn] = task
-    was = {arn: task["Status"] for arn, task in tasks.items()}
-    requested: set[str] = set()
-    while True:
-        waiting = []
-        for arn, task in tasks.items():
-            status = task["Status"]
-            if status == "failed" and arn in requested:
-                raise DmsError(f"replication task {arn} failed while stopping{task_failure(task)}")
-            if status == "running" and arn not in requested:
-                dms.stop_replication_task(ReplicationTaskArn=arn)
-                requested.add(arn)
-                waiting.append(arn)
-            elif status in ("running", "stopping", "starting"):
-                waiting.append(arn)
-        if not waiting:
-            return {arn: {"arn": arn, "stopped": tasks[arn]["Status"] == "stopped", "was": was[arn],
-                          "status": tasks[arn]["Status"], "stop_reason": tasks[arn].get("StopReason"),
-                          "waited_seconds": round(clock() - started, 3)} for arn in arns}
-        if clock() - started >= timeout:
-            late = ", ".join(f"{arn} ({tasks[arn]['Status']})" for arn in waiting)
-            raise DmsError(f"replication task(s) not stopped after {timeout:g} s: {late}")
-        sleep(poll_interval)
-        for arn in waiting:
-            task = describe_task(dms, arn)
-            if task is None:
-                raise DmsError(f"replication task {arn} disappeared while stopping")
-            tasks[arn] = task
-
-
-def stop_task(dms: Any, arn: str, *, timeout: float = 300.0, poll_interval: float = 1.0,
-              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
-              ) -> dict[str, Any]:
-    """Stop one task and wait for 'stopped' (see stop_tasks)."""
-    return stop_tasks(dms, [arn], timeout=timeout, poll_interval=poll_interval, clock=clock, sleep=sleep)[arn]
 
 # ---------------------------------------------------------------------------------------------
 # The critical section's CDC engine

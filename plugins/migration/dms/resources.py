@@ -7,6 +7,7 @@ and how a task in each status is started without replaying changes (``cdc_start`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -275,6 +276,74 @@ def find_task(dms: Any, identifier: str) -> dict | None:
                               WithoutSettings=True)
     found = [item for item in found if item.get("ReplicationTaskIdentifier") == identifier]
     return found[0] if found else None
+
+
+def stop_tasks(dms: Any, arns: Iterable[str], *, timeout: float = 300.0, poll_interval: float = 1.0,
+               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+               ) -> dict[str, dict[str, Any]]:
+    """Stop every running task (all stop calls first, then one wait) until each is 'stopped'.
+
+    A task that is not running (ready, failed, already stopped) is left as it is.
+    """
+    started = clock()
+    arns = list(arns)
+    tasks: dict[str, dict] = {}
+    for arn in arns:
+        task = describe_task(dms, arn)
+        if task is None:
+            raise DmsError(f"replication task {arn} was not found")
+        tasks[arn] = task
+    was = {arn: task["Status"] for arn, task in tasks.items()}
+    requested: set[str] = set()
+    while True:
+        waiting = []
+        for arn, task in tasks.items():
+            status = task["Status"]
+            if status == "failed" and arn in requested:
+                raise DmsError(f"replication task {arn} failed while stopping{task_failure(task)}")
+            if status == "running" and arn not in requested:
+                dms.stop_replication_task(ReplicationTaskArn=arn)
+                requested.add(arn)
+                waiting.append(arn)
+            elif status in ("running", "stopping", "starting"):
+                waiting.append(arn)
+        if not waiting:
+            return {arn: {"arn": arn, "stopped": tasks[arn]["Status"] == "stopped", "was": was[arn],
+                          "status": tasks[arn]["Status"], "stop_reason": tasks[arn].get("StopReason"),
+                          "waited_seconds": round(clock() - started, 3)} for arn in arns}
+        if clock() - started >= timeout:
+            late = ", ".join(f"{arn} ({tasks[arn]['Status']})" for arn in waiting)
+            raise DmsError(f"replication task(s) not stopped after {timeout:g} s: {late}")
+        sleep(poll_interval)
+        for arn in waiting:
+            task = describe_task(dms, arn)
+            if task is None:
+                raise DmsError(f"replication task {arn} disappeared while stopping")
+            tasks[arn] = task
+
+
+def stop_task(dms: Any, arn: str, *, timeout: float = 300.0, poll_interval: float = 1.0,
+              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+              ) -> dict[str, Any]:
+    """Stop one task and wait for 'stopped' (see stop_tasks)."""
+    return stop_tasks(dms, [arn], timeout=timeout, poll_interval=poll_interval, clock=clock, sleep=sleep)[arn]
+
+
+def prepare_task_deletion(dms: Any, identifier: str, *, stop_timeout: float = 600.0,
+                          stop_poll_interval: float = 5.0) -> str | None:
+    """The ARN of the task ``identifier`` once it can be deleted, or None when it does not exist.
+
+    DMS refuses to delete a running, starting or stopping task (InvalidResourceStateFault), so such a
+    task is stopped first and waited for (``migration.dms.cutover.stop_task``).
+    """
+    check_identifier(identifier, "replication_task_id")
+    task = find_task(dms, identifier)
+    if task is None:
+        return None
+    arn = task["ReplicationTaskArn"]
+    if task["Status"] in ("running", "starting", "stopping"):
+        stop_task(dms, arn, timeout=stop_timeout, poll_interval=stop_poll_interval)
+    return arn
 
 
 def describe_task(dms: Any, arn: str) -> dict | None:
