@@ -9,11 +9,12 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from connections.aws import aws_client
-from migration.aws.common import as_mapping, check_account_id
+from migration.aws.common import check_account_id
 from migration.aws.parameters import set_parameter
 from migration.aws.sharing import delete_resource_share, revoke_key_from_account
 from migration.aws.snapshot import unshare_db_snapshot
 from migration.naming import ram_share_name
+from operators.xcom_args import as_mapping
 
 
 class AwsCleanupOperator(BaseOperator):

@@ -12,10 +12,11 @@ from airflow.sdk.exceptions import AirflowException
 
 from connections.aws import aws_client
 from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer, writer_can_be_added
-from migration.aws.common import as_list, check_account_id, check_db_type, db_kind, require_db
+from migration.aws.common import check_account_id, check_db_type, db_kind, require_db
 from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter
 from migration.aws.sharing import accept_resource_share, ensure_resource_share, grant_key_to_account, kms_statement_sid
 from migration.naming import aws_name, ram_share_name
+from operators.xcom_args import as_list
 from triggers.poll import PollTrigger
 
 
@@ -30,7 +31,8 @@ class RdsShareClusterOperator(BaseOperator):
 
     RAM share named ``share_name`` (default: naming.ram_share_name(migration_id)), found again on
     rerun; the invitation accepted with the target connection (or ASSOCIATED inside one
-    organization); one key-policy statement with a fixed Sid per target account, never
+    organization), waited for up to ``invitation_wait_seconds`` since it can lag the share by
+    seconds; one key-policy statement with a fixed Sid per target account, never
     duplicated. Returns ``{share_arn, share_name, invitation, source_cluster_arn,
     source_kms_key_arn, kms_statement_sid, kms_policy_changed}``.
     """
@@ -41,8 +43,10 @@ class RdsShareClusterOperator(BaseOperator):
 
     def __init__(self, *, source_aws_conn_id: str, target_aws_conn_id: str, migration_id: str,
                  source_cluster_identifier: str, target_account_id: str, share_name: str | None = None,
-                 **kwargs: Any):
+                 invitation_wait_seconds: float = 120.0, invitation_poll_interval: float = 5.0, **kwargs: Any):
         super().__init__(**kwargs)
+        self.invitation_wait_seconds = invitation_wait_seconds
+        self.invitation_poll_interval = invitation_poll_interval
         self.source_aws_conn_id = source_aws_conn_id
         self.target_aws_conn_id = target_aws_conn_id
         self.migration_id = migration_id
@@ -57,7 +61,9 @@ class RdsShareClusterOperator(BaseOperator):
         name = self.share_name or ram_share_name(self.migration_id)
         share_arn = ensure_resource_share(aws_client(self.source_aws_conn_id, "ram"), name=name,
                                           resource_arn=cluster.arn, principal=account)
-        invitation = accept_resource_share(aws_client(self.target_aws_conn_id, "ram"), share_arn=share_arn)
+        invitation = accept_resource_share(aws_client(self.target_aws_conn_id, "ram"), share_arn=share_arn,
+                                           wait_seconds=self.invitation_wait_seconds,
+                                           poll_interval=self.invitation_poll_interval)
         changed = False
         if cluster.kms_key_id:
             changed = grant_key_to_account(aws_client(self.source_aws_conn_id, "kms"), key_id=cluster.kms_key_id,
@@ -74,8 +80,10 @@ class RdsCreateClusterCloneOperator(BaseOperator):
     """Clone the shared source cluster in the target account (copy-on-write, latest restorable
     time, the target's KMS key, subnet group, security groups and parameter group) and add the
     writer instance; a rerun finds both by identifier (and refuses same-named resources it did not
-    make). AWS accepts the writer only once the restored cluster is available, so the task waits
-    (deferred) for that between the two. Returns ``{cluster_identifier, cluster_arn,
+    make). A just-accepted share can take a while to reach RDS, which until then answers
+    DBClusterNotFoundFault as for a missing cluster: the restore is retried for up to
+    ``share_retry_seconds``, then fails saying so. AWS accepts the writer only once the restored
+    cluster is available, so the task waits (deferred) for that between the two. Returns ``{cluster_identifier, cluster_arn,
     writer_instance_identifier, created}``.
     """
 
@@ -89,8 +97,11 @@ class RdsCreateClusterCloneOperator(BaseOperator):
                  kms_key_id: str | None = None, subnet_group: str | None = None,
                  security_group_ids: Sequence[str] = (), parameter_group: str | None = None,
                  instance_class: str | None = None,
-                 poll_interval: float = 30.0, wait_timeout: float = 3600.0, **kwargs: Any):
+                 poll_interval: float = 30.0, wait_timeout: float = 3600.0, share_retry_seconds: float = 300.0,
+                 share_retry_interval: float = 15.0, **kwargs: Any):
         super().__init__(**kwargs)
+        self.share_retry_seconds = share_retry_seconds
+        self.share_retry_interval = share_retry_interval
         self.target_aws_conn_id = target_aws_conn_id
         self.migration_id = migration_id
         self.source_cluster_arn = source_cluster_arn
@@ -114,7 +125,8 @@ class RdsCreateClusterCloneOperator(BaseOperator):
             source_cluster_arn=self.source_cluster_arn, kms_key_id=self.kms_key_id or None,
             subnet_group=self.subnet_group or None,
             security_group_ids=as_list(self.security_group_ids, field="security_group_ids"),
-            parameter_group=self.parameter_group or None)
+            parameter_group=self.parameter_group or None, not_found_retry_seconds=self.share_retry_seconds,
+            retry_interval=self.share_retry_interval)
         ready, status = writer_can_be_added(rds, cluster_identifier=self.cluster_identifier,
                                             instance_identifier=self._writer_id())
         if not ready:

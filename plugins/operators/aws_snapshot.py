@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from connections.aws import aws_client, rds_log_reader
-from migration.aws.common import AwsMigrationError, as_list, check_account_id
+from migration.aws.common import AwsMigrationError, check_account_id
 from migration.aws.sharing import grant_key_to_account, kms_statement_sid
 from migration.aws.snapshot import (
     ensure_db_snapshot,
@@ -21,6 +21,7 @@ from migration.aws.snapshot import (
 from migration.capture import LogReader
 from migration.naming import snapshot_id
 from operators.clone_lsn import CaptureCloneLsnOperator
+from operators.xcom_args import as_list
 
 
 def source_snapshot_identifier(migration_id: str) -> str:

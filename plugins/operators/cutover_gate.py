@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from migration import guardrails, naming
+from operators.xcom_args import results_list
 
 
 def _slots_by_database(source_conn_id: str, migration_id: str,
@@ -27,15 +28,6 @@ def _slots_by_database(source_conn_id: str, migration_id: str,
             lags[database] = replication_lag_bytes(conn, slot)
             retention[database] = slot_retention(conn, slot)
     return lags, retention
-
-
-def results_list(results: Any) -> list[dict[str, Any]]:
-    """Mapped task results as a list: a run of one database resolves to the single result itself."""
-    if results is None:
-        return []
-    if isinstance(results, dict):
-        return [results]
-    return [dict(r) for r in results if r]
 
 
 def _validation_by_database(databases: Sequence[str], results: Any) -> dict[str, dict]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -110,40 +108,6 @@ def parameter_group_family(engine: str, version: str) -> str:
 
 def where(client: Any) -> str:
     return f"region {getattr(client.meta, 'region_name', '?')} of this connection's account"
-
-
-def as_mapping(value: Any, *, field: str) -> dict[str, Any] | None:
-    """A dict from an XComArg (already native) or a rendered template (JSON or a Python literal)."""
-    if value in (None, "", "None"):
-        return None
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                parsed = parse(value)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(parsed, dict):
-                return parsed
-    raise ValueError(f"{field}: expected a mapping (usually another task's XCom), got {value!r}")
-
-
-def as_list(value: Any, *, field: str) -> list[Any]:
-    """A list from an XComArg, a rendered template (JSON or a Python literal) or a tuple."""
-    if value in (None, "", "None"):
-        return []
-    if isinstance(value, list | tuple):
-        return list(value)
-    if isinstance(value, str):
-        for parse in (json.loads, ast.literal_eval):
-            try:
-                parsed = parse(value)
-            except (ValueError, SyntaxError):
-                continue
-            if isinstance(parsed, list | tuple):
-                return list(parsed)
-    raise ValueError(f"{field}: expected a list, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------
