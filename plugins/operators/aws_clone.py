@@ -134,7 +134,7 @@ class RdsCreateClusterCloneOperator(BaseOperator):
                           status)
             self.defer(
                 trigger=PollTrigger(
-                    check="triggers.checks:check_rds_db_available",
+                    check="triggers.checks:poll_rds_db_available",
                     kwargs={"aws_conn_id": self.target_aws_conn_id, "db_type": "cluster",
                             "identifier": self.cluster_identifier},
                     poke_interval=self.poll_interval, timeout=self.wait_timeout),
@@ -208,7 +208,7 @@ class RdsSetLogicalReplicationOperator(BaseOperator):
         writer = change["rebooted"] if db_kind(self.db_type).separate_writer else None
         self.defer(
             trigger=PollTrigger(
-                check="triggers.checks:check_rds_db_available",
+                check="triggers.checks:poll_rds_db_available",
                 kwargs={"aws_conn_id": self.aws_conn_id, "db_type": self.db_type, "identifier": self.db_identifier,
                         "writer_instance_identifier": writer,
                         "require_parameters_in_sync": True},

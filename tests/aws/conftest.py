@@ -204,6 +204,11 @@ class MotoStandIns:
 
     def reset(self) -> None:
         self.organization = False
+        # RAM is eventually consistent: a new share's invitation (or, in an organization, the share
+        # itself) is not listed for the next `invitations_hidden` looks, and after acceptance RDS still
+        # answers DBClusterNotFoundFault to the next `restore_not_found` cross-account restores.
+        self.invitations_hidden = 0
+        self.restore_not_found = 0
         self.invitation_status: dict[tuple[str, str], str] = {}
         self.backing: dict[str, object] = {}
         self.log_split: dict[str, int] = {}
@@ -240,6 +245,9 @@ class MotoStandIns:
 
         if self.organization:
             return []
+        if self.invitations_hidden > 0:
+            self.invitations_hidden -= 1
+            return []
         found = []
         for owner, share in self._shares_for(receiver, region):
             if not share.allow_external_principals:
@@ -253,6 +261,9 @@ class MotoStandIns:
         return found
 
     def visible_shares(self, receiver: str, region: str) -> list[dict]:
+        if self.organization and self.invitations_hidden > 0:
+            self.invitations_hidden -= 1
+            return []
         return [share.describe() for _, share in self._shares_for(receiver, region)
                 if self.organization or self.invitation_status.get((share.arn, receiver)) == "ACCEPTED"]
 
@@ -262,6 +273,9 @@ class MotoStandIns:
         for _, share in self._shares_for(receiver, region):
             if resource_arn in share.resource_arns and (
                     self.organization or self.invitation_status.get((share.arn, receiver)) == "ACCEPTED"):
+                if self.restore_not_found > 0:
+                    self.restore_not_found -= 1
+                    break
                 return
         raise DBClusterNotFoundError(resource_arn, f"The source cluster could not be found or cannot be accessed: "
                                                    f"{resource_arn}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -33,8 +34,17 @@ def ensure_cluster_clone(
     subnet_group: str | None = None,
     security_group_ids: Sequence[str] = (),
     parameter_group: str | None = None,
+    not_found_retry_seconds: float = 300.0,
+    retry_interval: float = 15.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Copy-on-write clone of the shared source cluster, or the clone an earlier try made."""
+    """Copy-on-write clone of the shared source cluster, or the clone an earlier try made.
+
+    A cluster ARN that is not shared with this account yet answers DBClusterNotFoundFault, the same
+    error as a missing cluster, and a just-accepted RAM share takes a while to reach RDS: the restore
+    is tried again every ``retry_interval`` for up to ``not_found_retry_seconds``, then fails saying so.
+    """
     check_identifier(cluster_identifier, field="target.cluster_identifier")
     source = parse_arn(source_cluster_arn, field="source_cluster_arn")
     if source.service != "rds" or not source.resource.startswith("cluster:"):
@@ -57,7 +67,7 @@ def ensure_cluster_clone(
         if parameter_group:
             kwargs["DBClusterParameterGroupName"] = parameter_group
         try:
-            cluster = rds.restore_db_cluster_to_point_in_time(**kwargs)["DBCluster"]
+            cluster = _restore_when_shared(rds, kwargs, not_found_retry_seconds, retry_interval, clock, sleep)
         except ClientError as exc:
             if error_code(exc) != "DBClusterAlreadyExistsFault":
                 raise
@@ -70,6 +80,26 @@ def ensure_cluster_clone(
                   "target.cluster_identifier")
     return {"cluster_identifier": cluster_identifier, "cluster_arn": existing.arn, "status": existing.status,
             "created": False}
+
+
+def _restore_when_shared(rds: Any, kwargs: dict[str, Any], retry_seconds: float, interval: float,
+                         clock: Callable[[], float], sleep: Callable[[float], None]) -> dict[str, Any]:
+    started, attempts = clock(), 0
+    while True:
+        attempts += 1
+        try:
+            return rds.restore_db_cluster_to_point_in_time(**kwargs)["DBCluster"]
+        except ClientError as exc:
+            if error_code(exc) != CLUSTER.not_found_code:
+                raise
+            if clock() - started >= retry_seconds:
+                raise AwsMigrationError(
+                    f"cloning {kwargs['SourceDBClusterIdentifier']} answered {CLUSTER.not_found_code} on "
+                    f"{attempts} attempt(s) over {clock() - started:.0f} s. AWS gives that answer both for a "
+                    f"missing cluster and for one not (yet) shared with this account: check that the RAM share "
+                    f"of that cluster names this account and is accepted (task share_cluster), then rerun"
+                ) from exc
+        sleep(interval)
 
 
 def ensure_cluster_writer(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -65,13 +67,32 @@ def ensure_resource_share(ram: Any, *, name: str, resource_arn: str, principal: 
     return response["resourceShare"]["resourceShareArn"]
 
 
-def accept_resource_share(ram: Any, *, share_arn: str) -> str:
+def accept_resource_share(ram: Any, *, share_arn: str, wait_seconds: float = 120.0, poll_interval: float = 5.0,
+                          clock: Callable[[], float] = time.monotonic,
+                          sleep: Callable[[float], None] = time.sleep) -> str:
     """Accept the target account's invitation to ``share_arn``; returns ACCEPTED or ASSOCIATED.
 
     Inside one AWS Organization with RAM sharing enabled there is no invitation: the share is
-    already visible, which reads as ASSOCIATED.
+    already visible, which reads as ASSOCIATED. Seconds after create_resource_share neither may
+    exist yet, so both are looked for again every ``poll_interval`` for up to ``wait_seconds``.
     """
     parse_arn(share_arn, field="share_arn")
+    started = clock()
+    while True:
+        status = _accept_once(ram, share_arn)
+        if status is not None:
+            return status
+        if clock() - started >= wait_seconds:
+            raise AwsMigrationError(
+                f"no invitation to RAM share {share_arn} reached the target account, and the share is not "
+                f"ASSOCIATED there, after {wait_seconds:.0f} s: check that the share names the target account and "
+                f"allows external principals (or that both accounts are in one AWS Organization with RAM sharing "
+                f"enabled), then rerun")
+        sleep(poll_interval)
+
+
+def _accept_once(ram: Any, share_arn: str) -> str | None:
+    """ACCEPTED or ASSOCIATED when the share is usable (accepting a pending invitation); None when not yet seen."""
     invitations = []
     for page in ram.get_paginator("get_resource_share_invitations").paginate(resourceShareArns=[share_arn]):
         invitations.extend(page.get("resourceShareInvitations", []))
@@ -92,9 +113,7 @@ def accept_resource_share(ram: Any, *, share_arn: str) -> str:
         if any(s.get("resourceShareArn") == share_arn and s.get("status") == "ACTIVE"
                for s in page.get("resourceShares", [])):
             return "ASSOCIATED"
-    raise AwsMigrationError(
-        f"no invitation to RAM share {share_arn} has reached the target account yet: rerun in a minute; if it "
-        f"never arrives, check that the share names the target account and allows external principals")
+    return None
 
 
 def kms_statement_sid(account_id: str) -> str:
