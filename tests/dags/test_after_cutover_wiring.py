@@ -65,3 +65,12 @@ def test_asset_uris_are_accepted_by_airflow_as_written():
 def test_moved_task_ids_are_valid_and_distinct():
     ids = moved_task_ids(["app", "Seat Map", "Seat.Map", "billing-2"])
     assert ids == {"app": "app", "Seat Map": "Seat_Map", "Seat.Map": "Seat_Map_2", "billing-2": "billing-2"}
+
+
+def test_a_database_the_run_leaves_out_gets_no_event():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    task = DatabaseMovedOperator(task_id="moved", migration_id="m", database="app", run_databases=["crm"],
+                                 target_conn_id="t", control_schema="migration_control", on_aws=False)
+    with pytest.raises(AirflowSkipException, match="'app' is not among this run's databases"):
+        task.execute({"run_id": "manual__1"})

@@ -12,6 +12,7 @@ user would in the UI:
 
 Each time the tasks that lead up to the cutover say "already cut over" and are skipped, the run ends
 in success, no new Asset event is emitted, and the data, the fence and the report stay as they were.
+A second test posts a bad conf to `POST …/dagRuns` and sees it refused before a run exists.
 Nothing is stood in.
 """
 
@@ -23,6 +24,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from migration import sample
@@ -47,14 +49,27 @@ def _asset_events(dag_id: str) -> list[dict]:
                 for e in session.scalars(select(AssetEvent).where(AssetEvent.source_dag_id == dag_id))]
 
 
-def _clear(dag_id: str, run_id: str, task_id: str) -> list[str]:
-    """Clear one task of a finished run through the REST API, as the UI's Clear button does."""
+def _api():
     from airflow.api_fastapi.app import create_app
     from airflow.models import import_all_models
     from fastapi.testclient import TestClient
 
     import_all_models()
-    reply = TestClient(create_app()).post(f"/api/v2/dags/{dag_id}/clearTaskInstances", json={
+    return TestClient(create_app())
+
+
+def _can_write_as_app(migration) -> bool:
+    try:
+        with migration.source_conn(user=sample.APP_ROLE) as conn:
+            conn.execute("INSERT INTO dms_sample.person (full_name) VALUES ('after')")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _clear(dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """Clear one task of a finished run through the REST API, as the UI's Clear button does."""
+    reply = _api().post(f"/api/v2/dags/{dag_id}/clearTaskInstances", json={
         "dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False,
         "include_upstream": False, "include_downstream": False})
     assert reply.status_code == 200, reply.text
@@ -98,6 +113,7 @@ def _data(migration) -> tuple:
                 dst.execute("SELECT count(*) FROM pg_subscription").fetchone()[0])
 
 
+@pytest.mark.safety
 def test_reruns_after_a_completed_cutover_say_already_cut_over_and_change_nothing(local_migration, hitl, capfd):
     migration = local_migration("e2e_rerun", cutover={"approval": "manual"}, rows=500)
     started = datetime.now(UTC).replace(microsecond=0)
@@ -120,10 +136,12 @@ def test_reruns_after_a_completed_cutover_say_already_cut_over_and_change_nothin
                                                                         dagrun.run_id)]
     extra = events[0]["extra"]
     assert extra["database"] == "app" and extra["run_id"] == dagrun.run_id and extra["migration_id"] == "e2e_rerun"
-    assert extra["target_port"] == migration.target_port and extra["target_open_at"]
+    assert extra["target_port"] == migration.target_port and extra["target_host"] == "127.0.0.1"
+    assert extra["target_open_at"]
 
     data = _data(migration)
     assert data[2:5] == (0, 0, 0) and data[6:] == (0, 0), data
+    assert not _can_write_as_app(migration), "after the cutover the source stays fenced for the application"
     report_dir = _report_dir(migration.dag_id, dagrun.run_id)
     report = (report_dir / "report.json").read_text()
     assert json.loads(report)["outcome"] == "cut over"
@@ -140,7 +158,7 @@ def test_reruns_after_a_completed_cutover_say_already_cut_over_and_change_nothin
     assert states["wait_in_sync.wait_cdc_lag[0]"] == "skipped", states
     assert states["validate_run"] == states["cleanup"] == states["report"] == "success", states
     assert "already cut over" in capfd.readouterr().out
-    assert _data(migration) == data
+    assert _data(migration) == data and not _can_write_as_app(migration)
     assert (report_dir / "report.json").read_text() == report
     assert len(_asset_events(migration.dag_id)) == 1
 
@@ -154,6 +172,30 @@ def test_reruns_after_a_completed_cutover_say_already_cut_over_and_change_nothin
     assert "failed" not in states.values() and "upstream_failed" not in states.values(), states
     output = capfd.readouterr().out
     assert "already cut over: run " + dagrun.run_id in output
-    assert _data(migration) == data
+    assert _data(migration) == data and not _can_write_as_app(migration)
     assert (report_dir / "report.json").read_text() == report
     assert len(_asset_events(migration.dag_id)) == 1
+
+
+def test_post_dag_runs_refuses_an_unknown_database_before_a_run_exists(local_migration):
+    """The REST API a user or the form calls: Airflow validates the conf against the DAG's Params."""
+    migration = local_migration("e2e_refused", rows=50)
+    migration.dag().test(run_conf={"dry_run": True})  # registers the DAG in the metadata database
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    def runs() -> int:
+        with create_session() as session:
+            return session.scalar(select(func.count()).select_from(DagRun).where(DagRun.dag_id == migration.dag_id))
+
+    before = runs()
+    reply = _api().post(f"/api/v2/dags/{migration.dag_id}/dagRuns",
+                        json={"logical_date": None, "conf": {"databases": ["nope"]}})
+    assert reply.status_code == 400, reply.text
+    assert "Invalid input for param databases" in reply.text and "nope" in reply.text
+    assert runs() == before
+    accepted = _api().post(f"/api/v2/dags/{migration.dag_id}/dagRuns",
+                           json={"logical_date": None, "conf": {"databases": ["app"], "dry_run": True}})
+    assert accepted.status_code == 200, accepted.text
+    assert runs() == before + 1
