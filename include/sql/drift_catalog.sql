@@ -50,7 +50,8 @@ WITH objects (kind, name, detail) AS (
       JOIN pg_namespace AS n ON n.oid = co.connamespace
       LEFT JOIN pg_class AS c ON c.oid = co.conrelid
       LEFT JOIN pg_type AS ty ON ty.oid = co.contypid
-     WHERE n.nspname = ANY(%(schemas)s::text[])
+     -- NOT NULL is compared on the column: PostgreSQL 18 also lists it here (contype 'n'), 17 and older do not.
+     WHERE n.nspname = ANY(%(schemas)s::text[]) AND co.contype <> 'n'
     UNION ALL
     SELECT 'index', format('%%I.%%I', n.nspname, ic.relname),
            pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END

@@ -125,9 +125,13 @@ def _drop_stale_slot(source_conn: psycopg.Connection, slot_name: str) -> None:
 
 # ---------------------------------------------------------------- child processes and progress
 
+# Loaded in the parent: between fork and exec the child only calls prctl.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the tool dies with the task that runs it
 
 
 class Progress:

@@ -78,6 +78,7 @@ def test_version_rule_refuses_an_older_target():
     assert version_problem(15, 18) is None and version_problem(15, 15) is None
 
 
+@pytest.mark.safety
 def test_load_at_the_exported_snapshot_then_cdc_from_the_consistent_point_loses_nothing(source, pg18):
     """A live writer during the dump: the dump plus the changes streamed from the slot's consistent
     point equal the source, row for row, on a PostgreSQL 18 target."""
@@ -157,6 +158,7 @@ load_database(**json.loads(sys.argv[1]))
 """  # the load task's process, which the test kills
 
 
+@pytest.mark.safety
 def test_a_load_killed_mid_dump_reruns_to_the_same_result_as_an_uninterrupted_one(source, pg18):
     with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
         conn.execute("CREATE SCHEMA bulk")
