@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import TaskGroup, chain
 
 from dag_phases.context import BuildContext
+from dag_phases.load import LOAD_SUMMARY
 from dag_phases.task_ids import CLEANUP, CUTOVER_SWITCH_OVER
 from migration import naming
 
@@ -41,6 +42,7 @@ def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, paramet
         databases=plan["databases"], validation_results=validation_results, cutover_task_id=CUTOVER_SWITCH_OVER,
         cleanup_task_id=CLEANUP, target_conn_id=ctx.tgt, target_host=ctx.target_host, target_port=ctx.target_port,
         control_schema=config.control_schema,
+        load_summary_task_id=LOAD_SUMMARY if config.initial_load == "pg_dump" else None,
     ).as_teardown(setups=plan)
     return CleanupTasks(cleanup=cleanup, dms_scope=dms_scope, report=report, moved=_database_moved(ctx, plan))
 

@@ -19,6 +19,10 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"- Initial load: {report.get('initial_load')}; CDC engine: {report.get('cdc_engine')}",
               f"- Databases: {', '.join(report.get('databases', []))}",
               f"- Write-blocked window: **{_fmt_seconds(report.get('write_blocked_seconds'))}**"]
+    load = report.get("initial_load_stats")
+    if load:
+        lines.append(f"- Initial load: {load.get('tables')} tables, {int(load.get('bytes') or 0) / 1e6:.1f} MB in "
+                     f"{_fmt_seconds(load.get('load_seconds'))} ({load.get('mb_per_second')} MB/s)")
     proof = report.get("source_quiet_proof")
     if proof:
         lines.append("- Proof that nothing committed after the final LSN is missing: "

@@ -134,8 +134,10 @@ class MigrationReportOperator(BaseOperator):
 
     def __init__(self, *, migration_id: str, config_summary: dict[str, str], databases: Any, validation_results: Any,
                  cutover_task_id: str, cleanup_task_id: str, target_conn_id: str, control_schema: str,
-                 target_host: str | None = None, target_port: Any = None, **kwargs: Any):
+                 target_host: str | None = None, target_port: Any = None, load_summary_task_id: str | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        self.load_summary_task_id = load_summary_task_id  # pg_dump: the initial load's duration and throughput
         self.target_host = target_host
         self.target_port = target_port
         self.migration_id = migration_id
@@ -185,6 +187,8 @@ class MigrationReportOperator(BaseOperator):
             "databases": databases,
             "outcome": outcome.get(timeline.get("status"), "no cutover (rejected, dry run or stopped earlier)"),
             "write_blocked_seconds": timeline.get("write_blocked_seconds"),
+            "initial_load_stats": ti.xcom_pull(task_ids=self.load_summary_task_id) if self.load_summary_task_id
+            else None,
             "writes_blocked_at": timeline.get("writes_blocked_at"),
             "target_open_at": timeline.get("target_open_at"),
             "timeline": [{"name": s.get("step"), "started_at": s.get("started_at"), "seconds": s.get("seconds", 0),

@@ -118,6 +118,11 @@ def test_pg15_to_pg18_with_live_writers_in_two_databases_loses_nothing(pg_server
     report = json.loads(reports[-1].read_text())
     assert report["outcome"] == "cut over"
     assert report["initial_load"] == "pg_dump"
+    # The report shows the load's duration and throughput.
+    load = report["initial_load_stats"]
+    assert load["load_seconds"] > 0 and load["mb_per_second"] > 0 and load["tables"] == 14
+    assert set(load["databases"]) == set(DATABASES)
+    assert "- Initial load: 14 tables, " in (reports[-1].parent / "report.md").read_text()
 
 
 def test_preflight_refuses_a_pg18_source_into_a_pg15_target(pg_servers_fn, airflow_db, monkeypatch, capfd):
