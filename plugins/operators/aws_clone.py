@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowException
 from connections.aws import aws_client
 from migration.aws.clone import ensure_cluster_clone, ensure_cluster_writer, writer_can_be_added
 from migration.aws.common import check_account_id, check_db_type, db_kind, require_db
-from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter
+from migration.aws.parameters import LOGICAL_REPLICATION, reboot_writer, set_parameter, wait_until_pending_reboot
 from migration.aws.sharing import accept_resource_share, ensure_resource_share, grant_key_to_account, kms_statement_sid
 from migration.naming import aws_name, ram_share_name
 from operators.xcom_args import as_list
@@ -167,7 +167,8 @@ class RdsCreateClusterCloneOperator(BaseOperator):
 
 class RdsSetLogicalReplicationOperator(BaseOperator):
     """Set rds.logical_replication in a cluster's or instance's parameter group (default: the one it
-    uses), reboot its writer and wait (deferred) until the change is applied.
+    uses), wait until RDS reports the writer 'pending-reboot' (a reboot while the change is still
+    'applying' would not apply it), reboot the writer and wait (deferred) until the change is in sync.
 
     On the target, run it after the copied slots are dropped: PostgreSQL refuses to start with
     logical slots present and logical decoding off. Returns ``{db_type, db_identifier,
@@ -179,8 +180,9 @@ class RdsSetLogicalReplicationOperator(BaseOperator):
 
     def __init__(self, *, aws_conn_id: str, db_type: str, db_identifier: str, enabled: bool,
                  parameter_group: str | None = None, reboot: bool = True, poll_interval: float = 15.0,
-                 wait_timeout: float = 3600.0, **kwargs: Any):
+                 wait_timeout: float = 3600.0, pending_reboot_timeout: float = 600.0, **kwargs: Any):
         super().__init__(**kwargs)
+        self.pending_reboot_timeout = pending_reboot_timeout
         self.aws_conn_id = aws_conn_id
         self.db_type = check_db_type(db_type)
         self.db_identifier = db_identifier
@@ -204,6 +206,9 @@ class RdsSetLogicalReplicationOperator(BaseOperator):
         pending = previous != value or (desc.parameter_apply_status not in (None, "in-sync"))
         if not (self.reboot and pending):
             return change
+        if previous != value and group == desc.parameter_group:
+            desc = wait_until_pending_reboot(rds, db_type=self.db_type, identifier=self.db_identifier,
+                                             timeout=self.pending_reboot_timeout, poll_interval=self.poll_interval)
         change["rebooted"] = reboot_writer(rds, desc)
         writer = change["rebooted"] if db_kind(self.db_type).separate_writer else None
         self.defer(

@@ -209,6 +209,10 @@ class MotoStandIns:
         # answers DBClusterNotFoundFault to the next `restore_not_found` cross-account restores.
         self.invitations_hidden = 0
         self.restore_not_found = 0
+        # Parameter groups: a change to a group in use is 'applying' for `applying_describes` looks, then
+        # 'pending-reboot' until the writer reboots; a reboot while still 'applying' does not apply it.
+        self.applying_describes = 1
+        self.parameter_changes: dict[tuple[str, str], list] = {}  # (account, group) -> [status, looks left]
         self.invitation_status: dict[tuple[str, str], str] = {}
         self.backing: dict[str, object] = {}
         self.log_split: dict[str, int] = {}
@@ -227,6 +231,27 @@ class MotoStandIns:
         if arn in self.cluster_describes:
             seen, creating_for = self.cluster_describes[arn]
             self.cluster_describes[arn] = (seen + 1, creating_for)
+
+    # RDS: parameter groups -------------------------------------------------------------------
+    def parameter_changed(self, account: str, group: str, in_use: bool) -> None:
+        if in_use:
+            self.parameter_changes[(account, group)] = ["applying", self.applying_describes]
+
+    def apply_status(self, account: str, group: str | None) -> str:
+        change = self.parameter_changes.get((account, group or ""))
+        if change is None:
+            return "in-sync"
+        if change[0] == "applying":
+            if change[1] > 0:
+                change[1] -= 1
+                return "applying"
+            change[0] = "pending-reboot"
+        return change[0]
+
+    def rebooted(self, account: str, group: str | None) -> None:
+        change = self.parameter_changes.get((account, group or ""))
+        if change is not None and change[0] == "pending-reboot":
+            del self.parameter_changes[(account, group or "")]
 
     # RAM -------------------------------------------------------------------------------------
     @staticmethod
@@ -562,6 +587,44 @@ def _standins_installed(moto_server):
                              "Marker": f"{sorted(files).index(name)}:{end}",
                              "AdditionalDataPending": end < len(lines)})
 
+    # RDS: parameter-group changes go applying -> pending-reboot -> (reboot) in-sync ------------
+    original_modify_pg = RDSBackend.modify_db_parameter_group
+    original_modify_cpg = RDSBackend.modify_db_cluster_parameter_group
+    original_reboot = RDSBackend.reboot_db_instance
+    original_members = DBCluster.db_cluster_members
+    original_pg_status = DBInstance.db_parameter_group_status_list
+
+    def modify_db_parameter_group(self, db_parameter_group_name, *args, **kwargs):
+        group = original_modify_pg(self, db_parameter_group_name, *args, **kwargs)
+        in_use = any(db.db_parameter_group_name == db_parameter_group_name for db in self.databases.values())
+        STANDINS.parameter_changed(self.account_id, db_parameter_group_name, in_use)
+        return group
+
+    def modify_db_cluster_parameter_group(self, db_cluster_parameter_group_name, *args, **kwargs):
+        group = original_modify_cpg(self, db_cluster_parameter_group_name, *args, **kwargs)
+        in_use = any(c.parameter_group == db_cluster_parameter_group_name for c in self.clusters.values())
+        STANDINS.parameter_changed(self.account_id, db_cluster_parameter_group_name, in_use)
+        return group
+
+    def reboot_db_instance(self, db_instance_identifier):
+        instance = original_reboot(self, db_instance_identifier)
+        cluster = self.clusters.get(getattr(instance, "db_cluster_identifier", None) or "")
+        STANDINS.rebooted(self.account_id, cluster.parameter_group if cluster else instance.db_parameter_group_name)
+        return instance
+
+    def cluster_members(self):
+        members = original_members.fget(self)
+        status = STANDINS.apply_status(self.backend.account_id, self.parameter_group)
+        for member in members:
+            member["DBClusterParameterGroupStatus"] = status
+        return members
+
+    def instance_pg_status(self):
+        groups = original_pg_status.fget(self)
+        for group in groups:
+            group.ParameterApplyStatus = STANDINS.apply_status(self.backend.account_id, group.name)
+        return groups
+
     # EC2: in a default VPC a revoke that matches no rule is no error; it is listed in UnknownIpPermissions.
     from moto.ec2.exceptions import InvalidPermissionNotFoundError
     from moto.ec2.responses.security_groups import SecurityGroups
@@ -588,6 +651,11 @@ def _standins_installed(moto_server):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SecurityGroups, "revoke_security_group_ingress", revoke_security_group_ingress)
+        mp.setattr(RDSBackend, "modify_db_parameter_group", modify_db_parameter_group)
+        mp.setattr(RDSBackend, "modify_db_cluster_parameter_group", modify_db_cluster_parameter_group)
+        mp.setattr(RDSBackend, "reboot_db_instance", reboot_db_instance)
+        mp.setattr(DBCluster, "db_cluster_members", property(cluster_members))
+        mp.setattr(DBInstance, "db_parameter_group_status_list", property(instance_pg_status))
         mp.setattr(ResourceAccessManagerResponse, "get_resource_share_invitations",
                    get_resource_share_invitations, raising=False)
         mp.setattr(ResourceAccessManagerResponse, "accept_resource_share_invitation",

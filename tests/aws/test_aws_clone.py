@@ -241,6 +241,25 @@ def test_share_and_clone_waits_are_bounded_and_say_why(world, standins):
     assert aws_client("aws_target", "rds").describe_db_clusters()["DBClusters"] == []
 
 
+@pytest.mark.parametrize("db_type", ["cluster", "instance"])
+def test_parameter_change_reboots_only_once_rds_reports_pending_reboot(admin, standins, record_aws_calls, db_type):
+    # Issue 13 item 11: RDS shows a change 'applying' first; a reboot then restarts with the old value and
+    # the change stays pending, so the wait for 'in-sync' could only run into its timeout.
+    world = make_world(admin, db_type=db_type)
+    standins.applying_describes = 3
+    first = len(record_aws_calls.calls)
+    change = run_operator(RdsSetLogicalReplicationOperator(
+        task_id="source_logical_replication_off", aws_conn_id="aws_source", db_type=db_type,
+        db_identifier=world["source_id"], enabled=False, poll_interval=0.01, wait_timeout=5))
+    assert (change["previous"], change["value"], change["rebooted"]) == ("1", "0", world["writer"])
+    operations = [c["operation"] for c in record_aws_calls.calls[first:] if c["service"] == "rds"]
+    modify, reboot = operations.index(f"Modify{'DBCluster' if db_type == 'cluster' else 'DB'}ParameterGroup"), \
+        operations.index("RebootDBInstance")
+    describe = "DescribeDBClusters" if db_type == "cluster" else "DescribeDBInstances"
+    assert operations[modify:reboot].count(describe) >= 4  # three times 'applying', then 'pending-reboot'
+    assert standins.parameter_changes == {}  # the reboot applied it
+
+
 def test_writer_is_created_only_once_the_clone_is_available(world, admin, standins):
     share = run_operator(share_operator(world))
     standins.restore_creating_describes = 3

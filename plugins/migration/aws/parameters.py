@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
-from migration.aws.common import AwsMigrationError, DbDescription, db_kind
+from migration.aws.common import AwsMigrationError, DbDescription, db_kind, require_db
 
 LOGICAL_REPLICATION = "rds.logical_replication"
 
@@ -46,3 +48,25 @@ def reboot_writer(rds: Any, desc: DbDescription) -> str:
         raise AwsMigrationError(f"{desc.kind.label} {desc.identifier} has no writer instance to reboot: add one first")
     rds.reboot_db_instance(DBInstanceIdentifier=desc.writer_instance)
     return desc.writer_instance
+
+
+def wait_until_pending_reboot(rds: Any, *, db_type: str, identifier: str, timeout: float = 600.0,
+                              poll_interval: float = 15.0, clock: Callable[[], float] = time.monotonic,
+                              sleep: Callable[[float], None] = time.sleep) -> DbDescription:
+    """After modify_db_(cluster_)parameter_group, wait until RDS reports the writer 'pending-reboot'.
+
+    RDS first shows the change as 'applying'; a reboot before 'pending-reboot' restarts with the old
+    value and leaves the change pending, so a later wait for 'in-sync' could only time out.
+    """
+    kind = db_kind(db_type)
+    started = clock()
+    while True:
+        desc = require_db(rds, db_type=db_type, identifier=identifier, field="db_identifier")
+        if desc.parameter_apply_status in ("pending-reboot", None):
+            return desc
+        if clock() - started >= timeout:
+            raise AwsMigrationError(
+                f"the parameter change of {kind.label} {identifier} (group {desc.parameter_group}) is still "
+                f"{desc.parameter_apply_status!r} after {timeout:.0f} s, not 'pending-reboot': a reboot now would not "
+                f"apply it; check the group's parameters and rerun")
+        sleep(poll_interval)
