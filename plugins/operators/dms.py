@@ -113,7 +113,7 @@ class DmsEnsureReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
                 publicly_accessible=self.publicly_accessible)
         self.log.info("Replication instance %s (%s), created by this migration: %s",
                       result["identifier"], result["status"], result["created"])
-        return self._wait("triggers.checks:check_dms_instance_available",
+        return self._wait("triggers.checks:poll_dms_instance_available",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_arn": result["arn"]}, result)
 
@@ -212,7 +212,7 @@ class DmsTestConnectionOperator(_WaitsByPolling, AwsBaseOperator[DmsHook]):
     def execute(self, context: Context) -> dict[str, Any]:
         dms_resources.start_connection_test(self.hook.conn, replication_instance_arn=self.replication_instance_arn,
                                             endpoint_arn=self.endpoint_arn)
-        return self._wait("triggers.checks:check_dms_connection_tested",
+        return self._wait("triggers.checks:poll_dms_connection_tested",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_arn": self.replication_instance_arn,
                            "endpoint_arn": self.endpoint_arn}, {"endpoint_arn": self.endpoint_arn})
@@ -395,6 +395,6 @@ class DmsDeleteReplicationInstanceOperator(_WaitsByPolling, AwsBaseOperator[DmsH
         self.log.info("Replication instance %s: %s", self.replication_instance_identifier, result["reason"])
         if not result["deleted"]:
             return result
-        return self._wait("triggers.checks:check_dms_instance_deleted",
+        return self._wait("triggers.checks:poll_dms_instance_deleted",
                           {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
                            "replication_instance_identifier": self.replication_instance_identifier}, result)

@@ -23,7 +23,7 @@ class RdsDbAvailableSensor(DeferrablePollSensor):
     ``require_parameters_in_sync`` also waits for a reboot to have applied parameter changes.
     """
 
-    check_path = "triggers.checks:check_rds_db_available"
+    poll_path = "triggers.checks:poll_rds_db_available"
     template_fields: Sequence[str] = ("aws_conn_id", "db_identifier", "writer_instance_identifier")
     ui_color = "#cfe2f3"
 
@@ -37,7 +37,7 @@ class RdsDbAvailableSensor(DeferrablePollSensor):
         self.writer_instance_identifier = writer_instance_identifier
         self.require_parameters_in_sync = require_parameters_in_sync
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id,
             "db_type": self.db_type,
@@ -50,7 +50,7 @@ class RdsDbAvailableSensor(DeferrablePollSensor):
 class RdsDbSnapshotAvailableSensor(DeferrablePollSensor):
     """Wait until a DB snapshot is available; returns ``{snapshot_identifier, snapshot_arn, status}``."""
 
-    check_path = "triggers.checks:check_rds_snapshot_available"
+    poll_path = "triggers.checks:poll_rds_snapshot_available"
     template_fields: Sequence[str] = ("aws_conn_id", "snapshot_identifier")
     ui_color = "#cfe2f3"
 
@@ -59,7 +59,7 @@ class RdsDbSnapshotAvailableSensor(DeferrablePollSensor):
         self.aws_conn_id = aws_conn_id
         self.snapshot_identifier = snapshot_identifier
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id,
             "snapshot_identifier": check_identifier(self.snapshot_identifier, field="snapshot_identifier",

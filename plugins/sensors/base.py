@@ -12,13 +12,13 @@ from triggers.poll import PollTrigger, resolve_check
 
 
 class DeferrablePollSensor(BaseSensorOperator):
-    """Subclasses name a check function (``check_path``) and build its kwargs from the context.
+    """Subclasses name a poll function (``poll_path``, in triggers.checks) and build its kwargs from the context.
 
     The first check runs in the worker so a condition that already holds costs no deferral;
     after that the wait holds no worker slot.
     """
 
-    check_path: str = ""
+    poll_path: str = ""
 
     def __init__(self, *, poll_interval: float = 5.0, deferrable: bool = True, **kwargs: Any):
         kwargs.setdefault("timeout", 6 * 60 * 60)
@@ -26,19 +26,19 @@ class DeferrablePollSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.deferrable = deferrable
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         raise NotImplementedError
 
     def poke(self, context: Context) -> bool:
-        done, payload = resolve_check(self.check_path)(**self.check_kwargs(context))
+        done, payload = resolve_check(self.poll_path)(**self.poll_kwargs(context))
         self.log.info("%s: %s", "ready" if done else "not ready", payload)
         if done:
             self._payload = payload
         return done
 
     def execute(self, context: Context) -> Any:
-        kwargs = self.check_kwargs(context)
-        done, payload = resolve_check(self.check_path)(**kwargs)
+        kwargs = self.poll_kwargs(context)
+        done, payload = resolve_check(self.poll_path)(**kwargs)
         if done:
             self.log.info("Ready: %s", payload)
             return payload
@@ -47,7 +47,7 @@ class DeferrablePollSensor(BaseSensorOperator):
             super().execute(context)
             return getattr(self, "_payload", None)
         self.defer(
-            trigger=PollTrigger(check=self.check_path, kwargs=kwargs, poke_interval=self.poll_interval,
+            trigger=PollTrigger(check=self.poll_path, kwargs=kwargs, poke_interval=self.poll_interval,
                                 timeout=float(self.timeout) if self.timeout else None),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,

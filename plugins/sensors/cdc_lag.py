@@ -25,7 +25,7 @@ class CdcLagSensor(DeferrablePollSensor):
     Returns ``{lag_bytes, apply_age_s, confirmed_flush_lsn, current_lsn, worker_running, apply_error_count, ...}``.
     """
 
-    check_path = "triggers.checks:check_native_cdc_lag"
+    poll_path = "triggers.checks:poll_native_cdc_lag"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "slot_name", "subscription",
                                       "target_host", "target_port", "schemas")
 
@@ -47,7 +47,7 @@ class CdcLagSensor(DeferrablePollSensor):
         self.target_port = target_port
         self.schemas = schemas
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         host, port = endpoint_override(self.target_host, self.target_port)
         return {"source_conn_id": self.source_conn_id, "target_conn_id": self.target_conn_id,
                 "database": self.database, "slot_name": self.slot_name, "subscription": self.subscription,

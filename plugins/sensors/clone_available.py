@@ -14,7 +14,7 @@ from sensors.base import DeferrablePollSensor
 class CloneAvailableSensor(DeferrablePollSensor):
     """Done when the clone at ``host``:``port`` (through ``target_conn_id``) answers and is out of recovery."""
 
-    check_path = "triggers.checks:check_clone_available"
+    poll_path = "triggers.checks:poll_clone_available"
     template_fields: Sequence[str] = ("target_conn_id", "host", "port", "dbname")
 
     def __init__(self, *, target_conn_id: str, host: str | None = None, port: int | str | None = None,
@@ -27,6 +27,6 @@ class CloneAvailableSensor(DeferrablePollSensor):
         self.port = port
         self.dbname = dbname
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         host, port = endpoint_override(self.host, self.port, port_field="port")
         return {"conn_id": self.target_conn_id, "dbname": self.dbname, "host": host, "port": port}

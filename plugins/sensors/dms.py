@@ -31,7 +31,7 @@ class DmsCdcLatencySensor(DeferrablePollSensor):
     ``consecutive_datapoints`` periods, and the source slot's confirmed_flush_lsn is within
     ``max_slot_lag_bytes`` of the source WAL (so a quiet metric cannot hide a stalled slot)."""
 
-    check_path = "triggers.checks:check_dms_cdc_latency"
+    poll_path = "triggers.checks:poll_dms_cdc_latency"
     template_fields: Sequence[str] = ("aws_conn_id", "replication_task_arn", "replication_instance_id",
                                       "source_conn_id", "database", "slot_name")
 
@@ -55,7 +55,7 @@ class DmsCdcLatencySensor(DeferrablePollSensor):
         self.lookback_seconds = lookback_seconds
         self.region_name = region_name
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         return {
             "aws_conn_id": self.aws_conn_id, "region_name": self.region_name,
             "replication_task_arn": self.replication_task_arn,
@@ -73,7 +73,7 @@ class DmsValidationSensor(DeferrablePollSensor):
     <control_schema>.awsdms_validation_failures_v1 has no row for the task; fails at once, naming
     tables, keys and failure types, when validation found differences."""
 
-    check_path = "triggers.checks:check_dms_validation"
+    poll_path = "triggers.checks:poll_dms_validation"
     template_fields: Sequence[str] = ("aws_conn_id", "replication_task_arn", "target_conn_id", "database",
                                       "target_host", "target_port", "control_schema", "expected_tables")
 
@@ -94,7 +94,7 @@ class DmsValidationSensor(DeferrablePollSensor):
         self.max_reported = max_reported
         self.region_name = region_name
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         port = self.target_port
         return {
             "aws_conn_id": self.aws_conn_id, "region_name": self.region_name,

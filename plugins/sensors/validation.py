@@ -23,7 +23,7 @@ class ValidationCleanSensor(DeferrablePollSensor):
     run_id, schemas, by_schema, compared_at, database}``.
     """
 
-    check_path = "triggers.checks:check_native_validation"
+    poll_path = "triggers.checks:poll_native_validation"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "schemas", "validation_id",
                                       "run_id", "slot_name", "target_host", "target_port")
 
@@ -46,7 +46,7 @@ class ValidationCleanSensor(DeferrablePollSensor):
         self.target_host = target_host
         self.target_port = target_port
 
-    def check_kwargs(self, context: Context) -> dict[str, Any]:
+    def poll_kwargs(self, context: Context) -> dict[str, Any]:
         host, port = endpoint_override(self.target_host, self.target_port)
         return {"source_conn_id": self.source_conn_id, "target_conn_id": self.target_conn_id,
                 "database": self.database, "schemas": list(self.schemas), "control_schema": self.control_schema,

@@ -1,6 +1,6 @@
 """Poll checks: the entry points that open connections from Airflow connection ids.
 
-``PollTrigger`` and ``DeferrablePollSensor`` call these by import path (``"triggers.checks:check_native_cdc_lag"``).
+``PollTrigger`` and ``DeferrablePollSensor`` call these by import path (``"triggers.checks:poll_native_cdc_lag"``).
 Each one opens its connections and hands them to one ``migration`` function, so ``plugins/migration``
 never imports Airflow. A check returns ``(done, payload)``, the payload a small JSON-able dict.
 """
@@ -29,19 +29,19 @@ log = logging.getLogger(__name__)
 # PostgreSQL side: local clone, native CDC, native validation, schema drift
 # ---------------------------------------------------------------------------------------------
 
-def check_clone_available(*, conn_id: str, dbname: str | None = None, host: str | None = None,
-                          port: int | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_clone_available(*, conn_id: str, dbname: str | None = None, host: str | None = None,
+                         port: int | None = None) -> tuple[bool, dict[str, Any]]:
     """The local clone, reached through the target connection at ``host``/``port``, accepts connections
     and has finished recovery."""
     done, facts = local_clone.clone_available(conninfo_for(conn_id, dbname=dbname, host=host, port=port))
     return done, {"host": host, "port": port, "dbname": dbname, **facts}
 
 
-def check_native_cdc_lag(*, source_conn_id: str, target_conn_id: str, database: str, slot_name: str,
-                         subscription: str, max_lag_bytes: int, max_apply_age_s: float,
-                         control_schema: str | None = None, schemas: Sequence[str] | None = None,
-                         source_host: str | None = None, source_port: int | None = None,
-                         target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_native_cdc_lag(*, source_conn_id: str, target_conn_id: str, database: str, slot_name: str,
+                        subscription: str, max_lag_bytes: int, max_apply_age_s: float,
+                        control_schema: str | None = None, schemas: Sequence[str] | None = None,
+                        source_host: str | None = None, source_port: int | None = None,
+                        target_host: str | None = None, target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
     """(caught up, {lag_bytes, apply_age_s, ...}) for one database's slot and subscription.
 
     With ``control_schema`` every check is also kept as a lag sample on the target. While CDC is not
@@ -71,12 +71,12 @@ def check_native_cdc_lag(*, source_conn_id: str, target_conn_id: str, database: 
     return ready, lag
 
 
-def check_native_validation(*, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
-                            control_schema: str, validation_id: str, run_id: str, chunk_rows: int = 10000,
-                            max_rechecks: int = 3, slot_name: str | None = None, cdc_wait_s: float = 15.0,
-                            source_host: str | None = None, source_port: int | None = None,
-                            target_host: str | None = None,
-                            target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_native_validation(*, source_conn_id: str, target_conn_id: str, database: str, schemas: Sequence[str],
+                           control_schema: str, validation_id: str, run_id: str, chunk_rows: int = 10000,
+                           max_rechecks: int = 3, slot_name: str | None = None, cdc_wait_s: float = 15.0,
+                           source_host: str | None = None, source_port: int | None = None,
+                           target_host: str | None = None,
+                           target_port: int | None = None) -> tuple[bool, dict[str, Any]]:
     """(clean, {tables, rows_compared, mismatched_chunks, persistent, in_flux, run_id, ...}) for one
     database, for the Airflow run ``run_id`` (migration.validation.run_validation)."""
     with connect(source_conn_id, dbname=database, host=source_host, port=source_port) as source, \
@@ -104,9 +104,9 @@ def drift_by_database(*, source_conn_id: str, target_conn_id: str, databases: Se
 # AWS side: RDS clusters, instances and snapshots
 # ---------------------------------------------------------------------------------------------
 
-def check_rds_db_available(*, aws_conn_id: str, db_type: str, identifier: str,
-                           writer_instance_identifier: str | None = None,
-                           require_parameters_in_sync: bool = False) -> tuple[bool, dict[str, Any]]:
+def poll_rds_db_available(*, aws_conn_id: str, db_type: str, identifier: str,
+                          writer_instance_identifier: str | None = None,
+                          require_parameters_in_sync: bool = False) -> tuple[bool, dict[str, Any]]:
     """A DB cluster (and its writer) or DB instance is available (migration.aws.common.db_available),
     through an RDS client for the Airflow connection ``aws_conn_id``."""
     return aws_common.db_available(aws_client(aws_conn_id, "rds"), db_type=db_type, identifier=identifier,
@@ -114,7 +114,7 @@ def check_rds_db_available(*, aws_conn_id: str, db_type: str, identifier: str,
                                    require_parameters_in_sync=require_parameters_in_sync)
 
 
-def check_rds_snapshot_available(*, aws_conn_id: str, snapshot_identifier: str) -> tuple[bool, dict[str, Any]]:
+def poll_rds_snapshot_available(*, aws_conn_id: str, snapshot_identifier: str) -> tuple[bool, dict[str, Any]]:
     """A DB snapshot is available (migration.aws.snapshot.snapshot_available)."""
     return aws_snapshot.snapshot_available(aws_client(aws_conn_id, "rds"), snapshot_identifier=snapshot_identifier)
 
@@ -123,15 +123,15 @@ def check_rds_snapshot_available(*, aws_conn_id: str, snapshot_identifier: str) 
 # DMS: replication instance, connection tests, CDC latency, validation (migration.dms)
 # ---------------------------------------------------------------------------------------------
 
-def check_dms_instance_available(*, aws_conn_id: str | None, replication_instance_arn: str,
-                                 region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_dms_instance_available(*, aws_conn_id: str | None, replication_instance_arn: str,
+                                region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
     """The replication instance is 'available' (fails at once on a state it cannot leave)."""
     return dms_resources.replication_instance_state(aws_client(aws_conn_id, "dms", region_name=region_name),
                                                     replication_instance_arn)
 
 
-def check_dms_instance_deleted(*, aws_conn_id: str | None, replication_instance_identifier: str,
-                               region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_dms_instance_deleted(*, aws_conn_id: str | None, replication_instance_identifier: str,
+                              region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
     """The replication instance is gone."""
     instance = dms_resources.find_replication_instance(aws_client(aws_conn_id, "dms", region_name=region_name),
                                                        identifier=replication_instance_identifier)
@@ -139,19 +139,19 @@ def check_dms_instance_deleted(*, aws_conn_id: str | None, replication_instance_
     return instance is None, {"identifier": replication_instance_identifier, "status": status}
 
 
-def check_dms_connection_tested(*, aws_conn_id: str | None, replication_instance_arn: str, endpoint_arn: str,
-                                region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_dms_connection_tested(*, aws_conn_id: str | None, replication_instance_arn: str, endpoint_arn: str,
+                               region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
     """The connection test from the instance to the endpoint succeeded (fails with DMS's message)."""
     return dms_resources.connection_test_state(aws_client(aws_conn_id, "dms", region_name=region_name),
                                                replication_instance_arn=replication_instance_arn,
                                                endpoint_arn=endpoint_arn)
 
 
-def check_dms_cdc_latency(*, aws_conn_id: str | None, replication_task_arn: str, replication_instance_id: str,
-                          source_conn_id: str, database: str, slot_name: str, max_latency_seconds: float = 5,
-                          consecutive_datapoints: int = 3, max_slot_lag_bytes: int = 16 * 1024 * 1024,
-                          period_seconds: int = 60, lookback_seconds: int = 900, region_name: str | None = None
-                          ) -> tuple[bool, dict[str, Any]]:
+def poll_dms_cdc_latency(*, aws_conn_id: str | None, replication_task_arn: str, replication_instance_id: str,
+                         source_conn_id: str, database: str, slot_name: str, max_latency_seconds: float = 5,
+                         consecutive_datapoints: int = 3, max_slot_lag_bytes: int = 16 * 1024 * 1024,
+                         period_seconds: int = 60, lookback_seconds: int = 900, region_name: str | None = None
+                         ) -> tuple[bool, dict[str, Any]]:
     """CDC latency and the source slot (migration.dms.monitoring.cdc_latency_state)."""
     with connect(source_conn_id, dbname=database) as source_conn:
         return dms_monitoring.cdc_latency_state(
@@ -165,10 +165,10 @@ def check_dms_cdc_latency(*, aws_conn_id: str | None, replication_task_arn: str,
         )
 
 
-def check_dms_validation(*, aws_conn_id: str | None, replication_task_arn: str, target_conn_id: str, database: str,
-                         control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
-                         expected_tables: list[str] | None = None, max_reported: int = 20,
-                         region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+def poll_dms_validation(*, aws_conn_id: str | None, replication_task_arn: str, target_conn_id: str, database: str,
+                        control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
+                        expected_tables: list[str] | None = None, max_reported: int = 20,
+                        region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
     """DMS validation (migration.dms.monitoring.validation_state); the target reached at ``target_host``."""
     port = int(target_port) if target_port not in (None, "") else None
     with connect(target_conn_id, dbname=database, host=target_host or None, port=port) as target_conn:

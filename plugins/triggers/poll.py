@@ -1,6 +1,6 @@
 """One trigger for every deferrable wait: it polls a plain check function in a thread.
 
-The check is named by its import path (``"triggers.checks:check_native_cdc_lag"``) so the trigger
+The check is named by its import path (``"triggers.checks:poll_native_cdc_lag"``) so the trigger
 serializes to a few strings and numbers and runs unchanged in the triggerer. A check returns
 ``(done, payload)``; ``payload`` is a small JSON-able dict that ends up in the sensor's XCom.
 """

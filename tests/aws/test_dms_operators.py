@@ -186,7 +186,7 @@ def test_instance_wait_defers_and_finishes_in_the_trigger(dms_moto):  # noqa: F8
         replication_instance_identifier=dms_instance_id(MIGRATION), poll_interval=0.05)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({})
-    assert deferred.value.trigger.serialize()[1]["check"] == "triggers.checks:check_dms_instance_available"
+    assert deferred.value.trigger.serialize()[1]["check"] == "triggers.checks:poll_dms_instance_available"
     event = run_trigger(deferred.value.trigger)
     assert event.payload["status"] == "success", event.payload
     result = op.execute_complete({}, event=event.payload, **deferred.value.kwargs)

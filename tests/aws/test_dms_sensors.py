@@ -35,7 +35,7 @@ from migration.dms import monitoring as dms_monitoring
 from migration.dms.cutover import DmsCdcEngine, DmsLink
 from migration.lsn import LSN
 from sensors.dms import DmsCdcLatencySensor, DmsValidationSensor
-from triggers.checks import check_dms_cdc_latency, check_dms_validation
+from triggers.checks import poll_dms_cdc_latency, poll_dms_validation
 
 pytestmark = [pytest.mark.aws, pytest.mark.integration]
 
@@ -167,7 +167,7 @@ def test_latency_sensor_defers_then_its_trigger_finishes_when_n_datapoints_are_l
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     trigger = deferred.value.trigger
-    assert trigger.serialize()[1]["check"] == "triggers.checks:check_dms_cdc_latency"
+    assert trigger.serialize()[1]["check"] == "triggers.checks:poll_dms_cdc_latency"
     seen = len(dms_moto.calls("DescribeReplicationTasks"))
     event = run_trigger(trigger, after_checks=seen + 1,
                         count_checks=lambda: len(dms_moto.calls("DescribeReplicationTasks")),
@@ -188,12 +188,12 @@ def test_quiet_metrics_do_not_hide_a_stalled_slot(dms_moto, pg):  # noqa: F811
     kwargs = {"aws_conn_id": "aws_target", "replication_task_arn": task["arn"],
               "replication_instance_id": task["instance_id"], "source_conn_id": "source_pg", "database": DATABASE,
               "slot_name": SLOT, "max_latency_seconds": 5, "consecutive_datapoints": 3, "max_slot_lag_bytes": 4096}
-    ready, payload = check_dms_cdc_latency(**kwargs)
+    ready, payload = poll_dms_cdc_latency(**kwargs)
     assert not ready
     assert payload["reason"].startswith(f"metrics are quiet but slot {SLOT} is ")
     assert payload["slot"]["lag_bytes"] > 4096
     assert confirm_like_dms(pg["source"]) is not None
-    ready, payload = check_dms_cdc_latency(**kwargs)
+    ready, payload = poll_dms_cdc_latency(**kwargs)
     assert ready, payload
 
 
@@ -203,10 +203,10 @@ def test_latency_check_fails_on_a_failed_task_or_a_missing_slot(dms_moto, pg):  
               "replication_instance_id": task["instance_id"], "source_conn_id": "source_pg", "database": DATABASE,
               "slot_name": "mig_other_app"}
     with pytest.raises(dms_errors.DmsError, match="replication slot mig_other_app does not exist on the source"):
-        check_dms_cdc_latency(**kwargs)
+        poll_dms_cdc_latency(**kwargs)
     dms_moto.fail_task(task["arn"], "Last Error Task error notification received from subtask 0")
     with pytest.raises(dms_errors.DmsError, match="is failed .*FATAL_ERROR.*Task error notification"):
-        check_dms_cdc_latency(**kwargs)
+        poll_dms_cdc_latency(**kwargs)
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -260,10 +260,10 @@ def test_validation_waits_for_expected_tables_and_for_any_statistics(dms_moto, p
     check = {"aws_conn_id": "aws_target", "replication_task_arn": task["arn"], "target_conn_id": "target_pg",
              "database": DATABASE, "control_schema": CONTROL, "target_host": "127.0.0.1",
              "target_port": pg["target_port"], "expected_tables": ["dms_sample.orders", "dms_sample.items"]}
-    ready, payload = check_dms_validation(**check)
+    ready, payload = poll_dms_validation(**check)
     assert not ready and payload["reason"] == "DMS reports no table statistics yet"
     dms_moto.set_table_statistics(task["arn"], stats(("dms_sample", "orders", "Validated")))
-    ready, payload = check_dms_validation(**check)
+    ready, payload = poll_dms_validation(**check)
     assert not ready and payload["reason"] == "1 table(s) not reported yet: dms_sample.items"
 
 

@@ -14,7 +14,7 @@ import pytest
 from migration.local_clone import MARKER, LocalCloneError, clone_local, clone_logfile
 from migration.localpg import SERVER_USER, LocalServer, free_port
 from migration.lsn import find_redo_done
-from triggers.checks import check_clone_available
+from triggers.checks import poll_clone_available
 
 pytestmark = pytest.mark.integration
 
@@ -96,11 +96,11 @@ def test_check_clone_available(pg_servers, source, monkeypatch):
     clone = track(pg_servers, result)
     monkeypatch.setenv("AIRFLOW_CONN_LOCAL_TARGET", "postgres://postgres@127.0.0.1:1/postgres")
 
-    done, payload = check_clone_available(conn_id="local_target", host="127.0.0.1", port=clone.port)
+    done, payload = poll_clone_available(conn_id="local_target", host="127.0.0.1", port=clone.port)
     assert done and payload["accepting"] and payload["in_recovery"] is False
 
     clone.stop()
-    done, payload = check_clone_available(conn_id="local_target", host="127.0.0.1", port=clone.port)
+    done, payload = poll_clone_available(conn_id="local_target", host="127.0.0.1", port=clone.port)
     assert not done and not payload["accepting"] and payload["reason"]
 
 
@@ -129,7 +129,7 @@ def test_operator_and_sensor(pg_servers, source, monkeypatch):
         sensor.execute({})
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "triggers.poll.PollTrigger"
-    assert kwargs["check"] == "triggers.checks:check_clone_available"
+    assert kwargs["check"] == "triggers.checks:poll_clone_available"
     assert kwargs["kwargs"] == {"conn_id": "local_target", "dbname": None, "host": "127.0.0.1", "port": port}
 
 

@@ -29,7 +29,7 @@ from migration.native_cdc import (
     read_lag_samples,
     subscription_state,
 )
-from triggers.checks import check_native_cdc_lag
+from triggers.checks import poll_native_cdc_lag
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +235,7 @@ def test_end_to_end_with_a_clone_and_a_concurrent_writer(pg_servers, monkeypatch
     # The sensor's check, with connections from AIRFLOW_CONN_* variables as Airflow resolves them.
     monkeypatch.setenv("AIRFLOW_CONN_SRC_PG", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
     monkeypatch.setenv("AIRFLOW_CONN_TGT_PG", "postgres://postgres@127.0.0.1:1/postgres")
-    done, payload = check_native_cdc_lag(source_conn_id="src_pg", target_conn_id="tgt_pg", database="postgres",
+    done, payload = poll_native_cdc_lag(source_conn_id="src_pg", target_conn_id="tgt_pg", database="postgres",
                               slot_name="mig_slot", subscription="Sub Main", max_lag_bytes=1024 * 1024,
                               max_apply_age_s=60, control_schema="Mig Control", target_host="127.0.0.1",
                               target_port=clone.port)
@@ -245,7 +245,7 @@ def test_end_to_end_with_a_clone_and_a_concurrent_writer(pg_servers, monkeypatch
         assert len(samples) == 1 and samples[0]["lag_bytes"] == payload["lag_bytes"]
         assert read_lag_samples(tgt, "no such schema", "postgres") == []
     assert payload["lag_bytes"] <= 1024 * 1024 and payload["worker_running"] and payload["apply_age_s"] is not None
-    done, payload = check_native_cdc_lag(source_conn_id="src_pg", target_conn_id="tgt_pg", database="postgres",
+    done, payload = poll_native_cdc_lag(source_conn_id="src_pg", target_conn_id="tgt_pg", database="postgres",
                               slot_name="mig_slot", subscription="Sub Main", max_lag_bytes=-1,
                               max_apply_age_s=60, target_host="127.0.0.1", target_port=clone.port)
     assert not done
@@ -396,13 +396,13 @@ def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers, monk
                                      "WHERE subname = 'sub'").fetchone()[0] > 0, 60, "the apply worker to fail")
 
     # The check as it was called before drift existed (no schemas): it names the failing apply worker.
-    done, payload = check_native_cdc_lag(**{k: v for k, v in lag_args.items() if k != "schemas"})
+    done, payload = poll_native_cdc_lag(**{k: v for k, v in lag_args.items() if k != "schemas"})
     assert not done and "schema_drift" not in payload
     assert payload["problem"].startswith("subscription sub: the apply worker keeps failing (apply_error_count ")
     assert "check the target server's log" in payload["problem"]
 
     # With the migrated schemas it also names the drift behind it.
-    done, payload = check_native_cdc_lag(**lag_args)
+    done, payload = poll_native_cdc_lag(**lag_args)
     assert not done
     problem = payload["problem"]
     assert "the apply worker keeps failing (apply_error_count" in problem
@@ -419,7 +419,7 @@ def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers, monk
     sensor = CdcLagSensor(task_id="wait_cdc_lag", source_conn_id="apply_src", target_conn_id="apply_tgt",
                           database="postgres", slot_name="slot", subscription="sub", max_lag_bytes=0,
                           schemas=[DRIFT_SCHEMA])
-    assert sensor.check_kwargs({})["schemas"] == [DRIFT_SCHEMA]
+    assert sensor.poll_kwargs({})["schemas"] == [DRIFT_SCHEMA]
     with pytest.raises(AirflowException, match=r"wait_cdc_lag: subscription sub: the apply worker keeps failing"):
         sensor.execute_complete({}, {"status": "timeout", "payload": payload, "message": "not done after 1 s"})
 
@@ -428,5 +428,5 @@ def test_lag_check_names_the_failing_apply_worker_and_the_drift(pg_servers, monk
         tgt.execute(f'ALTER TABLE "{DRIFT_SCHEMA}".items ADD COLUMN price numeric')
         wait_for(lambda: tgt.execute(f'SELECT price FROM "{DRIFT_SCHEMA}".items WHERE id = 6').fetchone(), 60,
                  "the row written after the ADD COLUMN")
-    done, payload = check_native_cdc_lag(**{**lag_args, "max_lag_bytes": 1 << 30})
+    done, payload = poll_native_cdc_lag(**{**lag_args, "max_lag_bytes": 1 << 30})
     assert done and "problem" not in payload

@@ -17,7 +17,7 @@ import pytest
 from migration.lsn import LSN, find_redo_done
 from migration.native_cdc import advance_origin, create_publication, create_subscription, measure_lag
 from migration.validation import ValidationError, run_key, run_validation
-from triggers.checks import check_native_validation
+from triggers.checks import poll_native_validation
 
 pytestmark = pytest.mark.integration
 
@@ -207,7 +207,7 @@ def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
 
     monkeypatch.setenv("AIRFLOW_CONN_VAL_SRC", f"postgres://postgres@127.0.0.1:{source.port}/postgres")
     monkeypatch.setenv("AIRFLOW_CONN_VAL_TGT", f"postgres://postgres@127.0.0.1:{clone.port}/postgres")
-    done, payload = check_native_validation(source_conn_id="val_src", target_conn_id="val_tgt", database="postgres",
+    done, payload = poll_native_validation(source_conn_id="val_src", target_conn_id="val_tgt", database="postgres",
                                      schemas=[SCHEMA], control_schema=CONTROL, run_id=RUN, validation_id="planted",
                                      chunk_rows=50, max_rechecks=2)
     assert done and payload["mismatched_chunks"] == 0 and payload["rows_compared"] > 0
@@ -259,7 +259,7 @@ def test_sensor_runs_the_check_and_defers_while_rechecks_are_due(pair, monkeypat
     with pytest.raises(TaskDeferred) as deferred:
         sensor("sensor planted").execute({})
     _, kwargs = deferred.value.trigger.serialize()
-    assert kwargs["check"] == "triggers.checks:check_native_validation"
+    assert kwargs["check"] == "triggers.checks:poll_native_validation"
     assert kwargs["kwargs"]["target_port"] == clone.port and kwargs["kwargs"]["validation_id"] == "sensor planted"
     assert kwargs["kwargs"]["slot_name"] == "slot" and kwargs["kwargs"]["run_id"] == RUN
     with connect(source) as src, connect(clone) as tgt:
