@@ -1,12 +1,18 @@
 """Finding the CDC start LSN: resolve_start_lsn decodes up to just past the start, not the slot's backlog.
 
-A slot is created, the clone point is taken early, then a backlog of transactions follows. The
-resolve is timed against one peek over the whole slot; the ratio shows what stopping at the start
-saves. Run: `make bench`.
+A slot is created, then a backlog of changes follows (large and single-row transactions mixed); the clone
+point is taken once 1% of it is written and once 99% is. For each, resolve_start_lsn is timed against one
+peek over the whole slot (what a resolver that reads the backlog would cost). Both count on the server,
+so only one row travels: the client's peak memory is printed to show it stays flat.
+
+Quick size by default (100,000 changes); BENCH_SIZE=full for 1,000,000. Run: `make bench`. It prints one
+line per comparison and never fails on time.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import sys
 import time
@@ -19,11 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 from migration.localpg import LocalServer, find_bindir, free_port, make_workdir  # noqa: E402
 from migration.slots import create_slot, resolve_start_lsn  # noqa: E402
 
-BACKLOG_TRANSACTIONS = 20_000
+SIZES = {"quick": 100_000, "full": 1_000_000}
+BATCH = 10_000  # rows of one large transaction; each large one is followed by as many single-row ones / 10
 REPEATS = 3
+POSITIONS = (0.01, 0.99)
 
 
-def measure(call) -> tuple[float, object]:
+def best_of(call) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(REPEATS):
         started = time.perf_counter()
@@ -32,28 +40,54 @@ def measure(call) -> tuple[float, object]:
     return best, result
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_changes(conn: psycopg.Connection, count: int) -> None:
+    """``count`` changes: 90% in large transactions, 10% in single-row transactions."""
+    written = 0
+    while written < count:
+        big = min(BATCH, count - written)
+        conn.execute("INSERT INTO t (v) SELECT 'backlog ' || g FROM generate_series(1, %s) g", (big,))
+        written += big
+        small = min(BATCH // 10, count - written)
+        if small > 0:
+            conn.execute(f"DO $$ BEGIN FOR i IN 1..{int(small)} LOOP INSERT INTO t (v) VALUES ('tx'); COMMIT; "
+                         "END LOOP; END $$")
+            written += small
+
+
 def main() -> None:
+    size = os.environ.get("BENCH_SIZE", "quick")
+    if size not in SIZES:
+        raise SystemExit(f"BENCH_SIZE: expected one of {sorted(SIZES)}, got {size!r}")
+    changes = SIZES[size]
     workdir = make_workdir("pgmig-bench-")
     server = LocalServer(datadir=workdir / "src", port=free_port(), bindir=find_bindir())
     try:
-        server.init({"synchronous_commit": "on"}).start()
+        server.init({"synchronous_commit": "on", "max_wal_size": "4GB"}).start()
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, v text)")
             create_slot(conn, "bench_slot", "test_decoding", wait_for_xacts_s=10)
-            conn.execute("INSERT INTO t (v) VALUES ('before the clone point')")
-            captured = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-            conn.execute("INSERT INTO t (v) VALUES ('first change the clone lacks')")
-            for _ in range(BACKLOG_TRANSACTIONS // 1000):
-                conn.execute("INSERT INTO t (v) SELECT 'backlog ' || g FROM generate_series(1, 1000) g")
-                conn.execute("DO $$ BEGIN FOR i IN 1..1000 LOOP INSERT INTO t (v) VALUES ('tx'); END LOOP; END $$")
-            resolved_s, resolved = measure(lambda: resolve_start_lsn(conn, "bench_slot", captured))
-            whole_s, whole = measure(lambda: conn.execute(
+            captured = {}
+            done = 0
+            for position in POSITIONS:
+                upto = int(changes * position)
+                write_changes(conn, upto - done)
+                done = upto
+                captured[position] = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            write_changes(conn, changes - done)
+            rss_before = peak_rss_mb()
+            whole_s, whole = best_of(lambda: conn.execute(
                 "SELECT count(*) FROM pg_logical_slot_peek_changes('bench_slot', NULL, NULL)").fetchone()[0])
-        print(f"start LSN {resolved['start_lsn']} (captured {captured}), backlog of about {BACKLOG_TRANSACTIONS * 2} rows")
-        print(f"resolve_start_lsn: {resolved['decoded_changes']:>8} rows decoded, {resolved_s * 1000:8.1f} ms")
-        print(f"whole slot:        {whole:>8} rows decoded, {whole_s * 1000:8.1f} ms")
-        print(f"ratio whole/resolve: rows {whole / max(resolved['decoded_changes'], 1):.0f}x, "
-              f"time {whole_s / resolved_s:.1f}x")
+            for position in POSITIONS:
+                ours_s, ours = best_of(lambda p=position: resolve_start_lsn(conn, "bench_slot", captured[p]))
+                print(f"bench: start LSN at {position:.0%} of {changes:,} changes: ours {ours_s:.3f} s "
+                      f"({ours['decoded_changes']:,} rows decoded); whole-slot peek {whole_s:.3f} s ({whole:,} rows "
+                      f"decoded); ratio {whole_s / ours_s:.2f}x", flush=True)
+            print(f"bench: start LSN client memory: peak RSS {peak_rss_mb():.0f} MB after the decodes, "
+                  f"{rss_before:.0f} MB before (only a count leaves the server)", flush=True)
     finally:
         server.stop(mode="immediate")
         shutil.rmtree(workdir, ignore_errors=True)

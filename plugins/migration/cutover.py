@@ -24,6 +24,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,7 +110,7 @@ class NativeCdc:
 
     source_conn: psycopg.Connection
     links: Sequence[NativeLink]
-    poll_interval_s: float = 0.01
+    poll_interval_s: float = 0.002
     name: str = "native"
 
     def prepare(self) -> dict[str, Any]:
@@ -226,6 +228,41 @@ class _Timeline:
         self._record(name, "done", {"seconds": entry["seconds"]})
         return detail
 
+    def start(self, steps: Sequence[Step]) -> list[tuple[dict[str, Any], Future]]:
+        """Start ``steps`` in threads of their own, each journaled as started first; ``join`` collects them."""
+        if not steps:
+            return []
+        pool = ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="cutover")
+        started = []
+        for name, fn in steps:
+            if self.journal is not None:
+                self.journal.step(name, "started")
+            entry = {"step": name, "started_at": datetime.now(UTC).isoformat(), "_start": time.monotonic()}
+            started.append((entry, pool.submit(_timed, fn)))
+        pool.shutdown(wait=False)
+        return started
+
+    def join(self, started: list[tuple[dict[str, Any], Future]], timeout_s: Callable[[], float]) -> None:
+        """Wait for steps begun with ``start``, recording each as ``run`` does; the first failure raises."""
+        for entry, future in started:
+            name = self.current = entry["step"]
+            try:
+                detail, seconds = future.result(timeout=timeout_s())
+            except BaseException as exc:
+                if isinstance(exc, FutureTimeout):
+                    exc = CutoverError(f"step {name} did not finish in time")
+                entry.update(seconds=round(time.monotonic() - entry["_start"], 6), ok=False,
+                             ended_at=datetime.now(UTC).isoformat(), error=f"{type(exc).__name__}: {exc}")
+                self.steps.append(entry)
+                log.error("Cutover step %s failed: %s", name, exc)
+                self._record(name, "failed", {"error": entry["error"]})
+                raise exc from None
+            entry.update(seconds=round(seconds, 6), ended_at=datetime.now(UTC).isoformat(), ok=True,
+                         _end=entry["_start"] + seconds, detail=_jsonable(detail))
+            self.steps.append(entry)
+            log.info("Cutover step %s done in %.3f s (alongside others): %s", name, seconds, entry["detail"])
+            self._record(name, "done", {"seconds": entry["seconds"]})
+
     def _record(self, name: str, state: str, detail: dict[str, Any]) -> None:
         if self.journal is None:
             return
@@ -245,6 +282,21 @@ class _Timeline:
         return [{k: v for k, v in s.items() if not k.startswith("_")} for s in self.steps]
 
 
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.monotonic()
+    return fn(), time.monotonic() - start
+
+
+def _settle(started: list[tuple[dict[str, Any], Future]]) -> None:
+    # After an abort: steps still running in threads end (each statement is bounded by statement_timeout)
+    # before the caller may close their connections.
+    for _, future in started:
+        try:
+            future.result()
+        except BaseException:  # noqa: BLE001, S110 - the abort already reports what failed
+            pass
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, LSN):
         return str(value)
@@ -258,10 +310,14 @@ def _optional(obj: Any, method: str) -> Callable[[], Any]:
 @dataclass
 class CutoverPlan:
     """Everything the critical section runs with. ``before_fence`` steps (sequences set ahead of the
-    fence) run after the ``prepare`` checks, right before writes are blocked; ``after_drain`` steps (the
-    schema drift re-check) run once the source is quiet, before CDC is waited on; ``after_stop`` steps (sequence sync, trigger
-    enabling) run after CDC stops; ``undo_after_stop`` steps (triggers disabled again) run on an abort once CDC has
-    stopped; ``resume_hint`` says how to resume the engine's CDC after such an abort."""
+    fence) run after the fence's and the proof's ``prepare`` checks, before the CDC engine's; ``after_drain``
+    steps (the schema drift re-check) run once the source is quiet, before CDC is waited on;
+    ``alongside_cdc`` steps only read the quiet source, each on a connection of its own: they start in
+    threads once the source is drained and run alongside the ``after_drain`` steps and CDC's last apply
+    and stop, and the ``after_stop`` steps start once they are done; ``after_stop`` steps
+    (sequence sync, trigger enabling) run after CDC stops; ``undo_after_stop`` steps (triggers disabled
+    again) run on an abort once CDC has stopped; ``resume_hint`` says how to resume the engine's CDC
+    after such an abort."""
 
     journal: CutoverJournal
     fence: WriteFence
@@ -272,6 +328,7 @@ class CutoverPlan:
     databases: Sequence[str]
     before_fence: Sequence[Step] = ()
     after_drain: Sequence[Step] = ()
+    alongside_cdc: Sequence[Step] = ()
     after_stop: Sequence[Step] = ()
     undo_after_stop: Sequence[Step] = ()
     drain_timeout_s: float = 60.0
@@ -286,9 +343,9 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
     Order: ``before_fence`` steps -> block writes -> drain the source (every other session ended; final
     LSN) -> CDC applied past the final LSN -> stop CDC -> ``after_stop`` steps -> prove no change is left
     in the slots -> commit point -> open the target. The ``prepare`` checks run before writes are blocked,
-    so a wrong name fails with the source untouched. Writes stay blocked at most ``max_write_block_s``: a step that ends past
-    it aborts the cutover. A rerun of the same run reads the journal: once open, it changes nothing;
-    past the commit point, it only opens the target again.
+    so a wrong name fails with the source untouched. Writes stay blocked at most ``max_write_block_s``: a
+    step that ends past it aborts the cutover. A rerun of the same run reads the journal: once open, it
+    changes nothing; past the commit point, it only opens the target again.
     """
     journal = plan.journal.ensure()
     state = journal.read()
@@ -305,12 +362,15 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         return _resume_at_commit_point(plan, timeline, state)
 
     timeline.run("prepare_fence", _optional(plan.fence, "prepare"))
-    timeline.run("prepare_cdc", _optional(plan.cdc, "prepare"))
     timeline.run("prepare_proof", plan.proof.prepare)
     for name, fn in plan.before_fence:
         timeline.run(name, fn)
+    # Last before the fence: native CDC's prepare switches on synchronous apply, which applies fewer
+    # transactions per second; the steps before it may take a while at scale.
+    timeline.run("prepare_cdc", _optional(plan.cdc, "prepare"))
     final_lsn: LSN | None = None
     passed_commit = False
+    alongside: list[tuple[dict[str, Any], Future]] = []
     try:
         timeline.run("block_writes", plan.fence.block)
         blocked_at = time.monotonic()
@@ -329,12 +389,14 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
             return lsn
 
         final_lsn = timeline.run("drain_source", drained)
+        alongside = timeline.start(plan.alongside_cdc)
         for name, fn in plan.after_drain:
             timeline.run(name, fn)
         timeline.run("cdc_applied", lambda: plan.cdc.drain(
             final_lsn, min(plan.drain_timeout_s, left())))
         left()
         timeline.run("stop_cdc", plan.cdc.stop)
+        timeline.join(alongside, left)
         for name, fn in plan.after_stop:
             left()
             timeline.run(name, fn)
@@ -347,7 +409,10 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         passed_commit = True
         opened = timeline.run("open_target", plan.opener.open)
     except BaseException as exc:
-        _abort(plan, timeline, final_lsn, exc, passed_commit)
+        try:
+            _abort(plan, timeline, final_lsn, exc, passed_commit)
+        finally:
+            _settle(alongside)
     return _opened(plan, timeline, final_lsn, opened)
 
 

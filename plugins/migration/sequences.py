@@ -107,41 +107,51 @@ def sync_sequences(target_conn: psycopg.Connection, seqs: Sequence[SequenceState
 
 @dataclass
 class SequenceSync:
-    """One database's sequences at cutover, in two passes on the cutover's own connections.
+    """One database's sequences at cutover, in two passes.
 
     ``presync`` (ahead of the fence) reads every sequence of ``schemas`` on the source and sets it on the
-    target. ``sync_moved`` (inside the window, once the source is quiet) reads the source again in one
-    statement that returns only the sequences whose state differs from the one set by ``presync``, or
-    that ``presync`` did not see, and sets those on the target in one statement. A sequence it does not
-    return has the state ``presync`` set on the target, so it is not behind. Without ``presync`` (or
-    after a failed one) ``sync_moved`` sets every sequence.
+    target. Inside the window, once the source is quiet, ``read_moved`` reads the source again in one
+    statement that returns only the sequences whose state differs from the one ``presync`` set, or that
+    ``presync`` did not see; ``sync_moved`` sets those on the target in one statement (reading first if
+    ``read_moved`` did not run). A sequence not returned has the state ``presync`` set on the target, so
+    it is not behind. Without ``presync`` (or after a failed one) every sequence is read and set.
+
+    ``source_conn`` is used for every read, so the in-window read finds the sequences already open in its
+    session; it may be a session of its own, so the read can run alongside other steps.
     """
 
     source_conn: psycopg.Connection
     target_conn: psycopg.Connection
     schemas: Sequence[str]
     _synced: list[SequenceState] | None = field(default=None, init=False, repr=False)
+    _moved: list[SequenceState] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.schemas = validate_schemas(self.schemas)
 
     def presync(self) -> dict:
-        self._synced = None
+        self._synced = self._moved = None
         seqs = read_sequences(self.source_conn, self.schemas)
         applied = sync_sequences(self.target_conn, seqs)
         self._synced = seqs
         return {"sequences": applied}
 
-    def sync_moved(self) -> dict:
+    def read_moved(self) -> dict:
         if self._synced is None:
-            return {"checked": None, "set": sync_sequences(self.target_conn,
-                                                           read_sequences(self.source_conn, self.schemas))}
+            self._moved = read_sequences(self.source_conn, self.schemas)
+            return {"checked": None, "moved": len(self._moved)}
         params = {"schemas": list(self.schemas), "oids": [seq.oid for seq in self._synced],
                   "last_values": [seq.last_value for seq in self._synced]}
         with self.source_conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(sql.load("sequences_moved"), params).fetchall()
         _refuse_unreadable(rows)
-        moved = _states(rows)
+        self._moved = _states(rows)
+        return {"checked": len(self._synced), "moved": len(self._moved)}
+
+    def sync_moved(self) -> dict:
+        read = self.read_moved() if self._moved is None else None
+        moved, self._moved = self._moved, None
         applied = sync_sequences(self.target_conn, moved)
-        log.info("%d of %d sequence(s) moved since they were set ahead of the fence", applied, len(self._synced))
-        return {"checked": len(self._synced), "set": applied}
+        checked = len(self._synced) if self._synced is not None else None
+        log.info("%d sequence(s) set in the window; %s checked", applied, checked if read is None else read["checked"])
+        return {"checked": checked, "set": applied}

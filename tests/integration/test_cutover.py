@@ -157,7 +157,7 @@ def test_cutover_with_a_writer_that_logs_in_through_a_member_of_the_fenced_group
 
         assert timeline["status"] == "completed"
         assert [s["step"] for s in timeline["steps"]] == [
-            "prepare_fence", "prepare_cdc", "prepare_proof", "block_writes", "drain_source", "cdc_applied",
+            "prepare_fence", "prepare_proof", "prepare_cdc", "block_writes", "drain_source", "cdc_applied",
             "stop_cdc", "sync_sequences", "enable_triggers", "prove_source_quiet", "open_target", "finish_cdc"]
         assert all(s["ok"] for s in timeline["steps"])
         assert timeline["source_quiet_proof"]["ok"] and timeline["source_quiet_proof"]["detail"] == {

@@ -1,7 +1,8 @@
 """Sequences set ahead of the fence, then only those that moved since inside the write-blocked window.
 
-The cutover runs as CutoverOperator assembles it (cutover_helpers.native_plan) with SequenceSync: presync
-as a step before the fence and sync_moved after CDC stops. Between the two, a live writer keeps taking
+The cutover runs as CutoverOperator assembles it (cutover_helpers.native_plan) with SequenceSync on a source
+session of its own: presync as a step before the fence, read_moved alongside CDC's last apply and
+sync_moved after CDC stops. Between the two, a live writer keeps taking
 ids and a step right before the fence moves sequences in every way a sequence moves. Round trips are
 counted from libpq's own protocol trace (one ReadyForQuery per round trip). Nothing is stood in: both
 servers are real PostgreSQL 15, the target a pg_basebackup clone.
@@ -20,6 +21,7 @@ from psycopg import pq
 from migration.cutover import run_cutover, unblock_run
 from migration.fence import restore_role_fence
 from migration.sequences import SequenceSync, read_sequences
+from migration.source_quiet import bound_session
 from migration.target_prep import enable_triggers
 
 pytestmark = pytest.mark.integration
@@ -71,8 +73,9 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
     wait_for(lambda: len(writer.written) >= 20, 30, "the writer to get going")
     with connect(source, "postgres") as admin, connect(source, "appdb") as mover, \
             connect(repl.target, "appdb") as tgt:
-        src = connect(source, "appdb")
-        sync = SequenceSync(src, tgt, ["app"])
+        src, reader = connect(source, "appdb"), connect(source, "appdb")
+        bound_session(reader, lock_timeout_s=2, statement_timeout_s=30, run="seqmoved")
+        sync = SequenceSync(reader, tgt, ["app"])
         seen = {}
 
         def move_after_presync() -> None:
@@ -84,8 +87,11 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
 
         plan = repl.plan(src, tgt, "seqmoved", fence_args={"roles": ["app_group"]},
                          before_fence=[("presync_sequences", sync.presync), ("move_sequences", move_after_presync)],
+                         alongside_cdc=[("read_sequences", sync.read_moved)],
                          after_stop=[("sync_sequences", sync.sync_moved),
                                      ("enable_triggers", lambda: enable_triggers(tgt, repl.enable_ddl))])
+        for part in (plan.fence, plan.drain, plan.proof):  # the reader is the cutover's own, as the operator's
+            part.keep_pids = [*part.keep_pids, reader.info.backend_pid]
         timeline = run_cutover(plan)
         writer.stop()
         assert timeline["status"] == "completed"
@@ -97,14 +103,18 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
         moved = {name for name in source_now if seen["presynced"][name] != source_now[name]}
         assert moved >= {"logged_often", "once", "set_back", "countdown", "items_id_seq"}
         assert "untouched" not in moved
-        detail = next(s["detail"] for s in timeline["steps"] if s["step"] == "sync_sequences")
-        assert detail == {"checked": len(source_now), "set": len(moved)}
+        details = {s["step"]: s["detail"] for s in timeline["steps"]}
+        assert details["read_sequences"] == {"checked": len(source_now), "moved": len(moved)}
+        assert details["sync_sequences"] == {"checked": len(source_now), "set": len(moved)}
+        steps = [s["step"] for s in timeline["steps"]]
+        assert steps.index("drain_source") < steps.index("read_sequences") < steps.index("sync_sequences")
         # The target goes on where the source stopped: never a value the source already handed out.
         next_id = tgt.execute("SELECT nextval('app.items_id_seq')").fetchone()[0]
         assert next_id > max(ids(src))
         assert tgt.execute("SELECT nextval('app.logged_often'), nextval('app.set_back'), nextval('app.once'), "
                            "nextval('app.countdown')").fetchone() == (42, 25, 2, -5)
         src.close()
+        reader.close()
         unblock_run(repl.plan(admin, tgt, "seqmoved").journal, lambda r: restore_role_fence(admin, r), force=True)
     repl.drop_slot()
 
@@ -120,6 +130,13 @@ def test_inside_the_window_one_statement_per_side_and_none_on_the_target_when_no
             assert sync.sync_moved() == {"checked": count, "set": 0}
         assert (on_source["n"], on_target["n"]) == (1, 0)
 
+        src.execute("SELECT nextval('app.untouched'), nextval('app.once')")
+        # Read on its own (as alongside CDC's apply), then set: the read is not repeated.
+        with round_trips(src) as on_source:
+            assert sync.read_moved() == {"checked": count, "moved": 2}
+        with round_trips(src) as on_source, round_trips(tgt) as on_target:
+            assert sync.sync_moved() == {"checked": count, "set": 2}
+        assert (on_source["n"], on_target["n"]) == (0, 1)
         src.execute("SELECT nextval('app.untouched'), nextval('app.once')")
         # A sequence created on both sides after the presync is set too.
         for conn in (src, tgt):
