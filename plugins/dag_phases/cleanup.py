@@ -10,7 +10,7 @@ from airflow.sdk import TaskGroup, chain
 
 from dag_phases.context import BuildContext
 from dag_phases.load import LOAD_SUMMARY
-from dag_phases.task_ids import CLEANUP, CUTOVER_SWITCH_OVER
+from dag_phases.task_ids import CLEANUP, CUTOVER_SWITCH_OVER, WAIT_CLONE_AVAILABLE
 from migration import naming
 
 
@@ -40,11 +40,21 @@ def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, paramet
         task_id="report", migration_id=config.migration_id, config_summary={
             "initial_load": config.initial_load, "cdc_engine": config.cdc_engine, "platform": config.platform},
         databases=plan["databases"], validation_results=validation_results, cutover_task_id=CUTOVER_SWITCH_OVER,
-        cleanup_task_id=CLEANUP, target_conn_id=ctx.tgt, target_host=ctx.target_host, target_port=ctx.target_port,
+        cleanup_task_id=CLEANUP, target_conn_id=ctx.tgt, **_report_endpoint(ctx),
         control_schema=config.control_schema,
         load_summary_task_id=LOAD_SUMMARY if config.initial_load == "pg_dump" else None,
     ).as_teardown(setups=plan)
     return CleanupTasks(cleanup=cleanup, dms_scope=dms_scope, report=report, moved=_database_moved(ctx, plan))
+
+
+def _report_endpoint(ctx: BuildContext) -> dict[str, str | None]:
+    """The target's endpoint for the report's lag chart. On AWS a run that stopped before
+    `wait_clone_available` has none: the template renders "None" (the connection's own) instead of failing,
+    so the report of that run is still written (without the chart)."""
+    if not ctx.on_aws:
+        return {"target_host": None, "target_port": None}
+    endpoint = f"(ti.xcom_pull(task_ids='{WAIT_CLONE_AVAILABLE}') or {{}})"
+    return {"target_host": f"{{{{ {endpoint}.get('host') }}}}", "target_port": f"{{{{ {endpoint}.get('port') }}}}"}
 
 
 DATABASE_MOVED = "database_moved"

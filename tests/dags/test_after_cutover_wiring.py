@@ -74,3 +74,28 @@ def test_a_database_the_run_leaves_out_gets_no_event():
                                  target_conn_id="t", control_schema="migration_control", on_aws=False)
     with pytest.raises(AirflowSkipException, match="'app' is not among this run's databases"):
         task.execute({"run_id": "manual__1"})
+
+
+class _TaskInstanceStandIn:
+    """Airflow's task instance, as far as a template reads it: ``xcom_pull`` answers what a run holds."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    def xcom_pull(self, task_ids=None, **_):
+        return self.endpoint if task_ids == "wait_clone_available" else None
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if load_config(p).platform == "aws"], ids=lambda p: p.stem)
+def test_the_report_renders_on_aws_when_the_run_stopped_before_the_clone(path):
+    """A run that failed before `wait_clone_available` (e.g. in preflight_aws) still writes its report:
+    the report's endpoint renders to "None" (no chart) instead of failing the teardown."""
+    dag = build_dag(load_config(path))
+    report = dag.get_task("report")
+    env = dag.get_template_env()
+    for endpoint, expected in ((None, ("None", "None")), ({"host": "clone.example", "port": 5432},
+                                                          ("clone.example", "5432"))):
+        context = {"ti": _TaskInstanceStandIn(endpoint)}
+        rendered = tuple(report.render_template(getattr(report, f), context, env) for f in ("target_host",
+                                                                                            "target_port"))
+        assert rendered == expected
