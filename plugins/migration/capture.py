@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 from migration.lsn import LSN, find_redo_done
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,12 @@ class LocalLogReader:
 
 
 def _aurora_function(conn: psycopg.Connection) -> tuple[str, str] | None:
-    row = conn.execute(sql.load("capture_find_aurora_function")).fetchone()
+    row = conn.execute(sqlfiles.load("capture_find_aurora_function")).fetchone()
     return (row[0], row[1]) if row else None
 
 
 def _from_aurora(conn: psycopg.Connection, where: tuple[str, str]) -> LSN:
-    value = conn.execute(sql.compose("capture_call_function", schema=where[0], function=where[1])).fetchone()[0]
+    value = conn.execute(sqlfiles.compose("capture_call_function", schema=where[0], function=where[1])).fetchone()[0]
     return LSN.parse(value, field=f"{where[0]}.{where[1]}()")
 
 
@@ -69,7 +69,7 @@ def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None, co
     if not slot_name or source_conn is None:
         return None
     with source_conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sql.load("slots_get"), {"slot_name": slot_name}).fetchone()
+        row = cur.execute(sqlfiles.load("slots_get"), {"slot_name": slot_name}).fetchone()
     if row is None:
         raise CaptureError(f"slot_name: replication slot {slot_name!r} does not exist on the source, so it has no "
                            "consistent point; create the slot before the load.")

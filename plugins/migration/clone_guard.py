@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class TargetIsSourceError(RuntimeError):
 def server_identity(conn: psycopg.Connection) -> dict[str, Any]:
     """``{started_at, address, port, database}`` of the server that answers on ``conn``."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql.load("clone_guard_server_identity")).fetchone()
+        return cur.execute(sqlfiles.load("clone_guard_server_identity")).fetchone()
 
 
 def _where(identity: dict[str, Any]) -> str:

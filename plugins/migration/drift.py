@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 
 # How many differing objects a message names before it says "and N more".
@@ -47,8 +47,8 @@ def catalog(conn: psycopg.Connection, schemas: Sequence[str], *,
     search_path pg_catalog so names print qualified alike on both servers: the session is left as it was.
     """
     with conn.transaction(force_rollback=True):
-        conn.execute(q.load("drift_search_path_set"), {"search_path": "pg_catalog, pg_temp"})
-        rows = conn.execute(q.load("drift_catalog"), {"schemas": list(schemas), "detail": detail}).fetchall()
+        conn.execute(sqlfiles.load("drift_search_path_set"), {"search_path": "pg_catalog, pg_temp"})
+        rows = conn.execute(sqlfiles.load("drift_catalog"), {"schemas": list(schemas), "detail": detail}).fetchall()
     digest = rows[0][0]
     objects = {(kind, name): detail_text or "" for _, _, kind, name, detail_text in rows if kind is not None}
     return digest, objects

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 from migration.cutover import CutoverError
 from migration.journal import CutoverJournal
@@ -51,17 +51,17 @@ def restore_role_fence(conn: psycopg.Connection, records: Sequence[dict[str, Any
         if kind == "role_read_only":
             role, database = prev["role"], prev["database"]
             if prev["value"] is None:
-                statements.append(q.compose("cutover_role_read_only_reset", role=role, database=database))
+                statements.append(sqlfiles.compose("cutover_role_read_only_reset", role=role, database=database))
             else:
-                statements.append(q.compose("cutover_role_read_only_set", role=role, database=database,
-                                            value=sql.Literal(prev["value"])))
+                statements.append(sqlfiles.compose("cutover_role_read_only_set", role=role, database=database,
+                                                   value=sql.Literal(prev["value"])))
         elif kind == "database_connect":
             for grant in prev["revoked"]:
                 name = "cutover_grant_connect_grantable" if grant["grantable"] else "cutover_grant_connect"
-                statements.append(q.compose(name, database=prev["database"], grantee=_grantee(grant)))
+                statements.append(sqlfiles.compose(name, database=prev["database"], grantee=_grantee(grant)))
         elif kind == "connect_grant":
-            statements.append(q.compose("cutover_revoke_connect", database=prev["database"],
-                                        grantee=sql.Identifier(prev["role"])))
+            statements.append(sqlfiles.compose("cutover_revoke_connect", database=prev["database"],
+                                               grantee=sql.Identifier(prev["role"])))
         else:
             continue
         restored.append(f"{kind}:{record['object']}")
@@ -112,12 +112,12 @@ class RoleFence:
 
     def _roles(self) -> dict[str, dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            return {r["role"]: dict(r) for r in cur.execute(q.load("cutover_roles"),
+            return {r["role"]: dict(r) for r in cur.execute(sqlfiles.load("cutover_roles"),
                                                             {"databases": list(self.databases)}).fetchall()}
 
     def _databases(self, keep: list[str]) -> list[dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            return [dict(r) for r in cur.execute(q.load("cutover_databases"),
+            return [dict(r) for r in cur.execute(sqlfiles.load("cutover_databases"),
                                                  {"databases": list(self.databases), "keep": keep}).fetchall()]
 
     def _plan(self, roles: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -181,7 +181,7 @@ class RoleFence:
                 previous = roles[role]["read_only_in"].get(database)
                 records.append({"kind": "role_read_only", "object": json.dumps([role, database]),
                                 "previous": {"role": role, "database": database, "value": previous}})
-                statements.append(q.compose("cutover_role_read_only_on", role=role, database=database))
+                statements.append(sqlfiles.compose("cutover_role_read_only_on", role=role, database=database))
         could_connect: dict[str, set[str]] = {}
         for db in self._databases(keep):
             could_connect[db["database"]] = set(db["keep_can_connect"])
@@ -192,14 +192,14 @@ class RoleFence:
                                 "previous": {"database": db["database"], "datacl": db["datacl"],
                                              "owner": db["owner"], "revoked": revoke}})
                 unique = {(g["public"], g["grantee"]): g for g in revoke}.values()
-                statements.append(q.compose("cutover_revoke_connect", database=db["database"],
-                                            grantee=sql.SQL(", ").join(_grantee(g) for g in unique)))
+                statements.append(sqlfiles.compose("cutover_revoke_connect", database=db["database"],
+                                                   grantee=sql.SQL(", ").join(_grantee(g) for g in unique)))
             # Kept roles that could connect only through PUBLIC or a fenced role get their own grant.
             for role in db["keep_can_connect"]:
                 if role not in direct and not roles[role]["superuser"]:
                     records.append({"kind": "connect_grant", "object": json.dumps([db["database"], role]),
                                     "previous": {"database": db["database"], "role": role}})
-                    statements.append(q.compose("cutover_grant_connect", database=db["database"], grantee=role))
+                    statements.append(sqlfiles.compose("cutover_grant_connect", database=db["database"], grantee=role))
         # Recorded (durably, on the target) before anything changes: an undo never misses a change.
         self.journal.record_fence(records)
         with self.conn.transaction():
@@ -207,7 +207,7 @@ class RoleFence:
             self._verify(keep, could_connect)
         self.fenced = fenced
         with self.conn.cursor(row_factory=dict_row) as cur:
-            self.ended = [dict(r) for r in cur.execute(q.load("cutover_terminate"), {
+            self.ended = [dict(r) for r in cur.execute(sqlfiles.load("cutover_terminate"), {
                 "databases": list(self.databases), "keep_pids": list(self.keep_pids)}).fetchall()]
         log.info("Writes blocked in %s: %d roles fenced, %d sessions ended", list(self.databases), len(fenced),
                  len(self.ended))

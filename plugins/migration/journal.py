@@ -24,7 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 
 FENCED, RESTORED = "fenced", "restored"
@@ -86,11 +86,11 @@ class CutoverJournal:
         return {"migration_id": self.migration_id, "run_id": self.run_id}
 
     def ensure(self) -> CutoverJournal:
-        self.conn.execute(q.compose("cutover_journal_table", schema=self.control_schema))
+        self.conn.execute(sqlfiles.compose("cutover_journal_table", schema=self.control_schema))
         return self
 
     def write(self, entry: str, state: str, detail: dict[str, Any] | None = None) -> None:
-        self.conn.execute(q.compose("cutover_journal_write", schema=self.control_schema),
+        self.conn.execute(sqlfiles.compose("cutover_journal_write", schema=self.control_schema),
                           {**self._key(), "entry": entry, "state": state, "detail": Jsonb(detail or {})})
 
     def step(self, name: str, state: str, detail: dict[str, Any] | None = None) -> None:
@@ -100,21 +100,21 @@ class CutoverJournal:
         """Record ``{kind, object, previous}`` changes before they are made; an unrestored record is kept."""
         rows = [{"entry": f"fence:{r['kind']}:{r['object']}", "detail": r} for r in records]
         if rows:
-            self.conn.execute(q.compose("cutover_journal_record", schema=self.control_schema),
+            self.conn.execute(sqlfiles.compose("cutover_journal_record", schema=self.control_schema),
                               {**self._key(), "records": Jsonb(rows)})
 
     def mark_restored(self) -> None:
-        self.conn.execute(q.compose("cutover_journal_restored", schema=self.control_schema), self._key())
+        self.conn.execute(sqlfiles.compose("cutover_journal_restored", schema=self.control_schema), self._key())
 
     def read(self) -> JournalState:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(q.compose("cutover_journal_read", schema=self.control_schema), self._key()).fetchall()
+            rows = cur.execute(sqlfiles.compose("cutover_journal_read", schema=self.control_schema), self._key()).fetchall()
         return JournalState({r["entry"]: {"state": r["state"], "detail": r["detail"], "at": r["at"].isoformat()}
                              for r in rows})
 
     def opened_by_other_runs(self, databases: list[str]) -> list[dict[str, Any]]:
         """Other runs of this migration that already opened the target for any of ``databases``."""
         with self.conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(q.compose("cutover_journal_opened_by", schema=self.control_schema),
+            rows = cur.execute(sqlfiles.compose("cutover_journal_opened_by", schema=self.control_schema),
                                {"migration_id": self.migration_id, "databases": list(databases)}).fetchall()
         return [r for r in rows if r["run_id"] != self.run_id]

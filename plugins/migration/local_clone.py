@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.credentials import temporary_passfile
 from migration.localpg import (
     SERVER_USER,
@@ -153,7 +153,7 @@ def clone_available(conninfo: str) -> tuple[bool, dict[str, Any]]:
     """(ready, facts): the clone accepts connections and has finished recovery."""
     try:
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
-            in_recovery, version = conn.execute(q.load("local_clone_state")).fetchone()
+            in_recovery, version = conn.execute(sqlfiles.load("local_clone_state")).fetchone()
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return False, {"accepting": False, "reason": reason}

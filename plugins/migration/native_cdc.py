@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 from migration.credentials import remove_subscription_passfile, subscription_conninfo
 from migration.lsn import LSN
@@ -42,7 +42,7 @@ def _names(values: Any, field: str) -> list[str]:
 
 def statement_rows(conn: psycopg.Connection, sql_file: str, **params: Any) -> list[tuple]:
     """Rows of the statement in ``include/sql/<sql_file>.sql``, run with ``params`` as bind parameters."""
-    return conn.execute(q.load(sql_file), params).fetchall()
+    return conn.execute(sqlfiles.load(sql_file), params).fetchall()
 
 
 def origin_position_for(captured: LSN) -> LSN:
@@ -65,7 +65,7 @@ def origin_position_for(captured: LSN) -> LSN:
 # ---------------------------------------------------------------- publication (source side)
 
 def _ensure_identity(conn: psycopg.Connection, schemas: list[str]) -> None:
-    rows = conn.execute(q.load("native_cdc_tables_without_identity"), {"schemas": schemas}).fetchall()
+    rows = conn.execute(sqlfiles.load("native_cdc_tables_without_identity"), {"schemas": schemas}).fetchall()
     if rows:
         names = ", ".join(str(sql.Identifier(s, t).as_string(conn)) for s, t, _ in rows)
         raise NativeCdcError(
@@ -91,7 +91,7 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
     _ensure_identity(source_conn, schemas)
     if by_table is None:
         by_table = source_conn.info.server_version < SCHEMA_PUBLICATIONS_FROM
-    existing = source_conn.execute(q.load("native_cdc_publication"), {"name": name}).fetchone()
+    existing = source_conn.execute(sqlfiles.load("native_cdc_publication"), {"name": name}).fetchone()
     if existing and existing[1]:
         log.info("Publication %s already publishes all tables", name)
         return {"publication": name, "mode": "all_tables", "created": False, "added": []}
@@ -101,9 +101,9 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
         todo = [s for s in schemas if s not in have]
         schema_list = sql.SQL(", ").join(sql.Identifier(s) for s in todo)
         if not existing:
-            source_conn.execute(q.compose("native_cdc_create_publication_schemas", publication=name, schemas=schema_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_schemas", publication=name, schemas=schema_list))
         elif todo:
-            source_conn.execute(q.compose("native_cdc_add_publication_schemas", publication=name, schemas=schema_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_add_publication_schemas", publication=name, schemas=schema_list))
         log.info("Publication %s: %s schemas %s", name, "created with" if not existing else "added", todo)
         return {"publication": name, "mode": "schemas", "created": not existing, "added": todo}
 
@@ -113,11 +113,11 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
     table_list = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in todo_tables)
     if not existing:
         if todo_tables:
-            source_conn.execute(q.compose("native_cdc_create_publication_tables", publication=name, tables=table_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_tables", publication=name, tables=table_list))
         else:
-            source_conn.execute(q.compose("native_cdc_create_publication_empty", publication=name))
+            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_empty", publication=name))
     elif todo_tables:
-        source_conn.execute(q.compose("native_cdc_add_publication_tables", publication=name, tables=table_list))
+        source_conn.execute(sqlfiles.compose("native_cdc_add_publication_tables", publication=name, tables=table_list))
     added = [sql.Identifier(s, t).as_string(source_conn) for s, t in todo_tables]
     log.info("Publication %s (per table): %s %d tables", name, "created with" if not existing else "added", len(added))
     return {"publication": name, "mode": "tables", "created": not existing, "added": added}
@@ -126,8 +126,8 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
 def drop_publication(source_conn: psycopg.Connection, name: str) -> bool:
     """Drop the publication if it exists; returns whether it did."""
     name = _name(name, "publication")
-    existed = source_conn.execute(q.load("native_cdc_publication"), {"name": name}).fetchone() is not None
-    source_conn.execute(q.compose("native_cdc_drop_publication", publication=name))
+    existed = source_conn.execute(sqlfiles.load("native_cdc_publication"), {"name": name}).fetchone() is not None
+    source_conn.execute(sqlfiles.compose("native_cdc_drop_publication", publication=name))
     return existed
 
 
@@ -136,7 +136,7 @@ def drop_publication(source_conn: psycopg.Connection, name: str) -> bool:
 def subscription_state(target_conn: psycopg.Connection, name: str) -> dict[str, Any] | None:
     """The subscription's oid, enabled flag, slot, publications, origin name and progress; None if absent."""
     with target_conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q.load("native_cdc_subscription"), {"name": name}).fetchone()
+        row = cur.execute(sqlfiles.load("native_cdc_subscription"), {"name": name}).fetchone()
     return dict(row) if row else None
 
 
@@ -176,10 +176,10 @@ def create_subscription(target_conn: psycopg.Connection, name: str, source_conni
     conninfo = subscription_conninfo(source_conninfo, name, passfile_directory)
     try:
         with target_conn.transaction():
-            target_conn.execute(q.load("native_cdc_subscription_args_table"))
-            with target_conn.cursor().copy(q.load("native_cdc_subscription_args_copy")) as copy:
+            target_conn.execute(sqlfiles.load("native_cdc_subscription_args_table"))
+            with target_conn.cursor().copy(sqlfiles.load("native_cdc_subscription_args_copy")) as copy:
                 copy.write_row((name, publication, slot_name, conninfo))
-            target_conn.execute(q.load("native_cdc_create_subscription"))
+            target_conn.execute(sqlfiles.load("native_cdc_create_subscription"))
     except BaseException:
         if conninfo != source_conninfo:
             remove_subscription_passfile(conninfo)
@@ -231,10 +231,10 @@ def advance_origin(target_conn: psycopg.Connection, subscription: str, captured_
     if current is not None and current >= target:
         log.info("Origin %s is already at %s (>= %s); not moved back", state["origin"], current, target)
     else:
-        target_conn.execute(q.load("native_cdc_origin_advance"), {"origin": state["origin"], "lsn": str(target)})
+        target_conn.execute(sqlfiles.load("native_cdc_origin_advance"), {"origin": state["origin"], "lsn": str(target)})
         log.info("Origin %s of subscription %s advanced to %s", state["origin"], subscription, target)
     if enable:
-        target_conn.execute(q.compose("native_cdc_enable_subscription", subscription=subscription))
+        target_conn.execute(sqlfiles.compose("native_cdc_enable_subscription", subscription=subscription))
         log.info("Subscription %s enabled", subscription)
     return target
 
@@ -244,7 +244,7 @@ def enable_subscription(target_conn: psycopg.Connection, name: str) -> bool:
     name = _name(name, "subscription")
     if subscription_state(target_conn, name) is None:
         return False
-    target_conn.execute(q.compose("native_cdc_enable_subscription", subscription=name))
+    target_conn.execute(sqlfiles.compose("native_cdc_enable_subscription", subscription=name))
     return True
 
 
@@ -255,11 +255,11 @@ def drop_subscription(target_conn: psycopg.Connection, name: str, *, drop_slot: 
     if state is None:
         return False
     if state["enabled"]:
-        target_conn.execute(q.compose("native_cdc_disable_subscription", subscription=name))
+        target_conn.execute(sqlfiles.compose("native_cdc_disable_subscription", subscription=name))
     if not drop_slot and state["slot_name"] is not None:
-        target_conn.execute(q.compose("native_cdc_detach_slot", subscription=name))
+        target_conn.execute(sqlfiles.compose("native_cdc_detach_slot", subscription=name))
     stored = _stored_conninfo(target_conn, name)
-    target_conn.execute(q.compose("native_cdc_drop_subscription", subscription=name))
+    target_conn.execute(sqlfiles.compose("native_cdc_drop_subscription", subscription=name))
     # The stored credential goes with the subscription: a password file this package wrote is removed.
     removed = remove_subscription_passfile(stored)
     log.info("Subscription %s dropped (source slot %s)%s", name, "dropped" if drop_slot else "kept",
@@ -271,7 +271,7 @@ def _stored_conninfo(target_conn: psycopg.Connection, name: str) -> str | None:
     # subconninfo is readable by superusers only; without it there is no password file of ours to find.
     try:
         with target_conn.transaction():
-            row = target_conn.execute(q.load("native_cdc_subscription_conninfo"), {"name": name}).fetchone()
+            row = target_conn.execute(sqlfiles.load("native_cdc_subscription_conninfo"), {"name": name}).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         return None
     return row[0] if row else None
@@ -282,7 +282,7 @@ def _stored_conninfo(target_conn: psycopg.Connection, name: str) -> str | None:
 def slot_positions(source_conn: psycopg.Connection, slot_names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per slot: active, confirmed_flush_lsn, current_lsn and lag_bytes (source WAL minus confirmed)."""
     with source_conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(q.load("native_cdc_slot_lag"), {"slots": list(slot_names)}).fetchall()
+        rows = cur.execute(sqlfiles.load("native_cdc_slot_lag"), {"slots": list(slot_names)}).fetchall()
     return {row["slot_name"]: dict(row) for row in rows}
 
 
@@ -293,12 +293,12 @@ def measure_lag(source_conn: psycopg.Connection, target_conn: psycopg.Connection
     if slot is None:
         raise NativeCdcError(f"slot {slot_name} does not exist on the source; CDC cannot catch up without it")
     with target_conn.cursor(row_factory=dict_row) as cur:
-        apply = cur.execute(q.load("native_cdc_apply_state"), {"name": subscription}).fetchone()
+        apply = cur.execute(sqlfiles.load("native_cdc_apply_state"), {"name": subscription}).fetchone()
     if apply is None:
         raise NativeCdcError(f"subscription {subscription} does not exist on the target")
     errors = None
     if target_conn.info.server_version >= 150000:
-        row = target_conn.execute(q.load("native_cdc_apply_errors"), {"name": subscription}).fetchone()
+        row = target_conn.execute(sqlfiles.load("native_cdc_apply_errors"), {"name": subscription}).fetchone()
         errors = int(row[0]) if row else 0
     age = apply["apply_age_s"]
     return {
@@ -337,8 +337,8 @@ def record_lag_sample(target_conn: psycopg.Connection, control_schema: str, data
                       lag: dict[str, Any]) -> None:
     """Keep one lag measurement in ``<control_schema>.cdc_lag_samples`` on the target (for the report)."""
     control_schema = _name(control_schema, "control_schema")
-    target_conn.execute(q.compose("native_cdc_lag_samples_table", schema=control_schema))
-    target_conn.execute(q.compose("native_cdc_lag_sample_write", schema=control_schema),
+    target_conn.execute(sqlfiles.compose("native_cdc_lag_samples_table", schema=control_schema))
+    target_conn.execute(sqlfiles.compose("native_cdc_lag_sample_write", schema=control_schema),
                         {"database": database, "lag_bytes": lag.get("lag_bytes"), "apply_age_s": lag.get("apply_age_s")})
 
 
@@ -347,7 +347,7 @@ def read_lag_samples(target_conn: psycopg.Connection, control_schema: str, datab
     control_schema = _name(control_schema, "control_schema")
     try:
         with target_conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(q.compose("native_cdc_lag_samples_read", schema=control_schema),
+            rows = cur.execute(sqlfiles.compose("native_cdc_lag_samples_read", schema=control_schema),
                                {"database": database}).fetchall()
     except psycopg.errors.UndefinedTable:
         return []

@@ -18,7 +18,7 @@ from typing import Literal
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def run_preflight(
         validate_identifier(control_schema, field="control_schema")
     findings: list[Finding] = []
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql.load("preflight_read_only"))
-        facts = cur.execute(sql.load("preflight_server_facts"), {"slot_names": list(slot_names)}).fetchone()
+        cur.execute(sqlfiles.load("preflight_read_only"))
+        facts = cur.execute(sqlfiles.load("preflight_server_facts"), {"slot_names": list(slot_names)}).fetchone()
         findings += _server_findings(facts, slots_needed)
         settings = _settings_findings(cur, {**REQUIRED_SETTINGS, **(extra_settings or {})})
         if logical_replication_set_later:
@@ -131,7 +131,7 @@ def run_preflight(
                                 "rds.logical_replication=1 and reboots the writer.", fix="Nothing to do.")
                         if f.object == "setting wal_level" else f for f in settings]
         findings += settings
-        missing = [r["name"] for r in cur.execute(sql.load("preflight_missing_schemas"), {"schemas": names})]
+        missing = [r["name"] for r in cur.execute(sqlfiles.load("preflight_missing_schemas"), {"schemas": names})]
         findings += [
             Finding(f"schema {name!r}", "does not exist in this database.",
                     "Correct the schema list, or connect to the database that holds it.")
@@ -144,7 +144,7 @@ def run_preflight(
                     "whole database, so changes made in it after the clone point would be left behind.",
                     "Add it to the migration's schemas (and to this run's), or list it under exclude_schemas in the "
                     "YAML if its changes after the clone point may be lost.")
-            for r in cur.execute(sql.load("preflight_left_out_schemas"), {"accounted": accounted})
+            for r in cur.execute(sqlfiles.load("preflight_left_out_schemas"), {"accounted": accounted})
         ]
         params = {"schemas": names}
         findings += _identity_findings(cur, params, engine, allow_replica_identity_full)
@@ -152,13 +152,13 @@ def run_preflight(
         findings += [
             Finding(f"table {r['qualified']}", "is UNLOGGED: a clone or snapshot restores it empty and CDC never carries its changes.",
                     f"ALTER TABLE {r['qualified']} SET LOGGED; or leave it out of the migration.")
-            for r in cur.execute(sql.load("preflight_unlogged_tables"), params)
+            for r in cur.execute(sqlfiles.load("preflight_unlogged_tables"), params)
         ]
         findings += _large_object_findings(cur, params, facts)
         findings += [
             Finding(f"table {r['qualified']}", f"role {facts['role_name']!r} has no SELECT on it.",
                     f"GRANT SELECT ON {r['qualified']} TO <migration role>; (as the table owner).")
-            for r in cur.execute(sql.load("preflight_tables_without_select"), params)
+            for r in cur.execute(sqlfiles.load("preflight_tables_without_select"), params)
         ]
     for finding in findings:
         (log.warning if finding.level == "fail" else log.info)("preflight: %s", finding)
@@ -198,7 +198,7 @@ def _server_findings(facts: dict, slots_needed: int) -> list[Finding]:
 
 def _settings_findings(cur: psycopg.Cursor, wanted: Mapping[str, str]) -> list[Finding]:
     found = []
-    for row in cur.execute(sql.load("preflight_settings"), {"names": list(wanted)}):
+    for row in cur.execute(sqlfiles.load("preflight_settings"), {"names": list(wanted)}):
         expected = wanted[row["name"]]
         if row["value"] is None:
             found.append(Finding(f"setting {row['name']}", f"is not known to this server; it must be {expected!r}.",
@@ -214,7 +214,7 @@ def _identity_findings(cur: psycopg.Cursor, params: dict, engine: str, allow_ful
     found = []
     consequence = ("UPDATE and DELETE on it are skipped by DMS" if engine == "dms"
                    else "UPDATE and DELETE on it fail on the source once it is published")
-    for row in cur.execute(sql.load("preflight_tables_without_identity"), params).fetchall():
+    for row in cur.execute(sqlfiles.load("preflight_tables_without_identity"), params).fetchall():
         what = f"table {row['qualified']}"
         if allow_full and not row["is_owner"]:
             found.append(Finding(what, f"has no primary key or replica identity, and role {row['role_name']!r} does "
@@ -234,12 +234,12 @@ def _identity_findings(cur: psycopg.Cursor, params: dict, engine: str, allow_ful
 
 def _transaction_findings(cur: psycopg.Cursor, max_age_s: int, facts: dict) -> list[Finding]:
     found = []
-    for r in cur.execute(sql.load("preflight_long_transactions"), {"max_age_s": max_age_s}):
+    for r in cur.execute(sqlfiles.load("preflight_long_transactions"), {"max_age_s": max_age_s}):
         found.append(Finding(
             f"transaction of pid {r['pid']} (database {r['datname']!r}, user {r['usename']!r}, application {r['application_name']!r})",
             f"has been open {r['age_s']} s ({r['state']}), longer than {max_age_s} s: slot creation waits for it and the clone would miss it.",
             f"Commit or roll it back, or end it with SELECT pg_terminate_backend({r['pid']});"))
-    for r in cur.execute(sql.load("preflight_prepared_transactions")):
+    for r in cur.execute(sqlfiles.load("preflight_prepared_transactions")):
         found.append(Finding(
             f"prepared transaction {r['gid']!r} (database {r['database']!r}, owner {r['owner']!r})",
             f"has been prepared for {r['age_s']} s: it blocks slot creation until it is resolved.",
@@ -257,7 +257,7 @@ def _large_object_findings(cur: psycopg.Cursor, params: dict, facts: dict) -> li
         found.append(Finding("pg_largeobject_metadata",
                              f"holds {facts['large_objects']} large object(s); logical decoding never carries large objects.",
                              "Move them into bytea columns before migrating, or copy them separately at cutover."))
-    for r in cur.execute(sql.load("preflight_large_object_columns"), params):
+    for r in cur.execute(sqlfiles.load("preflight_large_object_columns"), params):
         found.append(Finding(
             f"column {r['qualified_column']}",
             f"has type {r['type_name']}, which refers to large objects that CDC does not carry.",
@@ -276,7 +276,7 @@ IDENTITY_NAMES = {"d": "DEFAULT", "n": "NOTHING", "i": "USING INDEX", "f": "FULL
 def _ensure_identity_table(conn: psycopg.Connection, control_schema: str) -> None:
     for name in ("target_prep_create_schema", "preflight_replica_identity_table"):
         try:
-            conn.execute(sql.compose(name, schema=control_schema))
+            conn.execute(sqlfiles.compose(name, schema=control_schema))
         except psycopg.errors.UniqueViolation:
             pass  # created by a concurrent task between its check and its insert
 
@@ -297,18 +297,18 @@ def apply_source_changes(conn: psycopg.Connection, *, schemas: Sequence[str], co
     if not allow_replica_identity_full:
         return []
     with conn.cursor(row_factory=dict_row) as cur:
-        pending = cur.execute(sql.load("preflight_tables_without_identity"), {"schemas": names}).fetchall()
+        pending = cur.execute(sqlfiles.load("preflight_tables_without_identity"), {"schemas": names}).fetchall()
     if pending:
         _ensure_identity_table(conn, control_schema)
     for row in pending:
         with conn.transaction():
-            conn.execute(sql.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
-            conn.execute(sql.compose("preflight_replica_identity_record", schema=control_schema),
+            conn.execute(sqlfiles.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
+            conn.execute(sqlfiles.compose("preflight_replica_identity_record", schema=control_schema),
                          {"schema_name": row["schema_name"], "table_name": row["table_name"],
                           "previous": row["replident"]})
             try:
-                conn.execute(sql.compose("preflight_set_replica_identity_full",
-                                         schema=row["schema_name"], table=row["table_name"]))
+                conn.execute(sqlfiles.compose("preflight_set_replica_identity_full",
+                                              schema=row["schema_name"], table=row["table_name"]))
             except psycopg.errors.LockNotAvailable:
                 raise RuntimeError(
                     f"table {row['qualified']}: REPLICA IDENTITY FULL was not set: its lock was not granted within "
@@ -322,10 +322,10 @@ def recorded_changes(conn: psycopg.Connection, control_schema: str) -> list[dict
     """The replica identity changes recorded in this database and not yet restored."""
     validate_identifier(control_schema, field="control_schema")
     with conn.cursor(row_factory=dict_row) as cur:
-        if not cur.execute(sql.load("preflight_replica_identity_table_exists"),
+        if not cur.execute(sqlfiles.load("preflight_replica_identity_table_exists"),
                            {"schema": control_schema}).fetchone()["present"]:
             return []
-        rows = cur.execute(sql.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
+        rows = cur.execute(sqlfiles.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
     return [{"table": r["qualified"], "previous": IDENTITY_NAMES.get(r["previous"], r["previous"]), "now": "FULL"}
             for r in rows]
 
@@ -341,31 +341,31 @@ def restore_replica_identity(conn: psycopg.Connection, *, control_schema: str,
     validate_identifier(control_schema, field="control_schema")
     lines: list[str] = []
     with conn.cursor(row_factory=dict_row) as cur:
-        if not cur.execute(sql.load("preflight_replica_identity_table_exists"),
+        if not cur.execute(sqlfiles.load("preflight_replica_identity_table_exists"),
                            {"schema": control_schema}).fetchone()["present"]:
             return lines
-        rows = cur.execute(sql.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
+        rows = cur.execute(sqlfiles.compose("preflight_replica_identity_pending", schema=control_schema), {}).fetchall()
     for row in rows:
         target = {"schema": row["schema_name"], "table": row["table_name"]}
         key = {"schema_name": row["schema_name"], "table_name": row["table_name"]}
         previous = IDENTITY_NAMES.get(row["previous"], row["previous"])
         try:
             with conn.transaction():
-                conn.execute(sql.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
+                conn.execute(sqlfiles.load("preflight_lock_timeout"), {"timeout": f"{lock_timeout_ms}ms"})
                 if row["current"] is None:
                     line = f"table {row['qualified']} no longer exists; nothing to restore"
                 elif row["current"] != "f":
                     line = f"left replica identity of {row['qualified']} as it is (changed since the migration set it)"
                 elif row["previous"] == "d":
-                    conn.execute(sql.compose("preflight_restore_replica_identity_default", **target))
+                    conn.execute(sqlfiles.compose("preflight_restore_replica_identity_default", **target))
                     line = f"restored REPLICA IDENTITY DEFAULT on {row['qualified']}"
                 else:
                     # NOTHING, or an index identity whose index was gone: both replicate no old key.
-                    conn.execute(sql.compose("preflight_restore_replica_identity_nothing", **target))
+                    conn.execute(sqlfiles.compose("preflight_restore_replica_identity_nothing", **target))
                     line = f"restored REPLICA IDENTITY NOTHING on {row['qualified']}"
                     if row["previous"] == "i":
                         line += " (it was USING INDEX with the index gone, which replicates no key either)"
-                conn.execute(sql.compose("preflight_replica_identity_restored", schema=control_schema), key)
+                conn.execute(sqlfiles.compose("preflight_replica_identity_restored", schema=control_schema), key)
         except psycopg.errors.LockNotAvailable:
             line = (f"could not restore REPLICA IDENTITY {previous} on {row['qualified']}: its lock was not granted "
                     f"within {lock_timeout_ms} ms; rerun cleanup, or ALTER TABLE {row['qualified']} REPLICA "

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 from migration.capture import CAPTURE_METHODS, METHOD_REDO_DONE_AT
 from migration.clone_guard import ensure_target_is_not_source
 from migration.lsn import LSN
@@ -54,7 +54,7 @@ def validate_slot_name(slot_name: object, *, field: str = "slot_name") -> str:
 
 def _slot(conn: psycopg.Connection, slot_name: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql.load("slots_get"), {"slot_name": slot_name}).fetchone()
+        return cur.execute(sqlfiles.load("slots_get"), {"slot_name": slot_name}).fetchone()
 
 
 def _reuse(slot: dict[str, Any], plugin: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _reuse(slot: dict[str, Any], plugin: str) -> dict[str, Any]:
 
 def _blocking_transactions(conn: psycopg.Connection, since: Any) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql.load("slots_blocking_transactions"), {"since": since}).fetchall()
+        return cur.execute(sqlfiles.load("slots_blocking_transactions"), {"since": since}).fetchall()
 
 
 def _describe(blockers: list[dict[str, Any]]) -> str:
@@ -107,7 +107,7 @@ def create_slot(conn: psycopg.Connection, slot_name: str, plugin: str, *, wait_f
         return _reuse(existing, plugin)
 
     deadline = time.monotonic() + wait_for_xacts_s
-    since = conn.execute(sql.load("slots_clock")).fetchone()[0]
+    since = conn.execute(sqlfiles.load("slots_clock")).fetchone()[0]
     while blockers := _blocking_transactions(conn, since):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -124,15 +124,15 @@ def create_slot(conn: psycopg.Connection, slot_name: str, plugin: str, *, wait_f
     try:
         # The local statement_timeout bounds the server's own wait for transactions that began meanwhile.
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql.load("slots_local_statement_timeout"), {"timeout_ms": str(int(timeout_s * 1000))})
-            row = cur.execute(sql.load("slots_create"), {"slot_name": slot_name, "plugin": plugin}).fetchone()
+            cur.execute(sqlfiles.load("slots_local_statement_timeout"), {"timeout_ms": str(int(timeout_s * 1000))})
+            row = cur.execute(sqlfiles.load("slots_create"), {"slot_name": slot_name, "plugin": plugin}).fetchone()
     except psycopg.errors.DuplicateObject:
         existing = _slot(conn, slot_name)
         if existing is None:
             raise
         return _reuse(existing, plugin)
     except psycopg.errors.QueryCanceled as exc:
-        now = conn.execute(sql.load("slots_clock")).fetchone()[0]
+        now = conn.execute(sqlfiles.load("slots_clock")).fetchone()[0]
         still_open = _describe(_blocking_transactions(conn, now)) or "they have ended since"
         raise SlotError(
             f"Slot {slot_name!r} was not created: waiting for running transactions took longer than {timeout_s:.0f} s "
@@ -151,14 +151,14 @@ def drop_copied_slots(conn: psycopg.Connection, *, source_conn: psycopg.Connecti
     ensure_target_is_not_source(conn, source_conn, task="drop_copied_slots")
     dropped = []
     with conn.cursor(row_factory=dict_row) as cur:
-        slots = cur.execute(sql.load("slots_list")).fetchall()
+        slots = cur.execute(sqlfiles.load("slots_list")).fetchall()
     for slot in slots:
         name = slot["slot_name"]
         if slot["active"]:
             log.warning("Keeping replication slot %s on the target: it is in use by pid %s", name, slot["active_pid"])
             continue
         try:
-            conn.execute(sql.load("slots_drop"), {"slot_name": name})
+            conn.execute(sqlfiles.load("slots_drop"), {"slot_name": name})
         except psycopg.errors.UndefinedObject:
             continue
         except psycopg.errors.ObjectInUse:
@@ -180,14 +180,14 @@ def drop_slot(conn: psycopg.Connection, slot_name: str) -> bool:
         return False
     if slot.get("active"):
         raise SlotError(f"replication slot {slot_name} is in use; stop its subscription or DMS task, then drop it")
-    return conn.execute(sql.load("slots_drop_if_idle"), {"slot_name": slot_name}).rowcount == 1
+    return conn.execute(sqlfiles.load("slots_drop_if_idle"), {"slot_name": slot_name}).rowcount == 1
 
 
 def slot_retention(source_conn: psycopg.Connection, slot_name: str) -> dict[str, Any]:
     """{retained_bytes, wal_status, safe_wal_size, max_slot_wal_keep_size} of a slot on the source."""
     validate_slot_name(slot_name)
     with source_conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sql.load("slots_retention"), {"slot_name": slot_name}).fetchone()
+        row = cur.execute(sqlfiles.load("slots_retention"), {"slot_name": slot_name}).fetchone()
     if row is None:
         raise SlotError(f"Replication slot {slot_name!r} does not exist on the source; create it first.")
     return dict(row)
@@ -196,7 +196,7 @@ def slot_retention(source_conn: psycopg.Connection, slot_name: str) -> dict[str,
 def replication_lag_bytes(source_conn: psycopg.Connection, slot_name: str) -> int:
     """Bytes of WAL the slot's consumer has not confirmed yet: pg_current_wal_lsn() - confirmed_flush_lsn."""
     validate_slot_name(slot_name)
-    row = source_conn.execute(sql.load("slots_lag_bytes"), {"slot_name": slot_name}).fetchone()
+    row = source_conn.execute(sqlfiles.load("slots_lag_bytes"), {"slot_name": slot_name}).fetchone()
     if row is None:
         raise SlotError(f"Replication slot {slot_name!r} does not exist on the source; create it first.")
     return int(row[0])
@@ -225,8 +225,8 @@ def _decode_upto(conn: psycopg.Connection, slot: dict[str, Any], upto: LSN, publ
     """Peek (never consume) the slot up to ``upto``; returns the rows decoded."""
     name = "slots_peek_pgoutput" if slot["plugin"] == "pgoutput" else "slots_peek_test_decoding"
     try:
-        return int(conn.execute(sql.load(name), {"slot_name": slot["slot_name"], "upto": str(upto),
-                                                 "publication": publication}).fetchone()[0])
+        return int(conn.execute(sqlfiles.load(name), {"slot_name": slot["slot_name"], "upto": str(upto),
+                                                      "publication": publication}).fetchone()[0])
     except psycopg.errors.ObjectInUse as exc:
         raise SlotError(f"Replication slot {slot['slot_name']!r} is in use ({exc.diag.message_primary}); the start LSN "
                         "must be resolved before CDC starts reading it. Stop the consumer, or keep the LSN resolved "
@@ -279,7 +279,7 @@ def resolve_start_lsn(
             "the changes between are not in the slot (it was created after the clone point, or it was already read "
             "past it). Create the slot before the clone, then clone again."
         )
-    end = LSN(conn.execute(sql.load("slots_flush_lsn")).fetchone()[0], field="flush_lsn")
+    end = LSN(conn.execute(sqlfiles.load("slots_flush_lsn")).fetchone()[0], field="flush_lsn")
     if captured > end:
         raise SlotError(f"The captured LSN {captured} is ahead of this server's WAL (flushed up to {end}): it does "
                         "not come from a clone of this source. Check the clone and the source connection.")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 from migration.preflight import validate_identifier, validate_schemas
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def create_control_schema(conn: psycopg.Connection, schema: str) -> str:
     """``CREATE SCHEMA IF NOT EXISTS`` (on source and target, as DMS's ControlSchema); returns the name."""
     validate_identifier(schema, field="control_schema")
     try:
-        conn.execute(sql.compose("target_prep_create_schema", schema=schema))
+        conn.execute(sqlfiles.compose("target_prep_create_schema", schema=schema))
     except psycopg.errors.UniqueViolation:
         pass  # A concurrent run created it between the check and the insert.
     log.info("Control schema %r is present", schema)
@@ -66,7 +66,7 @@ def create_control_schema(conn: psycopg.Connection, schema: str) -> str:
 def _ensure_saved_ddl_table(conn: psycopg.Connection, schema: str) -> None:
     create_control_schema(conn, schema)
     try:
-        conn.execute(sql.compose("target_prep_create_saved_ddl", schema=schema))
+        conn.execute(sqlfiles.compose("target_prep_create_saved_ddl", schema=schema))
     except psycopg.errors.UniqueViolation:
         pass
 
@@ -85,8 +85,8 @@ def disable_user_triggers(conn: psycopg.Connection, schemas: Sequence[str], *, c
         raise ValueError(f"control_schema: {control_schema!r} is also a migrated schema; use a schema of its own")
     _ensure_saved_ddl_table(conn, control_schema)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql.compose("target_prep_lock_saved_ddl", schema=control_schema))
-        saved = {r["purpose"]: r for r in cur.execute(sql.compose("target_prep_read_saved_ddl", schema=control_schema),
+        cur.execute(sqlfiles.compose("target_prep_lock_saved_ddl", schema=control_schema))
+        saved = {r["purpose"]: r for r in cur.execute(sqlfiles.compose("target_prep_read_saved_ddl", schema=control_schema),
                                                         {"purposes": [PURPOSE_ENABLE, PURPOSE_DISABLE]})}
         if PURPOSE_ENABLE in saved and PURPOSE_DISABLE in saved:
             if sorted(saved[PURPOSE_ENABLE]["schemas"]) != sorted(names):
@@ -102,9 +102,9 @@ def disable_user_triggers(conn: psycopg.Connection, schemas: Sequence[str], *, c
             log.info("Trigger DDL was saved before; %d trigger(s) kept disabled", count)
             return saved[PURPOSE_ENABLE]["ddl"]
 
-        generated = cur.execute(sql.load("target_prep_trigger_ddl"), {"schemas": names}).fetchone()
+        generated = cur.execute(sqlfiles.load("target_prep_trigger_ddl"), {"schemas": names}).fetchone()
         for purpose, ddl in ((PURPOSE_ENABLE, generated["enable_ddl"]), (PURPOSE_DISABLE, generated["disable_ddl"])):
-            cur.execute(sql.compose("target_prep_save_ddl", schema=control_schema),
+            cur.execute(sqlfiles.compose("target_prep_save_ddl", schema=control_schema),
                         {"purpose": purpose, "schemas": names, "ddl": ddl})
         if generated["triggers"]:
             cur.execute(generated["disable_ddl"])
@@ -117,7 +117,7 @@ def saved_trigger_ddl(conn: psycopg.Connection, control_schema: str) -> str | No
     """The enabling DDL saved by ``disable_user_triggers`` for this database, or None."""
     validate_identifier(control_schema, field="control_schema")
     try:
-        row = conn.execute(sql.compose("target_prep_read_saved_ddl", schema=control_schema),
+        row = conn.execute(sqlfiles.compose("target_prep_read_saved_ddl", schema=control_schema),
                            {"purposes": [PURPOSE_ENABLE]}).fetchone()
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
         return None
