@@ -116,10 +116,16 @@ def _dms_start_cdc(ctx: BuildContext):
                   dms_table_mappings):
         """Start change data capture from exactly the clone's LSN, per database."""
         # DMS: start LSN in the slot, endpoints, connection tests, the CDC-only task, running.
+        boundary = {"captured_lsn": xcom(CAPTURE_CLONE_LSN, "lsn"), "capture_method": xcom(CAPTURE_CLONE_LSN, "method")}
+        if config.initial_load == "pg_dump":
+            # A logical load: this database's slot's consistent point, the first position its dump lacks.
+            from dag_phases.load import LOAD_DATABASE
+
+            boundary = {"captured_lsn": mapped_xcom(LOAD_DATABASE, "consistent_point"),
+                        "capture_method": "slot_consistent_point"}
         resolve = ResolveCdcStartLsnOperator(
             task_id=RESOLVE_START_LSN, source_conn_id=config.source.conn_id, database=database, slot_name=slot_name,
-            captured_lsn=xcom(CAPTURE_CLONE_LSN, "lsn"), capture_method=xcom(CAPTURE_CLONE_LSN, "method"),
-            aws_conn_id=aws_conn, replication_task_id=dms_task_id)
+            aws_conn_id=aws_conn, replication_task_id=dms_task_id, **boundary)
         source_ep = DmsEnsurePostgresEndpointOperator(
             task_id=ENSURE_SOURCE_ENDPOINT, aws_conn_id=aws_conn, endpoint_identifier=dms_source_endpoint,
             endpoint_type="source", database=database, postgres_conn_id=config.source.conn_id,
@@ -196,7 +202,8 @@ def _dms_wait_in_sync(ctx: BuildContext):
         clean = DmsValidationSensor(
             task_id=WAIT_VALIDATION_CLEAN, aws_conn_id=aws_conn, replication_task_arn=task_arn,
             target_conn_id=ctx.tgt, database=database, control_schema=config.control_schema,
-            target_host=ctx.target_host, target_port=ctx.target_port, poll_interval=config.dms.poll_interval_seconds)
+            target_host=ctx.target_host, target_port=ctx.target_port, poll_interval=config.dms.poll_interval_seconds,
+            source_conn_id=ctx.src, slot_name=slot_name)
         lag >> clean
 
     return wait_in_sync

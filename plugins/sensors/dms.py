@@ -69,20 +69,29 @@ class DmsCdcLatencySensor(DeferrablePollSensor):
 
 
 class DmsValidationSensor(DeferrablePollSensor):
-    """Waits until describe_table_statistics shows every table 'Validated' and the target's
-    <control_schema>.awsdms_validation_failures_v1 has no row for the task; fails at once, naming
-    tables, keys and failure types, when validation found differences."""
+    """Waits until describe_table_statistics shows every table 'Validated' and no row of the target's
+    <control_schema>.awsdms_validation_failures_v1 for the task stands.
+
+    With ``source_conn_id`` and the task's ``slot_name`` (as the DAG sets them), rows DMS suspended or
+    recorded while they changed are compared again on source and target at each poll and allowed to
+    settle; it fails, naming tables and keys, only on a row that still differs while its source row
+    stayed unchanged and CDC applied past it (``migration.dms.monitoring.validation_state``). Without
+    them any failure row fails at once."""
 
     poll_path = "triggers.checks:poll_dms_validation"
     template_fields: Sequence[str] = ("aws_conn_id", "replication_task_arn", "target_conn_id", "database",
-                                      "target_host", "target_port", "control_schema", "expected_tables")
+                                      "target_host", "target_port", "control_schema", "expected_tables",
+                                      "source_conn_id", "slot_name")
 
     def __init__(self, *, aws_conn_id: str | None, replication_task_arn: str, target_conn_id: str, database: str,
                  control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
                  expected_tables: Sequence[str] | None = None, max_reported: int = 20,
-                 region_name: str | None = None, **kwargs: Any):
+                 region_name: str | None = None, source_conn_id: str | None = None, slot_name: str | None = None,
+                 **kwargs: Any):
         kwargs.setdefault("poll_interval", DEFAULT_POLL_SECONDS)
         super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.slot_name = slot_name
         self.aws_conn_id = aws_conn_id
         self.replication_task_arn = replication_task_arn
         self.target_conn_id = target_conn_id
@@ -104,4 +113,5 @@ class DmsValidationSensor(DeferrablePollSensor):
             "target_port": int(port) if port not in (None, "", "None") else None,
             "expected_tables": list(self.expected_tables) if self.expected_tables else None,
             "max_reported": int(self.max_reported),
+            **({"source_conn_id": self.source_conn_id, "slot_name": self.slot_name} if self.source_conn_id else {}),
         }

@@ -7,6 +7,7 @@ never imports Airflow. A check returns ``(done, payload)``, the payload a small 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -168,11 +169,17 @@ def poll_dms_cdc_latency(*, aws_conn_id: str | None, replication_task_arn: str, 
 def poll_dms_validation(*, aws_conn_id: str | None, replication_task_arn: str, target_conn_id: str, database: str,
                         control_schema: str, target_host: str | None = None, target_port: int | str | None = None,
                         expected_tables: list[str] | None = None, max_reported: int = 20,
-                        region_name: str | None = None) -> tuple[bool, dict[str, Any]]:
-    """DMS validation (migration.dms.monitoring.validation_state); the target reached at ``target_host``."""
+                        region_name: str | None = None, source_conn_id: str | None = None,
+                        slot_name: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """DMS validation (migration.dms.monitoring.validation_state); the target reached at ``target_host``;
+    with ``source_conn_id`` and the task's ``slot_name`` the rows DMS recorded are compared again."""
     port = int(target_port) if target_port not in (None, "") else None
-    with connect(target_conn_id, dbname=database, host=target_host or None, port=port) as target_conn:
+    with contextlib.ExitStack() as stack:
+        target_conn = stack.enter_context(connect(target_conn_id, dbname=database, host=target_host or None,
+                                                  port=port))
+        source_conn = stack.enter_context(connect(source_conn_id, dbname=database)) if source_conn_id else None
         return dms_monitoring.validation_state(
             dms=aws_client(aws_conn_id, "dms", region_name=region_name), target_conn=target_conn,
             replication_task_arn=replication_task_arn, control_schema=control_schema,
-            expected_tables=expected_tables, max_reported=max_reported)
+            expected_tables=expected_tables, max_reported=max_reported, source_conn=source_conn,
+            slot_name=slot_name, database=database)

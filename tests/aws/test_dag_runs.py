@@ -596,6 +596,8 @@ def test_aurora_clone_and_dms_through_the_cutover(aurora_dms, admin, dms_moto, r
     assert all(done < blocked_at for done in changes.done.values()) and len(changes.done) == 2
     report = report_of(migration.dag_id)
     assert report["outcome"] == "cut over" and report["write_blocked_seconds"] == timeline["write_blocked_seconds"]
+    # Rows validated come from DMS's table statistics (issue 11 item 8), per database.
+    assert [row["database"] for row in report["validation"]] == ["orders"] and report["validation"][0]["rows"] > 0
 
     # The clone's LSN came from (the stand-in for) Aurora's function, and DMS started exactly where it resolved.
     captured = xcom(dagrun, "capture_clone_lsn")

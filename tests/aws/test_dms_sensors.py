@@ -252,6 +252,7 @@ def test_validation_sensor_defers_then_its_trigger_finishes_when_all_tables_vali
     assert event["status"] == "success", event
     payload = sensor.execute_complete({}, event=event)
     assert payload == {"task_name": task["resource_id"], "tables": 2, "states": {"Validated": 2}, "failures": 0,
+                       "database": DATABASE, "rows_compared": 2,  # the report's rows validated, per database
                        "reason": "all 2 table(s) validated, no failure rows"}
 
 
@@ -466,6 +467,9 @@ def test_dms_waits_poll_every_15_s_by_default_and_dms_poll_interval_seconds_sets
     dag = build_dag(load_config(tmp_path / "aurora_orders.yaml"))
     assert [dag.get_task(task_id).poke_interval for task_id in ids] == [7, 7, 7]
     assert dag.get_task("wait_in_sync.wait_validation_clean").poll_interval == 7  # what the trigger sleeps
+    # The validation wait rechecks rows DMS could not validate on the source, through the task's slot.
+    validation = dag.get_task("wait_in_sync.wait_validation_clean")
+    assert validation.source_conn_id == "orders_source"
     assert DmsTaskRunningSensor(task_id="t", replication_task_arn=TASK_ARN).poke_interval == 15
     assert RdsSetLogicalReplicationOperator(task_id="t", aws_conn_id="a", db_type="cluster", db_identifier="c",
                                             enabled=True).poll_interval == 15

@@ -6,15 +6,19 @@ which open clients and connections from Airflow connection ids, are in ``trigger
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from psycopg.sql import Identifier
 
 from migration import sql as sqlfiles
 from migration.dms.errors import DmsError, DmsValidationFailed
 from migration.dms.requests import check_pg_name, check_slot_name, task_resource_id
 from migration.dms.resources import describe_task, task_failure
 from migration.native_cdc import slot_positions
+from migration.validation import cdc_applied_past, wal_position
 
 NAMESPACE = "AWS/DMS"
 VALIDATION_FAILURES_TABLE = "awsdms_validation_failures_v1"
@@ -22,6 +26,9 @@ VALIDATION_FAILURES_TABLE = "awsdms_validation_failures_v1"
 VALIDATION_FAILED_STATES = frozenset(
     {"Mismatched records", "Suspended records", "No primary key", "Table error", "Error", "Not enabled"}
 )
+# Of those, the states of rows DMS compared while they changed: with a source connection their keys are
+# compared again, and they settle (VALIDATION_FAILED_STATES without a source connection).
+RECHECKABLE_STATES = ("Mismatched records", "Suspended records")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,9 +199,18 @@ def cdc_latency_state(*, dms: Any, cloudwatch: Any, source_conn: Any, replicatio
 
 
 def validation_state(*, dms: Any, target_conn: Any, replication_task_arn: str, control_schema: str,
-                     expected_tables: Iterable[str] | None = None, max_reported: int = 20
-                     ) -> tuple[bool, dict[str, Any]]:
-    """Validation is clean when every table is 'Validated' and the failures table has no row for the task.
+                     expected_tables: Iterable[str] | None = None, max_reported: int = 20,
+                     source_conn: Any = None, slot_name: str | None = None, cdc_wait_s: float = 15.0,
+                     max_rechecked: int = 50, database: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """Validation is clean when every table is 'Validated' and no failure row of the task stands.
+
+    DMS cannot validate rows that change while it compares them (it suspends them) and records rows it
+    compared mid-change in <control_schema>.awsdms_validation_failures_v1. With ``source_conn`` (and the
+    task's ``slot_name``) each recorded key is compared again on source and target (``recheck_rows``,
+    the way the native validation treats in-flux chunks): a row that now matches is settled, one whose
+    source keeps changing is waited for, and one that differs while its source stayed unchanged and
+    CDC applied past it fails. A 'Mismatched records' or 'Suspended records' table counts as validated
+    once every key recorded for it settled. Without ``source_conn`` any failure row fails at once.
 
     Raises DmsValidationFailed, with table, key and failure type (capped), when it cannot become clean.
     """
@@ -203,35 +219,138 @@ def validation_state(*, dms: Any, target_conn: Any, replication_task_arn: str, c
     failures = validation_failures(target_conn, control_schema=control_schema, task_name=task_name,
                                    limit=max_reported)
     by_state: dict[str, list[str]] = {}
-    failed_tables = []
+    failed_tables, unsettled_tables = [], {}
     for table in tables:
         name = f"{table.get('SchemaName')}.{table.get('TableName')}"
         state = table.get("ValidationState") or "unknown"
         by_state.setdefault(state, []).append(name)
-        if state in VALIDATION_FAILED_STATES:
-            failed_tables.append(f"{name} ({state}, {int(table.get('ValidationFailedRecords') or 0)} failed, "
-                                 f"{int(table.get('ValidationSuspendedRecords') or 0)} suspended)")
+        summary = (f"{name} ({state}, {int(table.get('ValidationFailedRecords') or 0)} failed, "
+                   f"{int(table.get('ValidationSuspendedRecords') or 0)} suspended)")
+        if state in RECHECKABLE_STATES and source_conn is not None:
+            unsettled_tables[name] = table
+        elif state in VALIDATION_FAILED_STATES:
+            failed_tables.append(summary)
     payload: dict[str, Any] = {
         "task_name": task_name,
         "tables": len(tables),
         "states": {state: len(names) for state, names in sorted(by_state.items())},
         "failures": failures["total"],
     }
-    if failed_tables or failures["total"]:
+    if database is not None:  # what the report shows per database
+        payload.update(database=database, rows_compared=rows_validated(tables))
+    if failed_tables or (failures["total"] and source_conn is None):
         raise DmsValidationFailed(_validation_message(task_name, control_schema, failed_tables, failures,
                                                       max_reported))
+    waiting: list[str] = []
+    if failures["total"]:
+        keys = failure_keys(target_conn, control_schema=control_schema, task_name=task_name, limit=max_rechecked)
+        outcome = recheck_rows(source_conn, target_conn, keys, slot_name=slot_name, cdc_wait_s=cdc_wait_s)
+        payload["rechecked"] = {state: len(items) for state, items in outcome.items()}
+        if outcome["persistent"]:
+            raise DmsValidationFailed(_persistent_message(task_name, control_schema, outcome["persistent"],
+                                                          max_reported))
+        unsettled_keys = outcome["in_flux"] + outcome["cdc_behind"]
+        if unsettled_keys:
+            waiting.append(f"{len(unsettled_keys)} row(s) DMS could not validate are still changing or not applied "
+                           f"yet ({', '.join(k['table'] + ' ' + k['key'] for k in unsettled_keys[:3])}): rechecking")
+        if failures["total"] > len(keys):
+            waiting.append(f"{failures['total'] - len(keys)} more failure row(s) to recheck")
+        settled_tables = {item["table"] for item in outcome["settled"]} - {k["table"] for k in unsettled_keys}
+        for name in settled_tables & set(unsettled_tables):
+            del unsettled_tables[name]  # every key DMS recorded for it matches again
+    for name, table in unsettled_tables.items():
+        waiting.append(f"{name} is {table.get('ValidationState')} ({int(table.get('ValidationSuspendedRecords') or 0)} "
+                       f"suspended) with no settled key recorded: waiting for DMS to revalidate it")
     missing = sorted(set(expected_tables or ()) - {f"{t.get('SchemaName')}.{t.get('TableName')}" for t in tables})
-    pending = sorted(name for state, names in by_state.items() if state != "Validated" for name in names)
+    pending = sorted(name for state, names in by_state.items() if state not in ("Validated", *RECHECKABLE_STATES)
+                     for name in names)
     if not tables:
         payload["reason"] = "DMS reports no table statistics yet"
     elif missing:
         payload["reason"] = f"{len(missing)} table(s) not reported yet: {', '.join(missing[:max_reported])}"
     elif pending:
         payload["reason"] = f"{len(pending)} table(s) not validated yet: {', '.join(pending[:max_reported])}"
+    elif waiting:
+        payload["reason"] = "; ".join(waiting)
     else:
-        payload["reason"] = f"all {len(tables)} table(s) validated, no failure rows"
+        settled = payload.get("rechecked", {}).get("settled", 0)
+        payload["reason"] = (f"all {len(tables)} table(s) validated, no failure rows" if not failures["total"] else
+                             f"all {len(tables)} table(s) validated; the {settled} row(s) DMS recorded while they "
+                             f"changed match on source and target now")
         return True, payload
     return False, payload
+
+
+def rows_validated(tables: list[dict]) -> int:
+    """Rows DMS validated, from its table statistics: rows it loaded or changed, less those still pending,
+    failed or suspended (DMS reports no validated-row count of its own)."""
+    total = 0
+    for table in tables:
+        changed = sum(int(table.get(key) or 0) for key in ("FullLoadRows", "Inserts", "Updates"))
+        open_rows = sum(int(table.get(key) or 0) for key in ("ValidationPendingRecords", "ValidationFailedRecords",
+                                                             "ValidationSuspendedRecords"))
+        total += max(0, changed - open_rows)
+    return total
+
+
+def failure_keys(conn: Any, *, control_schema: str, task_name: str, limit: int) -> list[dict[str, str]]:
+    """The distinct (table, key) of the task's failure rows, oldest first, at most ``limit``."""
+    check_pg_name(control_schema, "control_schema")
+    rows = conn.execute(sqlfiles.compose("dms_validation_failures_keys", schema=control_schema),
+                        {"task_name": task_name, "limit": limit}).fetchall()
+    return [{"schema": owner, "name": table, "table": f"{owner}.{table}", "key": key} for owner, table, key, _ in rows]
+
+
+def _row_by_key(conn: Any, item: dict[str, str]) -> tuple[str, str] | None | str:
+    try:
+        json.loads(item["key"])
+    except ValueError:
+        return "unreadable"
+    query = sqlfiles.compose("dms_validation_row_by_key", table=Identifier(item["schema"], item["name"]))
+    rows = conn.execute(query, {"key": item["key"]}).fetchall()
+    return tuple(rows[0]) if len(rows) == 1 else None
+
+
+def recheck_rows(source_conn: Any, target_conn: Any, keys: list[dict[str, str]], *, slot_name: str | None,
+                 cdc_wait_s: float = 15.0) -> dict[str, list[dict[str, str]]]:
+    """Compare each recorded key again: read the source (S1) and its WAL position, wait until CDC applied
+    past it (the slot's confirmed position), read the target (T) and the source again (S2).
+
+    settled: T equals S1 or S2. persistent: S1 and S2 equal, row version included, CDC applied, T
+    differs. in_flux: the source changed in between. cdc_behind: CDC did not apply past S1 in time.
+    """
+    outcome: dict[str, list[dict[str, str]]] = {"settled": [], "persistent": [], "in_flux": [], "cdc_behind": []}
+    if not keys:
+        return outcome
+    first = [_row_by_key(source_conn, item) for item in keys]
+    position = wal_position(source_conn)
+    applied = cdc_applied_past(source_conn, slot_name, position, cdc_wait_s) if slot_name else False
+    for item, s1 in zip(keys, first, strict=True):
+        target = _row_by_key(target_conn, item)
+        s2 = _row_by_key(source_conn, item)
+        if "unreadable" in (s1, target, s2):
+            outcome["persistent"].append({**item, "why": "its key is not a JSON object of key columns"})
+            continue
+        source_values = {row[0] if row else None for row in (s1, s2)}
+        if (target[0] if target else None) in source_values:
+            outcome["settled"].append(item)
+        elif not applied:
+            outcome["cdc_behind"].append(item)
+        elif s1 == s2:
+            outcome["persistent"].append({**item, "why": "differs while the source row stayed unchanged and CDC "
+                                                         "applied past it"})
+        else:
+            outcome["in_flux"].append(item)
+    return outcome
+
+
+def _persistent_message(task_name: str, control_schema: str, rows: list[dict[str, str]], cap: int) -> str:
+    shown = "; ".join(f"{r['table']} {r['key']} ({r['why']})" for r in rows[:cap])
+    more = f"; and {len(rows) - cap} more" if len(rows) > cap else ""
+    return (f"DMS validation failed for task {task_name}: {len(rows)} row(s) recorded in {control_schema}."
+            f"{VALIDATION_FAILURES_TABLE} still differ on a quiet source: {shown}{more}. Compare those rows on "
+            f"source and target, fix them (or reload the tables), revalidate, and clear the task's rows from "
+            f"{control_schema}.{VALIDATION_FAILURES_TABLE} before rerunning.")
 
 
 def _validation_message(task_name: str, control_schema: str, failed_tables: list[str], failures: dict,
