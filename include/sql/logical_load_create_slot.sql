@@ -1,1 +1,1 @@
-CREATE_REPLICATION_SLOT {slot_name} LOGICAL pgoutput (SNAPSHOT 'export');
+CREATE_REPLICATION_SLOT {slot_name} LOGICAL {plugin} (SNAPSHOT 'export');

@@ -201,18 +201,22 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
 
 def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_conninfo: str, database: str,
                   schemas: Sequence[str], slot_name: str, migration_id: str, control_schema: str, jobs: int = 2,
-                  dump_directory: str | Path | None = None, progress_interval_s: float = PROGRESS_INTERVAL_S,
+                  plugin: str = "pgoutput", dump_directory: str | Path | None = None,
+                  progress_interval_s: float = PROGRESS_INTERVAL_S,
                   log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load ``schemas`` of one source database into the target at a new slot's exported snapshot.
 
     ``source_conninfo`` and ``target_conninfo`` name the database on each side, ``target_admin_conninfo``
-    another database of the target server (where the database is created). Returns the slot's
+    another database of the target server (where the database is created). ``plugin`` is the slot's output
+    plugin: pgoutput for native CDC, test_decoding for DMS. Returns the slot's
     ``consistent_point`` (where CDC starts), what was loaded and how long it took.
     """
     database = validate_identifier(database, field="database")
     schemas = validate_schemas(schemas)
     slots.validate_slot_name(slot_name)
     control_schema = validate_identifier(control_schema, field="control_schema")
+    if plugin not in slots.PLUGINS.values():
+        raise ValueError(f"plugin: expected one of {', '.join(slots.PLUGINS.values())}, got {plugin!r}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs: expected a whole number >= 1, got {jobs!r}")
     say = log_fn or log.info
@@ -266,7 +270,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
     with temporary_passfile(source_conninfo) as source_pass:
         replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
         try:
-            row = replication.execute(sql.compose("logical_load_create_slot", slot_name=slot_name)).fetchone()
+            row = replication.execute(sql.compose("logical_load_create_slot", slot_name=slot_name, plugin=plugin)).fetchone()
             consistent_point, snapshot = row[1], row[2]
             say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
             # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.

@@ -96,7 +96,8 @@ class LogicalLoadOperator(_TargetTask):
     ui_color = "#cfe2f3"
 
     def __init__(self, *, database: str, schemas: Sequence[str], slot_name: str, migration_id: str,
-                 control_schema: str, jobs: int = 2, dump_directory: str | None = None, **kwargs: Any):
+                 control_schema: str, jobs: int = 2, plugin: str = "pgoutput", dump_directory: str | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.database = database
         self.schemas = schemas
@@ -104,6 +105,7 @@ class LogicalLoadOperator(_TargetTask):
         self.migration_id = migration_id
         self.control_schema = control_schema
         self.jobs = jobs
+        self.plugin = plugin
         self.dump_directory = dump_directory
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -113,7 +115,7 @@ class LogicalLoadOperator(_TargetTask):
             target_conninfo=conninfo_for(self.target_conn_id, **target),
             target_admin_conninfo=conninfo_for(self.target_conn_id, **{**target, "dbname": ADMIN_DATABASE}),
             database=self.database, schemas=list(self.schemas), slot_name=self.slot_name,
-            migration_id=self.migration_id, control_schema=self.control_schema, jobs=self.jobs,
+            migration_id=self.migration_id, control_schema=self.control_schema, jobs=self.jobs, plugin=self.plugin,
             dump_directory=self.dump_directory, log_fn=self.log.info)
 
 

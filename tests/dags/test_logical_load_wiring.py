@@ -52,3 +52,20 @@ def test_aws_pg_dump_reads_the_existing_targets_endpoint_and_changes_no_paramete
     assert "wait_clone_available" in _upstream(dag, "create_target_roles")
     load = dag.get_task("load_database")
     assert "wait_clone_available" in load.partial_kwargs["target_host"]
+
+
+def test_dms_with_pg_dump_starts_each_task_at_its_slots_consistent_point():
+    data = yaml.safe_load((MIGRATIONS / "aurora_orders.yaml").read_text())
+    data["initial_load"] = "pg_dump"
+    dag = build_dag(parse_config(data, "aurora_orders.yaml"))
+    assert not CLONE_TASKS & set(dag.task_ids)
+    wait = dag.get_task("wait_clone_available")
+    assert (wait.db_type, wait.db_identifier) == ("cluster", "aurora-pgsql-target-01")
+    # The slot DMS reads is created by the load, with DMS's plugin.
+    assert dag.get_task("load_database").partial_kwargs["plugin"] == "test_decoding"
+    resolve = dag.get_task("start_cdc.resolve_start_lsn")
+    assert "task_ids='load_database', map_indexes=ti.map_index" in resolve.captured_lsn
+    assert resolve.capture_method == "slot_consistent_point"
+    assert "load_database" in _upstream(dag, "start_cdc.resolve_start_lsn")
+    create = dag.get_task("start_cdc.create_cdc_task")
+    assert "resolve_start_lsn" in create.cdc_start_position

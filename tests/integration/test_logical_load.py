@@ -31,6 +31,7 @@ from migration.logical_roles import (
     version_problem,
 )
 from migration.native_cdc import advance_origin, create_publication, create_subscription
+from migration.slots import resolve_start_lsn
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +126,28 @@ def test_load_at_the_exported_snapshot_then_cdc_from_the_consistent_point_loses_
     # A rerun of a finished load changes nothing.
     again = run_load(source, pg18, "app", "ll_slot_live")
     assert again["reused"] is True and again["consistent_point"] == result["consistent_point"]
+
+
+def test_a_dms_slot_starts_cdc_at_its_consistent_point(source, pg18):
+    """With DMS the load creates a test_decoding slot; DMS's CdcStartPosition resolves to the slot's
+    consistent point, and what the source commits after the load is decoded from there."""
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as src, \
+            psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
+        create_missing_roles(src, admin, SCHEMAS, pg_dumpall=tools_for(15, 18)["pg_dumpall"],
+                             source_conninfo=source.conninfo())
+    result = run_load(source, pg18, "dmsdb", "ll_slot_dms", plugin="test_decoding")
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as src:
+        src.execute("SET synchronous_commit = on")  # flushed at commit: decoding reads only flushed WAL
+        src.execute("INSERT INTO dms_sample.sport_type VALUES ('curling_late', 'after the load')")
+        resolved = resolve_start_lsn(src, "ll_slot_dms", result["consistent_point"],
+                                     capture_method="slot_consistent_point")
+        changes = [r[0] for r in src.execute("SELECT data FROM pg_logical_slot_peek_changes('ll_slot_dms', NULL, NULL)")]
+        src.execute("SELECT pg_drop_replication_slot('ll_slot_dms')")
+    assert resolved["start_lsn"] == result["consistent_point"]
+    assert any("curling_late" in change for change in changes), changes
+    with psycopg.connect(pg18.conninfo("dmsdb"), autocommit=True) as target:
+        assert target.execute("SELECT count(*) FROM dms_sample.sport_type WHERE name = 'curling_late'"
+                              ).fetchone()[0] == 0
 
 
 def test_a_non_empty_target_database_is_refused_naming_what_it_holds(source, pg18):
