@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from migration.naming import AWS_ACCOUNT_ID_RE, CONN_ID_RE, MIGRATION_ID_RE, pg_name_problem
+
 PLATFORMS = ("aws", "local")
 INITIAL_LOADS = {"aurora_clone": "aws", "rds_snapshot": "aws", "pg_basebackup": "local", "pg_dump": None}
 CDC_ENGINES = ("dms", "native")
@@ -26,10 +28,6 @@ AWS_ONLY_ENDPOINT_FIELDS = ("aws_conn_id", "account_id", "region", "cluster_iden
                             "kms_key_id", "security_group_ids", "subnet_group", "parameter_group", "instance_class")
 AWS_ONLY_CUTOVER_FIELDS = ("dns_zone_id", "dns_record_name", "dns_ttl", "stop_source", "keep_cidrs")
 
-_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-_AWS_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_PG_NAME_MAX = 63
 
 
 def is_system_schema(name: str) -> bool:
@@ -133,7 +131,7 @@ def check_names(value: Any, source: str, field_path: str, *, required: bool = Tr
     if required and not value:
         raise ConfigError(source, field_path, "expected at least one name")
     for item in value:
-        if not isinstance(item, str) or not item or "\x00" in item or len(item.encode()) > _PG_NAME_MAX:
+        if pg_name_problem(item):
             raise ConfigError(source, field_path, f"expected PostgreSQL names of 1 to 63 bytes, got {item!r}")
     if len(set(value)) != len(value):
         raise ConfigError(source, field_path, f"names must not repeat, got {value!r}")
@@ -367,11 +365,11 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
         raise r.error("port", f"expected a TCP port from 1 to 65535, got {port!r}")
     groups = _security_groups(r, "security_group_ids")
     endpoint = Endpoint(
-        conn_id=r.text("conn_id", required=True, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
-        replication_conn_id=(r.text("replication_conn_id", pattern=_CONN_ID_RE, hint="expected an Airflow connection id")
+        conn_id=r.text("conn_id", required=True, pattern=CONN_ID_RE, hint="expected an Airflow connection id"),
+        replication_conn_id=(r.text("replication_conn_id", pattern=CONN_ID_RE, hint="expected an Airflow connection id")
                              if side == "source" else None),
-        aws_conn_id=r.text("aws_conn_id", required=aws, pattern=_CONN_ID_RE, hint="expected an Airflow connection id"),
-        account_id=r.text("account_id", required=aws, pattern=_AWS_ACCOUNT_RE, hint="expected a 12-digit AWS account id"),
+        aws_conn_id=r.text("aws_conn_id", required=aws, pattern=CONN_ID_RE, hint="expected an Airflow connection id"),
+        account_id=r.text("account_id", required=aws, pattern=AWS_ACCOUNT_ID_RE, hint="expected a 12-digit AWS account id"),
         region=r.text("region", required=aws),
         cluster_identifier=r.text("cluster_identifier"),
         instance_identifier=r.text("instance_identifier"),
@@ -390,7 +388,7 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
 def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     """Build and validate a MigrationConfig from parsed YAML; raises ConfigError naming the field."""
     r = _Reader(source, data, "")
-    migration_id = r.text("migration_id", required=True, pattern=_ID_RE,
+    migration_id = r.text("migration_id", required=True, pattern=MIGRATION_ID_RE,
                          hint="expected lower-case letters, digits and _ (starting with a letter, at most 40)")
     platform = r.text("platform", required=True, choices=PLATFORMS)
     initial_load = r.text("initial_load", required=True, choices=tuple(INITIAL_LOADS))

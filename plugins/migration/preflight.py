@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from migration import sql as sqlfiles
+from migration.naming import validate_identifier, validate_schemas
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ MIN_SERVER_VERSION_NUM = 110000
 ENGINES = ("dms", "native")
 # Settings every source needs; platform-specific ones (rds.logical_replication) come in through extra_settings.
 REQUIRED_SETTINGS: Mapping[str, str] = {"wal_level": "logical"}
-_MAX_IDENTIFIER_BYTES = 63
 
 Level = Literal["fail", "warn", "info"]
 
@@ -54,27 +54,6 @@ class PreflightError(RuntimeError):
         self.failures = list(failures)
         lines = "\n".join(f"- {f.object}: {f.problem} Fix: {f.fix}" for f in self.failures)
         super().__init__(f"Preflight found {len(self.failures)} problem(s) on the source:\n{lines}")
-
-
-def validate_identifier(value: object, *, field: str) -> str:
-    """A PostgreSQL identifier as given (any characters), or ValueError naming the field."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{field}: expected a non-empty name, got {value!r}")
-    if "\x00" in value:
-        raise ValueError(f"{field}: a name cannot contain a NUL character, got {value!r}")
-    if len(value.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"{field}: {value!r} is longer than PostgreSQL's {_MAX_IDENTIFIER_BYTES}-byte name limit")
-    return value
-
-
-def validate_schemas(schemas: object, *, field: str = "schemas") -> list[str]:
-    """A non-empty list of schema names without duplicates, or ValueError naming the field."""
-    if isinstance(schemas, str) or not isinstance(schemas, Sequence) or not schemas:
-        raise ValueError(f"{field}: expected a non-empty list of schema names, got {schemas!r}")
-    names = [validate_identifier(name, field=f"{field}[{i}]") for i, name in enumerate(schemas)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{field}: schema names repeat in {names!r}")
-    return names
 
 
 def _validate_inputs(schemas: object, engine: object, slots_needed: object, max_xact_age_s: object,

@@ -8,7 +8,6 @@ consume changes that CDC still needs.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -19,11 +18,11 @@ from migration import sql as sqlfiles
 from migration.capture import CAPTURE_METHODS, METHOD_REDO_DONE_AT
 from migration.clone_guard import ensure_target_is_not_source
 from migration.lsn import LSN
+from migration.naming import validate_slot_name
 
 log = logging.getLogger(__name__)
 
 PLUGINS = {"dms": "test_decoding", "native": "pgoutput"}
-_SLOT_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _POLL_S = 1.0
 _MIN_CREATE_TIMEOUT_S = 5
 # How far past the start resolve_start_lsn decodes, to prove the slot yields changes from there.
@@ -44,12 +43,6 @@ def plugin_for(engine: str) -> str:
         return PLUGINS[engine]
     except KeyError:
         raise ValueError(f"engine: expected one of {', '.join(PLUGINS)}, got {engine!r}") from None
-
-
-def validate_slot_name(slot_name: object, *, field: str = "slot_name") -> str:
-    if not isinstance(slot_name, str) or not _SLOT_NAME_RE.match(slot_name):
-        raise ValueError(f"{field}: a replication slot name is 1-63 characters of a-z, 0-9 and _, got {slot_name!r}")
-    return slot_name
 
 
 def _slot(conn: psycopg.Connection, slot_name: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from migration import sql as sqlfiles
-from migration.preflight import validate_identifier, validate_schemas
+from migration.naming import validate_identifier, validate_schemas
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from migration.naming import AWS_ACCOUNT_ID_RE, is_aws_identifier
+
 MIGRATION_TAG = "pg-account-migration"
 SOURCE_TAG = "pg-account-migration-source"
 DEFAULT_INSTANCE_CLASS = "db.r6g.large"
@@ -45,8 +47,6 @@ class Arn:
 
 
 _ARN_RE = re.compile(r"^arn:(aws[a-z-]*):([a-z0-9-]+):([a-z0-9-]*):(\d{12}|):(.+)$")
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_IDENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 
 def parse_arn(value: Any, *, field: str = "arn") -> Arn:
@@ -58,15 +58,14 @@ def parse_arn(value: Any, *, field: str = "arn") -> Arn:
 
 
 def check_account_id(value: Any, *, field: str = "account_id") -> str:
-    if not isinstance(value, str) or not _ACCOUNT_RE.match(value):
+    if not isinstance(value, str) or not AWS_ACCOUNT_ID_RE.match(value):
         raise ValueError(f"{field}: expected a 12-digit AWS account id, got {value!r}")
     return value
 
 
 def check_identifier(value: Any, *, field: str, max_length: int = 63) -> str:
     """RDS identifiers: a letter, then letters, digits and single hyphens, not ending in a hyphen."""
-    if (not isinstance(value, str) or not _IDENT_RE.match(value) or "--" in value or value.endswith("-")
-            or len(value) > max_length):
+    if not is_aws_identifier(value, max_length=max_length):
         raise ValueError(
             f"{field}: expected an RDS identifier (1 to {max_length} letters, digits or single hyphens, "
             f"starting with a letter, not ending with a hyphen), got {value!r}"

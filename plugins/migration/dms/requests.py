@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from migration.dms.errors import DmsInputError
+from migration.naming import SLOT_NAME_RE, is_aws_identifier, pg_name_problem
 
 # Tag carrying the migration id on every DMS resource a migration creates: cleanup deletes only those.
 OWNER_TAG = "pg-migration:created-for"
@@ -20,14 +21,11 @@ PLUGIN_NAMES = {"test_decoding": "test-decoding", "pglogical": "pglogical"}
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
-_DMS_ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
-_SLOT_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
 def check_identifier(value: Any, field: str, *, limit: int = 255) -> str:
     """A DMS identifier: starts with a letter; letters, digits and single hyphens; no trailing hyphen."""
-    if not isinstance(value, str) or not _DMS_ID_RE.match(value) or "--" in value or value.endswith("-") \
-            or len(value) > limit:
+    if not is_aws_identifier(value, max_length=limit):
         raise DmsInputError(
             f"{field}: expected a DMS identifier (a letter first, then letters, digits and single hyphens, "
             f"no trailing hyphen, at most {limit} characters), got {value!r}"
@@ -36,13 +34,13 @@ def check_identifier(value: Any, field: str, *, limit: int = 255) -> str:
 
 
 def check_slot_name(value: Any, field: str = "slot_name") -> str:
-    if not isinstance(value, str) or not _SLOT_RE.match(value):
+    if not isinstance(value, str) or not SLOT_NAME_RE.match(value):
         raise DmsInputError(f"{field}: expected a replication slot name (1 to 63 of a-z, 0-9, _), got {value!r}")
     return value
 
 
 def check_pg_name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value or "\x00" in value or len(value.encode()) > 63:
+    if pg_name_problem(value):
         raise DmsInputError(f"{field}: expected a PostgreSQL name of 1 to 63 bytes, got {value!r}")
     return value
 

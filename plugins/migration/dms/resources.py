@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from migration.aws.common import error_code
 from migration.dms.errors import DmsError
 from migration.dms.requests import OWNER_TAG, check_arn, check_identifier, check_positive
 from migration.lsn import LSN
@@ -24,16 +25,12 @@ INSTANCE_FAILED_STATES = frozenset(
 )
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _describe_or_none(call: Callable[..., dict], key: str, **kwargs: Any) -> list[dict]:
     # DMS answers a filter that matches nothing with ResourceNotFoundFault, not an empty list.
     try:
         return call(**kwargs).get(key, [])
     except ClientError as exc:
-        if _error_code(exc) == "ResourceNotFoundFault":
+        if error_code(exc) == "ResourceNotFoundFault":
             return []
         raise
 
@@ -229,9 +226,9 @@ def delete_endpoint_if_exists(dms: Any, identifier: str) -> bool:
     try:
         dms.delete_endpoint(EndpointArn=endpoint["EndpointArn"])
     except ClientError as exc:
-        if _error_code(exc) == "ResourceNotFoundFault":
+        if error_code(exc) == "ResourceNotFoundFault":
             return False
-        if _error_code(exc) == "InvalidResourceStateFault":
+        if error_code(exc) == "InvalidResourceStateFault":
             raise DmsError(f"endpoint {identifier} is still used by a replication task; delete the task first "
                            f"({exc.response['Error'].get('Message', '')})") from None
         raise
