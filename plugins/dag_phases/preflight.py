@@ -67,6 +67,13 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
         source_changes.insert(0, RdsSetLogicalReplicationOperator(
             task_id="source_logical_replication_on", aws_conn_id=config.source.aws_conn_id,
             db_type=ctx.db_type, db_identifier=ctx.source_identifier, enabled=True))
+    if ctx.on_aws and config.cutover.dns_zone_id:
+        from operators.aws_cutover import Route53LowerTtlOperator
+
+        # cutover.dns_ttl in place at least one old TTL before the cutover (the task waits that long).
+        source_changes.insert(0, Route53LowerTtlOperator(
+            task_id="lower_dns_ttl", aws_conn_id=config.target.aws_conn_id, hosted_zone_id=config.cutover.dns_zone_id,
+            record_name=config.cutover.dns_record_name, ttl=config.cutover.dns_ttl))
 
     @task.short_circuit(task_id=PROCEED, ignore_downstream_trigger_rules=True)
     def proceed(**context: Any) -> bool:
@@ -89,7 +96,8 @@ def _aws_preflight(ctx: BuildContext):
         target_kms_key_id=config.target.kms_key_id, target_identifier=ctx.target_identifier,
         target_parameter_group=config.target.parameter_group,
         set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
-        database=ctx.first_db, cdc_engine=config.cdc_engine)
+        database=ctx.first_db, cdc_engine=config.cdc_engine, dns_zone_id=config.cutover.dns_zone_id,
+        dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)
 
 
 def _prepare_source(ctx: BuildContext):

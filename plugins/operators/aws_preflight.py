@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator, Context
 
 from connections.aws import aws_client
 from migration.aws.common import CLUSTER, check_db_type
+from migration.aws.cutover import dns_ttl_facts
 from migration.aws.preflight import (
     PreflightFailed,
     aurora_lsn_function_problem,
@@ -32,6 +33,8 @@ class AwsPreflightOperator(BaseOperator):
     and for Aurora that ``aurora_volume_logical_start_lsn()`` exists (SQL on the source, when
     ``source_postgres_conn_id`` is given). With ``cdc_engine="dms"``: the DMS account roles
     ``dms-vpc-role`` and ``dms-cloudwatch-logs-role`` exist in the target account (iam:GetRole).
+    With ``dns_zone_id``: the cutover's DNS record's TTL, with a warning (logged, and under
+    ``dns.warning`` in the facts) when it is over 60 s; resolvers keep the old answer that long.
 
     Read-only, so a dry run changes nothing. With ``set_logical_replication`` and
     rds.logical_replication as the only problem, it does not fail: the facts it returns list the
@@ -43,6 +46,7 @@ class AwsPreflightOperator(BaseOperator):
     template_fields: Sequence[str] = (
         "source_aws_conn_id", "target_aws_conn_id", "source_identifier", "source_kms_key_id",
         "target_kms_key_id", "target_identifier", "target_parameter_group", "source_postgres_conn_id", "database",
+        "dns_zone_id", "dns_record_name",
     )
     ui_color = "#f4cccc"
 
@@ -64,9 +68,15 @@ class AwsPreflightOperator(BaseOperator):
         source_postgres_conn_id: str | None = None,
         database: str | None = None,
         cdc_engine: str = "native",
+        dns_zone_id: str | None = None,
+        dns_record_name: str | None = None,
+        dns_ttl: int = 30,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.dns_zone_id = dns_zone_id
+        self.dns_record_name = dns_record_name
+        self.dns_ttl = dns_ttl
         self.source_aws_conn_id = source_aws_conn_id
         self.target_aws_conn_id = target_aws_conn_id
         self.migration_id = migration_id
@@ -115,6 +125,12 @@ class AwsPreflightOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         result = self._check()
+        if self.dns_zone_id and self.dns_record_name:
+            dns = dns_ttl_facts(aws_client(self.target_aws_conn_id, "route53"), hosted_zone_id=self.dns_zone_id,
+                                record_name=self.dns_record_name, cutover_ttl=self.dns_ttl)
+            result.facts["dns"] = dns
+            if dns["warning"]:
+                self.log.warning("%s", dns["warning"])
         if not result.problems:
             return {**result.facts, "planned_changes": []}
         if not (self.set_logical_replication and result.only_logical_replication):

@@ -47,6 +47,11 @@ def source_changes(ti: Any) -> list[str]:
     if isinstance(logical, dict) and logical.get("parameter_group"):
         made.append(f"rds.logical_replication={logical.get('value')} in parameter group {logical['parameter_group']} "
                     f"(was {logical.get('previous')}); rebooted: {logical.get('rebooted') or 'no'}")
+    dns = ti.xcom_pull(task_ids="lower_dns_ttl")
+    if isinstance(dns, dict) and dns.get("record_name"):
+        made.append(f"DNS record {dns['record_name']}: TTL {dns.get('old_ttl')} s before, {dns.get('ttl')} s for the "
+                    f"cutover" + (f" (lowered at {dns.get('lowered_at')}, one old TTL ahead)" if dns.get("changed")
+                                  else " (unchanged)"))
     if made:
         return made
     planned = [f"planned, not made: {f['object']}: {f['problem']}"

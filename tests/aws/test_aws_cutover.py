@@ -381,3 +381,61 @@ def test_security_group_fence_journals_the_rules_before_revoking_and_a_fresh_tea
     again = teardown.execute({"params": {}, "ti": NoXcom()})
     assert again["restored"] == [] and again["note"] == "nothing is fenced by this run"
     assert {g: inbound(ec2, g) for g in groups} == before
+
+
+# --- issue 13 item 12: the DNS TTL, lowered one old TTL ahead of the cutover -------------------------------
+
+def _zone_with_cname(admin, ttl: int) -> str:
+    route53 = admin("route53", TARGET_ACCOUNT)
+    zone = route53.create_hosted_zone(Name="db.example.internal", CallerReference=f"ttl-{ttl}")["HostedZone"]["Id"]
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE",
+        "ResourceRecordSet": {"Name": "orders.db.example.internal", "Type": "CNAME", "TTL": ttl,
+                              "ResourceRecords": [{"Value": "orders-src.cluster-x.us-east-1.rds.amazonaws.com"}]}}]})
+    return zone
+
+
+def test_dns_ttl_is_lowered_and_the_task_waits_one_old_ttl_before_the_cutover_can_come(admin):
+    from datetime import datetime, timedelta
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from operators.aws_cutover import Route53LowerTtlOperator
+    from operators.report import source_changes
+
+    zone = _zone_with_cname(admin, 300)
+    lower = Route53LowerTtlOperator(task_id="lower_dns_ttl", aws_conn_id="aws_target", hosted_zone_id=zone,
+                                    record_name="orders.db.example.internal", ttl=30)
+    with pytest.raises(TaskDeferred) as deferred:
+        lower.execute({})
+    lowered_at = datetime.fromisoformat(deferred.value.kwargs["result"]["lowered_at"])
+    moment = deferred.value.trigger.serialize()[1]["moment"]
+    assert moment - lowered_at >= timedelta(seconds=300)  # resolvers may hold the old answer that long
+    record = admin("route53", TARGET_ACCOUNT).list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    cname = next(r for r in record if r["Type"] == "CNAME")
+    assert (cname["TTL"], cname["ResourceRecords"]) == (
+        30, [{"Value": "orders-src.cluster-x.us-east-1.rds.amazonaws.com"}])  # only the TTL changed
+    result = lower.execute_complete({}, event=None, **deferred.value.kwargs)
+    assert (result["old_ttl"], result["ttl"], result["changed"]) == (300, 30, True)
+    # A rerun finds it lowered: nothing changes and nothing waits.
+    again = lower.execute({})
+    assert (again["old_ttl"], again["ttl"], again["changed"]) == (30, 30, False)
+
+    # The report shows both TTLs.
+    class Xcoms:  # stands in for Airflow's task instance: the XComs the report reads
+        def xcom_pull(self, task_ids):
+            return result if task_ids == "lower_dns_ttl" else None
+
+    assert source_changes(Xcoms()) == [
+        f"DNS record orders.db.example.internal: TTL 300 s before, 30 s for the cutover (lowered at "
+        f"{result['lowered_at']}, one old TTL ahead)"]
+
+
+def test_dag_lowers_the_ttl_after_proceed_and_before_the_cutover():
+    from dag_factory import build_dag
+    from migration.config import load_config
+
+    dag = build_dag(load_config(Path(__file__).resolve().parents[2] / "include" / "migrations" / "aurora_orders.yaml"))
+    lower = dag.get_task("lower_dns_ttl")
+    assert "proceed" in lower.get_flat_relative_ids(upstream=True)
+    assert "lower_dns_ttl" in dag.get_task("cutover.switch_over").get_flat_relative_ids(upstream=True)
+    assert (lower.ttl, lower.record_name) == (30, "orders-db.internal.example.com")

@@ -286,3 +286,22 @@ def test_target_parameter_group_without_logical_replication_fails_before_anythin
     modify(**{name_arg: group, "Parameters": [{"ParameterName": "rds.logical_replication", "ParameterValue": "1",
                                                "ApplyMethod": "pending-reboot"}]})
     assert run_operator(preflight_operator(world))["planned_changes"] == []
+
+
+@pytest.mark.parametrize(("ttl", "warned"), [(300, True), (60, False)])
+def test_preflight_reads_the_dns_ttl_and_warns_over_60_s(admin, standins, ttl, warned):
+    # Issue 13 item 12: Route 53's INSYNC covers its own servers; resolvers keep the old answer for the old TTL.
+    world = make_world(admin, db_type="cluster")
+    route53 = admin("route53", TARGET_ACCOUNT)
+    zone = route53.create_hosted_zone(Name="db.example.internal", CallerReference="ttl")["HostedZone"]["Id"]
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE",
+        "ResourceRecordSet": {"Name": "orders.db.example.internal", "Type": "CNAME", "TTL": ttl,
+                              "ResourceRecords": [{"Value": "orders-src.cluster-x.us-east-1.rds.amazonaws.com"}]}}]})
+    facts = run_operator(preflight_operator(world, dns_zone_id=zone, dns_record_name="orders.db.example.internal",
+                                            dns_ttl=30))
+    assert (facts["dns"]["ttl"], facts["dns"]["cutover_ttl"]) == (ttl, 30)
+    if warned:
+        assert facts["dns"]["warning"].startswith("DNS record orders.db.example.internal has a TTL of 300 s: "
+                                                  "resolvers keep the old answer that long after the cutover")
+    else:
+        assert facts["dns"]["warning"] is None

@@ -528,7 +528,7 @@ class AuroraDms:
         record = "orders-db.internal.example.com"
         self.route53.change_resource_record_sets(HostedZoneId=self.zone, ChangeBatch={"Changes": [{
             "Action": "CREATE", "ResourceRecordSet": {
-                "Name": record, "Type": "CNAME", "TTL": 60,
+                "Name": record, "Type": "CNAME", "TTL": 30,  # at cutover.dns_ttl already: lower_dns_ttl has nothing to wait for
                 "ResourceRecords": [{"Value": "orders-src.cluster-abc.us-east-1.rds.amazonaws.com"}]}}]})
 
         self.migration = AwsMigration(airflow_db, monkeypatch, {

@@ -336,6 +336,53 @@ def current_record(route53: Any, *, hosted_zone_id: str, record_name: str) -> di
     return None
 
 
+# Resolvers keep an answer for the record's TTL: with more than this, clients can reach the source
+# for minutes after the cutover (Route 53's INSYNC covers its own name servers only).
+DNS_TTL_WARN_SECONDS = 60
+
+
+def dns_ttl_facts(route53: Any, *, hosted_zone_id: str, record_name: str, cutover_ttl: int) -> dict[str, Any]:
+    """The record's TTL now and the cutover's, with a warning when the current one is over 60 s."""
+    record = current_record(route53, hosted_zone_id=hosted_zone_id, record_name=record_name)
+    ttl = int(record["TTL"]) if record and record.get("TTL") is not None else None
+    facts: dict[str, Any] = {"record_name": record_name, "ttl": ttl, "cutover_ttl": int(cutover_ttl),
+                             "warning": None}
+    if ttl is not None and ttl > DNS_TTL_WARN_SECONDS:
+        facts["warning"] = (
+            f"DNS record {record_name} has a TTL of {ttl} s: resolvers keep the old answer that long after the "
+            f"cutover. The migration lowers it to cutover.dns_ttl ({int(cutover_ttl)} s) after proceed and waits "
+            f"{ttl} s before it can cut over; lower it yourself well ahead to avoid that wait")
+    return facts
+
+
+def lower_record_ttl(route53: Any, *, hosted_zone_id: str, record_name: str, ttl: int,
+                     wait: bool = True) -> dict[str, Any]:
+    """Set the record's TTL to ``ttl`` (its value unchanged) ahead of the cutover; nothing when it is lower already.
+
+    Returns ``{record_name, old_ttl, ttl, changed}``: resolvers may hold the old answer for ``old_ttl``
+    seconds more, so the cutover must come at least that long after this.
+    """
+    if not 0 <= int(ttl) <= 2147483647:
+        raise ValueError(f"cutover.dns_ttl: expected seconds from 0, got {ttl!r}")
+    record = current_record(route53, hosted_zone_id=hosted_zone_id, record_name=record_name)
+    if record is None:
+        return {"record_name": record_name, "old_ttl": None, "ttl": int(ttl), "changed": False}
+    if record.get("Type") != "CNAME":
+        raise AwsMigrationError(f"{record_name} in hosted zone {hosted_zone_id} is a {record.get('Type')} record, "
+                                f"not a CNAME: point cutover.dns_record_name at a CNAME")
+    old = int(record.get("TTL") or 0)
+    if old <= int(ttl):
+        return {"record_name": record_name, "old_ttl": old, "ttl": old, "changed": False}
+    change = route53.change_resource_record_sets(
+        HostedZoneId=hosted_zone_id,
+        ChangeBatch={"Comment": f"migration: TTL {old} -> {int(ttl)} s ahead of the cutover",
+                     "Changes": [{"Action": "UPSERT", "ResourceRecordSet": {**record, "TTL": int(ttl)}}]},
+    )["ChangeInfo"]
+    if wait:
+        wait_dns_in_sync(route53, change_id=change["Id"])
+    return {"record_name": record_name, "old_ttl": old, "ttl": int(ttl), "changed": True}
+
+
 def upsert_cname(route53: Any, *, hosted_zone_id: str, record_name: str, target_host: str,
                  ttl: int = 30) -> dict[str, Any]:
     """Point the CNAME ``record_name`` at ``target_host``; returns {change_id, previous, status}."""
