@@ -12,7 +12,8 @@ Parts plug in, so other platforms and engines reuse the same section and its abo
   being lost;
 - a target opener (``LocalTargetOpener`` here; a DNS switch plugs in) with open / revert.
 
-Every step is recorded in the run's ``CutoverJournal`` (migration.journal) before and after it runs.
+Every step is recorded in the run's ``CutoverJournal`` (migration.journal) before and after it runs
+(migration.cutover_timeline: a step's ``done`` goes with the next entry, in one commit).
 Any failure before the commit point (the moment the target is about to open) restores the source's
 writes exactly and raises ``CutoverAborted``. Past the commit point the source reopens only if the
 opening was reverted and the revert confirmed; otherwise the fence stays and the error says what to do.
@@ -20,19 +21,17 @@ opening was reverted and the revert confirmed; otherwise the fence stays and the
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
 from migration import sql as q
+from migration.cutover_timeline import Step, Timeline, jsonable, settle
 from migration.journal import CutoverJournal, JournalState
 from migration.lsn import LSN
 from migration.native_cdc import drop_subscription, enable_subscription, slot_positions, subscription_state
@@ -89,13 +88,10 @@ class TargetOpener(Protocol):
     def revert(self) -> bool: ...
 
 
-Step = tuple[str, Callable[[], Any]]
-
-
 # ---------------------------------------------------------------- native CDC
 
 @dataclass(frozen=True)
-class NativeLink:
+class NativeCdcDatabase:
     """One database's replication: the slot on the source, the subscription on the target."""
 
     database: str
@@ -109,7 +105,7 @@ class NativeCdc:
     """Logical replication as the cutover's CDC engine: applied means the slot confirmed past the LSN."""
 
     source_conn: psycopg.Connection
-    links: Sequence[NativeLink]
+    links: Sequence[NativeCdcDatabase]
     poll_interval_s: float = 0.002
     name: str = "native"
 
@@ -198,111 +194,6 @@ class LocalTargetOpener:
 
 # ---------------------------------------------------------------- the critical section
 
-class _Timeline:
-    def __init__(self, journal: CutoverJournal | None = None) -> None:
-        self.steps: list[dict[str, Any]] = []
-        self.current: str | None = None
-        self.journal = journal
-
-    def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        self.current = name
-        if self.journal is not None:
-            self.journal.step(name, "started")
-        started_at = datetime.now(UTC)
-        start = time.monotonic()
-        entry = {"step": name, "started_at": started_at.isoformat(), "_start": start}
-        try:
-            detail = fn()
-        except BaseException as exc:
-            entry.update(seconds=round(time.monotonic() - start, 6), ended_at=datetime.now(UTC).isoformat(), ok=False,
-                         error=f"{type(exc).__name__}: {exc}")
-            self.steps.append(entry)
-            log.error("Cutover step %s failed after %.3f s: %s", name, entry["seconds"], exc)
-            self._record(name, "failed", {"error": entry["error"]})
-            raise
-        end = time.monotonic()
-        entry.update(seconds=round(end - start, 6), ended_at=datetime.now(UTC).isoformat(), ok=True, _end=end,
-                     detail=_jsonable(detail))
-        self.steps.append(entry)
-        log.info("Cutover step %s done in %.3f s: %s", name, entry["seconds"], entry["detail"])
-        self._record(name, "done", {"seconds": entry["seconds"]})
-        return detail
-
-    def start(self, steps: Sequence[Step]) -> list[tuple[dict[str, Any], Future]]:
-        """Start ``steps`` in threads of their own, each journaled as started first; ``join`` collects them."""
-        if not steps:
-            return []
-        pool = ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="cutover")
-        started = []
-        for name, fn in steps:
-            if self.journal is not None:
-                self.journal.step(name, "started")
-            entry = {"step": name, "started_at": datetime.now(UTC).isoformat(), "_start": time.monotonic()}
-            started.append((entry, pool.submit(_timed, fn)))
-        pool.shutdown(wait=False)
-        return started
-
-    def join(self, started: list[tuple[dict[str, Any], Future]], timeout_s: Callable[[], float]) -> None:
-        """Wait for steps begun with ``start``, recording each as ``run`` does; the first failure raises."""
-        for entry, future in started:
-            name = self.current = entry["step"]
-            try:
-                detail, seconds = future.result(timeout=timeout_s())
-            except BaseException as exc:
-                if isinstance(exc, FutureTimeout):
-                    exc = CutoverError(f"step {name} did not finish in time")
-                entry.update(seconds=round(time.monotonic() - entry["_start"], 6), ok=False,
-                             ended_at=datetime.now(UTC).isoformat(), error=f"{type(exc).__name__}: {exc}")
-                self.steps.append(entry)
-                log.error("Cutover step %s failed: %s", name, exc)
-                self._record(name, "failed", {"error": entry["error"]})
-                raise exc from None
-            entry.update(seconds=round(seconds, 6), ended_at=datetime.now(UTC).isoformat(), ok=True,
-                         _end=entry["_start"] + seconds, detail=_jsonable(detail))
-            self.steps.append(entry)
-            log.info("Cutover step %s done in %.3f s (alongside others): %s", name, seconds, entry["detail"])
-            self._record(name, "done", {"seconds": entry["seconds"]})
-
-    def _record(self, name: str, state: str, detail: dict[str, Any]) -> None:
-        if self.journal is None:
-            return
-        try:
-            self.journal.step(name, state, detail)
-        except psycopg.Error as exc:  # the step's own outcome matters more than its note
-            log.error("Could not journal step %s as %s: %s", name, state, exc)
-
-    def step(self, name: str) -> dict[str, Any] | None:
-        return next((s for s in self.steps if s["step"] == name), None)
-
-    def done(self, name: str) -> bool:
-        found = self.step(name)
-        return bool(found and found["ok"])
-
-    def public_steps(self) -> list[dict[str, Any]]:
-        return [{k: v for k, v in s.items() if not k.startswith("_")} for s in self.steps]
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.monotonic()
-    return fn(), time.monotonic() - start
-
-
-def _settle(started: list[tuple[dict[str, Any], Future]]) -> None:
-    # After an abort: steps still running in threads end (each statement is bounded by statement_timeout)
-    # before the caller may close their connections.
-    for _, future in started:
-        try:
-            future.result()
-        except BaseException:  # noqa: BLE001, S110 - the abort already reports what failed
-            pass
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, LSN):
-        return str(value)
-    return json.loads(json.dumps(value, default=str)) if value is not None else None
-
-
 def _optional(obj: Any, method: str) -> Callable[[], Any]:
     return getattr(obj, method, None) or (lambda: None)
 
@@ -357,7 +248,7 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
     if others:
         raise CutoverError(f"databases: run {others[0]['run_id']} already cut over {others[0]['detail']['databases']}"
                            "; the source stays fenced and there is nothing left to cut over")
-    timeline = _Timeline(journal)
+    timeline = Timeline(journal)
     if state.commit_point and state.fenced:
         return _resume_at_commit_point(plan, timeline, state)
 
@@ -403,16 +294,16 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         left()
         timeline.run("prove_source_quiet", plan.proof.check)
         left()
-        journal.write("commit_point", "passed", {
+        timeline.write("commit_point", "passed", {
             "opener": plan.opener.name, "external": plan.opener.external, "final_lsn": str(final_lsn),
-            "databases": list(plan.databases), "opener_state": _jsonable(getattr(plan.opener, "state", None))})
+            "databases": list(plan.databases), "opener_state": jsonable(getattr(plan.opener, "state", None))})
         passed_commit = True
         opened = timeline.run("open_target", plan.opener.open)
     except BaseException as exc:
         try:
             _abort(plan, timeline, final_lsn, exc, passed_commit)
         finally:
-            _settle(alongside)
+            settle(alongside)
     return _opened(plan, timeline, final_lsn, opened)
 
 
@@ -429,22 +320,23 @@ def _refuse_unfenceable(ended: Sequence[dict[str, Any]], roles: Sequence[str]) -
             "and list that login (or a group it belongs to) in cutover.application_roles")
 
 
-def _opened(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, opened: Any) -> dict[str, Any]:
-    plan.journal.write("target_open", "done", {"databases": list(plan.databases), "opener": plan.opener.name,
-                                               "endpoint": _jsonable(opened)})
+def _opened(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, opened: Any) -> dict[str, Any]:
+    timeline.write("target_open", "done", {"databases": list(plan.databases), "opener": plan.opener.name,
+                                               "endpoint": jsonable(opened)})
     summary = _summary(timeline, plan, final_lsn, status="completed")
-    plan.journal.write("outcome", "completed", {"summary": summary})
+    timeline.write("outcome", "completed", {"summary": summary})
     # Outside the window: the target is open whatever this does; a failure is logged and left to cleanup.
     try:
         timeline.run("finish_cdc", _optional(plan.cdc, "finish"))
     except Exception:  # noqa: BLE001 - logged by the timeline
         pass
+    timeline.flush()
     summary["steps"] = timeline.public_steps()
     summary["durations"] = {s["step"]: s["seconds"] for s in timeline.steps}
     return summary
 
 
-def _resume_at_commit_point(plan: CutoverPlan, timeline: _Timeline, state: JournalState) -> dict[str, Any]:
+def _resume_at_commit_point(plan: CutoverPlan, timeline: Timeline, state: JournalState) -> dict[str, Any]:
     """An earlier try of this run passed the commit point and did not confirm the opening; the source is
     still fenced and everything before the opening is done, so the only way is forward."""
     final_lsn = LSN(state.commit_point["final_lsn"])
@@ -459,10 +351,11 @@ def _resume_at_commit_point(plan: CutoverPlan, timeline: _Timeline, state: Journ
     return _opened(plan, timeline, final_lsn, opened)
 
 
-def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: BaseException,
+def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: BaseException,
            passed_commit: bool) -> None:
     failed = timeline.current or "?"
     journal = plan.journal
+    timeline.flush()
     if passed_commit:
         reverted = False
         try:
@@ -471,7 +364,7 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
             log.error("Reverting the opening failed: %s", revert_exc)
         if reverted:
             # Only a confirmed revert takes the run back before its commit point (here or in the teardown).
-            journal.write("commit_point", "reverted", {"final_lsn": str(final_lsn), "opener": plan.opener.name})
+            timeline.write("commit_point", "reverted", {"final_lsn": str(final_lsn), "opener": plan.opener.name})
         if not reverted:
             result = _summary(timeline, plan, final_lsn, status="fence_kept", failed_step=failed)
             message = (f"cutover stopped at step {failed!r} after its commit point: {exc}. The opening "
@@ -481,7 +374,7 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
                        "cutover.switch_over: it resumes at opening the target. If it points at the source, run "
                        f"`airflow tasks test <dag> cutover.unblock_source_writes {plan.journal.run_id} "
                        "-t '{\"force_restore\": true}'`, which restores the source's writes.")
-            _journal_outcome(journal, "fence_kept", {"failed_step": failed, "error": str(exc), "summary": result})
+            _journal_outcome(timeline, "fence_kept", {"failed_step": failed, "error": str(exc), "summary": result})
             raise CutoverAborted(message, failed_step=failed, timeline=result, fence_kept=True) from exc
     stopped = timeline.done("stop_cdc")
     if not stopped:
@@ -508,15 +401,15 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
         timeline.run("restore_writes", plan.fence.unblock)
     except BaseException as undo_exc:
         result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
-        _journal_outcome(journal, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
+        _journal_outcome(timeline, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
         raise CutoverAborted(
             f"cutover aborted at step {failed!r}: {exc}. Restoring source writes FAILED too ({undo_exc}); the "
             f"source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the journal).{hint}",
             failed_step=failed, timeline=result) from exc
     if passed_commit:
-        _void_commit_point(journal, {"final_lsn": str(final_lsn)})
+        _void_commit_point(timeline, {"final_lsn": str(final_lsn)})
     result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
-    _journal_outcome(journal, "aborted", {"failed_step": failed, "error": str(exc), "summary": result})
+    _journal_outcome(timeline, "aborted", {"failed_step": failed, "error": str(exc), "summary": result})
     blocked = result["write_blocked_seconds"]
     raise CutoverAborted(
         f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were"
@@ -524,15 +417,15 @@ def _abort(plan: CutoverPlan, timeline: _Timeline, final_lsn: LSN | None, exc: B
         failed_step=failed, timeline=result) from exc
 
 
-def _void_commit_point(journal: CutoverJournal, point: dict[str, Any] | None) -> None:
+def _void_commit_point(journal: CutoverJournal | Timeline, point: dict[str, Any] | None) -> None:
     # Writes are back on the source: an earlier commit point no longer lets a rerun open the target.
     if point:
         journal.write("commit_point", "void", point)
 
 
-def _journal_outcome(journal: CutoverJournal, state: str, detail: dict[str, Any]) -> None:
+def _journal_outcome(journal: CutoverJournal | Timeline, state: str, detail: dict[str, Any]) -> None:
     try:
-        journal.write("outcome", state, _jsonable(detail))
+        journal.write("outcome", state, jsonable(detail))
     except psycopg.Error as exc:
         log.error("Could not journal the outcome %s: %s", state, exc)
 
@@ -575,7 +468,7 @@ def unblock_run(journal: CutoverJournal, restore: Callable[[list[dict[str, Any]]
     return {"restored": restored, "undone": undone}
 
 
-def _summary(timeline: _Timeline, plan: CutoverPlan, final_lsn: LSN | None, *, status: str,
+def _summary(timeline: Timeline, plan: CutoverPlan, final_lsn: LSN | None, *, status: str,
              failed_step: str | None = None) -> dict[str, Any]:
     blocked = timeline.step("block_writes")
     opened = timeline.step("open_target") if status == "completed" else timeline.step("restore_writes")

@@ -3,7 +3,8 @@
 It is a table, ``<control_schema>.cutover_journal``, in the target's control database (the target stays
 reachable whichever way the source is fenced), keyed by migration id and Airflow run id. It holds:
 
-- ``step:<name>``: ``started`` before a step of the critical section runs, ``done`` or ``failed`` after;
+- ``step:<name>``: ``started`` before a step of the critical section runs, ``done`` (written with the
+  next entry, in the same commit; ``stop_cdc``'s at once) or ``failed`` after;
 - ``fence:<kind>:<object>``: what the write fence is about to change and its previous state, written
   before the change (``fenced``) and marked ``restored`` when put back;
 - ``commit_point``: written right before the target is opened (for DNS: before the change is
@@ -17,6 +18,7 @@ this journal only, never from XCom or a task's return value (Airflow clears a ta
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +95,17 @@ class CutoverJournal:
         self.conn.execute(sqlfiles.compose("cutover_journal_write", schema=self.control_schema),
                           {**self._key(), "entry": entry, "state": state, "detail": Jsonb(detail or {})})
 
+    def write_many(self, entries: Sequence[tuple[str, str, dict[str, Any] | None]]) -> None:
+        """``(entry, state, detail)`` entries in one statement: durable together, in one commit. An entry
+        given twice keeps its last state."""
+        last = {entry: (entry, state, detail) for entry, state, detail in entries}
+        if len(last) == 1:
+            self.write(*next(iter(last.values())))
+        elif last:
+            rows = [{"entry": entry, "state": state, "detail": detail or {}} for entry, state, detail in last.values()]
+            self.conn.execute(sqlfiles.compose("cutover_journal_write_many", schema=self.control_schema),
+                              {**self._key(), "entries": Jsonb(rows)})
+
     def step(self, name: str, state: str, detail: dict[str, Any] | None = None) -> None:
         self.write(f"step:{name}", state, detail)
 
@@ -108,7 +121,8 @@ class CutoverJournal:
 
     def read(self) -> JournalState:
         with self.conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(sqlfiles.compose("cutover_journal_read", schema=self.control_schema), self._key()).fetchall()
+            rows = cur.execute(sqlfiles.compose("cutover_journal_read", schema=self.control_schema),
+                               self._key()).fetchall()
         return JournalState({r["entry"]: {"state": r["state"], "detail": r["detail"], "at": r["at"].isoformat()}
                              for r in rows})
 

@@ -34,6 +34,11 @@ class DyingJournal(CutoverJournal):
         if (entry, state) == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def write_many(self, entries):
+        super().write_many(entries)
+        if self.kill_at in [(entry, state) for entry, state, _ in entries]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
 
 def main() -> None:
     args = json.loads(sys.argv[1])
