@@ -97,14 +97,18 @@ def list_tables(conn: psycopg.Connection, schemas: Sequence[str]) -> list[dict[s
         return [dict(r) for r in cur.execute(q.load("validation_tables"), {"schemas": list(schemas)}).fetchall()]
 
 
-def last_key(conn: psycopg.Connection, chunk: Chunk) -> tuple[str, ...] | None:
-    """The highest key of the chunk's range on one server (as text); None when the range is empty."""
+def last_key_query(chunk: Chunk) -> tuple[sql.Composed, dict[str, str]]:
+    """The statement and parameters that read the highest key of the chunk's range."""
     predicate, params = _predicate(chunk)
     key_text = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("_r", k)) for k in chunk.keys)
     keys_desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier("_r", k)) for k in chunk.keys)
-    query = q.compose("validation_last_key", key_text=key_text, keys_desc=keys_desc, predicate=predicate,
-                      table=_table_ident(chunk.schema, chunk.table))
-    row = conn.execute(query, params).fetchone()
+    return q.compose("validation_last_key", key_text=key_text, keys_desc=keys_desc, predicate=predicate,
+                     table=_table_ident(chunk.schema, chunk.table)), params
+
+
+def last_key(conn: psycopg.Connection, chunk: Chunk) -> tuple[str, ...] | None:
+    """The highest key of the chunk's range on one server (as text); None when the range is empty."""
+    row = conn.execute(*last_key_query(chunk)).fetchone()
     return tuple(row) if row else None
 
 
@@ -140,12 +144,17 @@ def _predicate(chunk: Chunk) -> tuple[sql.Composable, dict[str, str]]:
     return sql.SQL(" AND ").join(parts), params
 
 
+def digest_query(chunk: Chunk) -> tuple[sql.Composed, dict[str, str]]:
+    """The statement and parameters that read one chunk's (rows, digest)."""
+    predicate, params = _predicate(chunk)
+    return q.compose("validation_chunk_digest", table=_table_ident(chunk.schema, chunk.table),
+                     predicate=predicate), params
+
+
 def chunk_digest(conn: psycopg.Connection, chunk: Chunk) -> tuple[int, str] | None:
     """(rows, digest) of one chunk on one server; None when the table does not exist there."""
-    predicate, params = _predicate(chunk)
-    query = q.compose("validation_chunk_digest", table=_table_ident(chunk.schema, chunk.table), predicate=predicate)
     try:
-        count, digest = conn.execute(query, params).fetchone()
+        count, digest = conn.execute(*digest_query(chunk)).fetchone()
     except psycopg.errors.UndefinedTable:
         return None
     return int(count), digest
@@ -478,7 +487,7 @@ def _open_failures(target_conn, control_schema: str, validation_id: str) -> list
                                              {"validation_id": validation_id}).fetchall()]
 
 
-def _chunk_of(row: dict[str, Any]) -> Chunk:
+def chunk_of(row: dict[str, Any]) -> Chunk:
     lo, hi = row["chunk_lo"], row["chunk_hi"]
     return Chunk(row["table_schema"], row["table_name"], tuple(row["key_columns"]),
                  tuple(lo) if lo is not None else None, tuple(hi) if hi is not None else None)
@@ -543,7 +552,7 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     else:
         cdc_behind = False
         for row in _open_failures(target_conn, control_schema, validation_id):
-            chunk = _chunk_of(row)
+            chunk = chunk_of(row)
             if cdc_behind:
                 # CDC did not reach a recent position in time: only a plain compare, nothing to prove now.
                 matched, src, tgt = _compare(source_conn, target_conn, chunk)
@@ -571,12 +580,12 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     result = {
         "tables": run["tables"], "rows_compared": run["rows_compared"], "chunks": run["chunks"],
         "mismatched_chunks": len(failures), "persistent": len(persistent), "in_flux": in_flux, "pass_complete": True,
-        "clean": not failures, "failures": [_chunk_of(f).describe() for f in failures[:20]],
+        "clean": not failures, "failures": [chunk_of(f).describe() for f in failures[:20]],
         "validation_id": migration_validation_id, "run_id": run_id, "schemas": list(run["schemas"] or schemas),
         "by_schema": run["by_schema"] or {}, "compared_at": run["compared_at"],
     }
     if persistent:
-        ranges = "; ".join(_chunk_of(f).describe() for f in persistent[:20])
+        ranges = "; ".join(chunk_of(f).describe() for f in persistent[:20])
         more = f" and {len(persistent) - 20} more" if len(persistent) > 20 else ""
         raise ValidationError(
             f"validation {migration_validation_id} (run {run_id}): {len(persistent)} chunk(s) still differ after {max_rechecks} rechecks: "

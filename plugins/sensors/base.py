@@ -19,6 +19,8 @@ class DeferrablePollSensor(BaseSensorOperator):
     """
 
     poll_path: str = ""
+    # The async twin the triggerer runs instead (triggers.fleet), for waits many migrations hold at once.
+    async_poll_path: str | None = None
 
     def __init__(self, *, poll_interval: float = 5.0, deferrable: bool = True, **kwargs: Any):
         kwargs.setdefault("timeout", 6 * 60 * 60)
@@ -28,6 +30,10 @@ class DeferrablePollSensor(BaseSensorOperator):
 
     def poll_kwargs(self, context: Context) -> dict[str, Any]:
         raise NotImplementedError
+
+    def async_poll_kwargs(self) -> dict[str, Any]:
+        """Extra arguments for the async twin only."""
+        return {}
 
     def poke(self, context: Context) -> bool:
         done, payload = resolve_check(self.poll_path)(**self.poll_kwargs(context))
@@ -48,7 +54,9 @@ class DeferrablePollSensor(BaseSensorOperator):
             return getattr(self, "_payload", None)
         self.defer(
             trigger=PollTrigger(check=self.poll_path, kwargs=kwargs, poke_interval=self.poll_interval,
-                                timeout=float(self.timeout) if self.timeout else None),
+                                timeout=float(self.timeout) if self.timeout else None,
+                                async_check=self.async_poll_path,
+                                async_kwargs=self.async_poll_kwargs() if self.async_poll_path else None),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)) if self.timeout else None,
         )
@@ -56,6 +64,10 @@ class DeferrablePollSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if not event:
             raise AirflowException(f"{self.task_id}: the trigger returned no event")
+        if event.get("status") == "resume":
+            # The triggerer found work for a worker (a full pass, a recheck): check here, then wait again.
+            self.log.info("Resumed in the worker: %s", event.get("message"))
+            return self.execute(context)
         if event.get("status") == "success":
             self.log.info("Ready after %s checks: %s", event.get("attempts"), event.get("payload"))
             return event.get("payload")

@@ -26,6 +26,7 @@ class CdcLagSensor(DeferrablePollSensor):
     """
 
     poll_path = "triggers.checks:poll_native_cdc_lag"
+    async_poll_path = "triggers.fleet:native_cdc_lag"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "slot_name", "subscription",
                                       "target_host", "target_port", "schemas")
 

@@ -24,6 +24,8 @@ class ValidationCleanSensor(DeferrablePollSensor):
     """
 
     poll_path = "triggers.checks:poll_native_validation"
+    # In the triggerer the wait only watches the open chunks; full passes and rechecks run in the worker.
+    async_poll_path = "triggers.fleet:native_validation"
     template_fields: Sequence[str] = ("source_conn_id", "target_conn_id", "database", "schemas", "validation_id",
                                       "run_id", "slot_name", "target_host", "target_port")
 
@@ -53,6 +55,10 @@ class ValidationCleanSensor(DeferrablePollSensor):
                 "validation_id": self.validation_id, "run_id": self._run_id(context),
                 "chunk_rows": int(self.chunk_rows), "max_rechecks": int(self.max_rechecks), "slot_name": self.slot_name or None,
                 "target_host": host, "target_port": port}
+
+    def async_poll_kwargs(self) -> dict[str, Any]:
+        # Polls in which chunks may still differ before the worker runs a proving recheck.
+        return {"watch": {"polls": int(self.max_rechecks)}}
 
     def _run_id(self, context: Context) -> str:
         # Rendered by Airflow before execute; a sensor run outside a DAG run has no run id to key by.
