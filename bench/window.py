@@ -35,7 +35,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from migration.cutover import CutoverPlan, LocalTargetOpener, NativeCdc, NativeLink, run_cutover  # noqa: E402
+from migration.cutover import CutoverPlan, LocalTargetOpener, NativeCdc, NativeCdcDatabase, run_cutover  # noqa: E402
 from migration.drift import catalog, check_source_unchanged, drift_schemas  # noqa: E402
 from migration.fence import RoleFence  # noqa: E402
 from migration.journal import CutoverJournal  # noqa: E402
@@ -141,7 +141,7 @@ def plan_for(src, reader, tgt, target: LocalServer, enable_ddl: str) -> CutoverP
         fence=RoleFence(conn=src, journal=journal, databases=[DB], replication_role="postgres", roles=[APP],
                         keep_pids=keep),
         drain=SourceDrain(conn=src, databases=[DB], keep_pids=keep),
-        cdc=NativeCdc(source_conn=src, links=[NativeLink(DB, SLOT, SUBSCRIPTION, tgt)]),
+        cdc=NativeCdc(source_conn=src, links=[NativeCdcDatabase(DB, SLOT, SUBSCRIPTION, tgt)]),
         proof=ChangesAfterFinalLsn(checks=[SlotCheck(DB, src, SLOT, "pgoutput", PUBLICATION)], databases=[DB],
                                    keep_pids=keep),
         opener=LocalTargetOpener(endpoint={"port": target.port, "databases": [DB]}), databases=[DB],

@@ -17,7 +17,7 @@ from migration.cutover import (
     CutoverPlan,
     LocalTargetOpener,
     NativeCdc,
-    NativeLink,
+    NativeCdcDatabase,
     run_cutover,
     unblock_run,
 )
@@ -179,10 +179,10 @@ class CutoverOperator(BaseOperator):
         spec = self.spec
         if spec.dms is None:
             return NativeCdc(source_conn=control, links=[
-                NativeLink(db, naming.slot_name(spec.migration_id, db), naming.subscription_name(spec.migration_id, db),
-                           targets[db]) for db in databases])
+                NativeCdcDatabase(db, naming.slot_name(spec.migration_id, db), naming.subscription_name(spec.migration_id, db),
+                                  targets[db]) for db in databases])
         from connections.aws import aws_client
-        from migration.dms.cutover import DmsCdcEngine, DmsLink, find_task
+        from migration.dms.cutover import DmsCdcDatabase, DmsCdcEngine, find_task
 
         # dms_tasks: the run's plan ({database, slot_name, dms_task_id}); task ARNs are looked up by identifier.
         client = aws_client(spec.dms.aws_conn_id, "dms")
@@ -193,8 +193,8 @@ class CutoverOperator(BaseOperator):
             found = find_task(client, item["dms_task_id"])
             if not found:
                 raise ValueError(f"dms_tasks: no DMS task {item['dms_task_id']} for database {item['database']}")
-            links.append(DmsLink(database=item["database"], replication_task_arn=found["ReplicationTaskArn"],
-                                 slot_name=item["slot_name"], source_conn=sources[item["database"]]))
+            links.append(DmsCdcDatabase(database=item["database"], replication_task_arn=found["ReplicationTaskArn"],
+                                        slot_name=item["slot_name"], source_conn=sources[item["database"]]))
         # The engine uses the cutover's own source sessions, which the drain keeps.
         return DmsCdcEngine(links=links, source_conn=control, dms=client,
                             cloudwatch=aws_client(spec.dms.aws_conn_id, "cloudwatch"),

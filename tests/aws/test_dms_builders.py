@@ -13,7 +13,7 @@ import pytest
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
 from migration.dms import requests as dms_requests
-from migration.dms.cutover import DmsCdcEngine, DmsLink
+from migration.dms.cutover import DmsCdcDatabase, DmsCdcEngine
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 
@@ -161,10 +161,10 @@ def test_engine_refuses_bad_input_before_any_call():
     with pytest.raises(dms_errors.DmsInputError, match="links"):
         DmsCdcEngine(links=[])
     with pytest.raises(dms_errors.DmsInputError, match="replication_task_arn"):
-        DmsCdcEngine(links=[DmsLink("app", "not-an-arn", "s")])
+        DmsCdcEngine(links=[DmsCdcDatabase("app", "not-an-arn", "s")])
     with pytest.raises(dms_errors.DmsInputError, match="slot_name"):
-        DmsCdcEngine(links=[DmsLink("app", arn, "Bad Slot")])
-    engine = DmsCdcEngine(links=[DmsLink("app", arn, "s")])
+        DmsCdcEngine(links=[DmsCdcDatabase("app", arn, "Bad Slot")])
+    engine = DmsCdcEngine(links=[DmsCdcDatabase("app", arn, "s")])
     with pytest.raises(LSNError, match="final_lsn"):
         engine.drain("banana", timeout=1, source_conn=object())
     with pytest.raises(dms_errors.DmsInputError, match="source_conn"):

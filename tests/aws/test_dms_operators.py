@@ -31,7 +31,7 @@ from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
 from migration.dms import requests as dms_requests
 from migration.dms import resources as dms_resources
-from migration.dms.cutover import DmsCdcEngine, DmsLink
+from migration.dms.cutover import DmsCdcDatabase, DmsCdcEngine
 from migration.lsn import LSNError
 from migration.naming import dms_endpoint_id, dms_instance_id, dms_task_id
 from operators.dms import (
@@ -388,7 +388,7 @@ def test_table_statistics_reads_all_pages(cdc_task):
 
 def test_engine_prepare_and_stop_every_task(cdc_task):
     ext, arn = cdc_task["moto"], cdc_task["arn"]
-    engine = DmsCdcEngine(links=[DmsLink(DATABASE, arn, "mig_orders_mig_app")], dms=client(), poll_interval=0.01)
+    engine = DmsCdcEngine(links=[DmsCdcDatabase(DATABASE, arn, "mig_orders_mig_app")], dms=client(), poll_interval=0.01)
     with pytest.raises(dms_errors.DmsError, match="database app: replication task .* is ready, not running"):
         engine.prepare(source_conn=object())
     start_task(arn)

@@ -32,7 +32,7 @@ from connections.postgres import connect
 from migration.dms import cutover as dms_cutover
 from migration.dms import errors as dms_errors
 from migration.dms import monitoring as dms_monitoring
-from migration.dms.cutover import DmsCdcEngine, DmsLink
+from migration.dms.cutover import DmsCdcDatabase, DmsCdcEngine
 from migration.lsn import LSN
 from sensors.dms import DmsCdcLatencySensor, DmsValidationSensor
 from triggers.checks import poll_dms_cdc_latency, poll_dms_validation
@@ -345,7 +345,7 @@ def test_drain_returns_at_once_on_slot_proof_without_reading_cloudwatch(dms_moto
     cloudwatch = client("cloudwatch")
     metric_reads = []
     cloudwatch.meta.events.register("before-call.cloudwatch.GetMetricData", lambda **_: metric_reads.append(1))
-    engine = DmsCdcEngine(links=[DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+    engine = DmsCdcEngine(links=[DmsCdcDatabase(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
                           cloudwatch=cloudwatch, replication_instance_id=task["instance_id"], marker_schema=CONTROL)
     result = engine.drain(str(final), timeout=5)
     assert result["drained"] is True and result["proof"] == "slot" and result["checks"] == 1
@@ -365,7 +365,7 @@ def test_drain_waits_for_dms_to_confirm_past_the_final_lsn_using_the_marker(dms_
     def sleep_while_dms_works(_seconds: float) -> None:
         confirmations.append(confirm_like_dms(consumer))
 
-    engine = DmsCdcEngine(links=[DmsLink(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
+    engine = DmsCdcEngine(links=[DmsCdcDatabase(DATABASE, task["arn"], SLOT)], source_conn=pg["source"],
                           cloudwatch=client("cloudwatch"), replication_instance_id=task["instance_id"],
                           marker_schema=CONTROL, sleep=sleep_while_dms_works)
     result = engine.drain(final, timeout=30)
@@ -384,7 +384,7 @@ def test_drain_times_out_when_dms_cannot_confirm_past_the_final_lsn(pg):
     final = final_lsn(pg["source"])
     consumer = psycopg.connect(pg["source_server"].conninfo(DATABASE), autocommit=True)
     stop = threading.Event()
-    engine = DmsCdcEngine(links=[DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+    engine = DmsCdcEngine(links=[DmsCdcDatabase(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
                           poll_interval=0.05, sleep=lambda s: (confirm_like_dms(consumer), stop.wait(s)))
     with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=rf"final LSN {final} within 0.3 s: app: slot {SLOT} confirmed .* bytes behind"):
@@ -439,7 +439,7 @@ def test_drain_reports_a_marker_it_could_not_write(pg):
     pg["source"].execute("INSERT INTO dms_sample.orders VALUES (5, 'e')")
     other_database_write(pg["source_server"])
     final = final_lsn(pg["source"])
-    engine = DmsCdcEngine(links=[DmsLink(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
+    engine = DmsCdcEngine(links=[DmsCdcDatabase(DATABASE, TASK_ARN, SLOT)], source_conn=pg["source"],
                           marker_schema="no_such_schema", poll_interval=0.05)
     with pytest.raises(dms_errors.DmsDrainTimeout,
                        match=r"drain marker was not written in app \(InvalidSchemaName: schema "):

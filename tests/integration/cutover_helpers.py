@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from migration.cutover import CutoverPlan, LocalTargetOpener, NativeCdc, NativeLink
+from migration.cutover import CutoverPlan, LocalTargetOpener, NativeCdc, NativeCdcDatabase
 from migration.fence import RoleFence
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
@@ -185,7 +185,7 @@ def native_plan(src, tgt, run_id: str, *, slot: str, subscription: str, publicat
     return CutoverPlan(
         journal=journal, fence=role_fence(src, journal, **(fence_args or {})),
         drain=SourceDrain(conn=src, databases=DATABASES, keep_pids=keep),
-        cdc=NativeCdc(source_conn=src, links=[NativeLink("appdb", slot, subscription, tgt)]),
+        cdc=NativeCdc(source_conn=src, links=[NativeCdcDatabase("appdb", slot, subscription, tgt)]),
         proof=ChangesAfterFinalLsn(checks=[SlotCheck("appdb", src, slot, "pgoutput", publication)],
                                    databases=DATABASES, keep_pids=keep),
         opener=LocalTargetOpener(endpoint={"host": "127.0.0.1", "port": target_port, "databases": ["appdb"]}),

@@ -23,7 +23,15 @@ from botocore.stub import Stubber
 from cutover_helpers import connect, ids, wait_for
 
 from migration.aws.cutover import Route53TargetOpener
-from migration.cutover import CutoverAborted, CutoverError, CutoverPlan, NativeCdc, NativeLink, run_cutover, unblock_run
+from migration.cutover import (
+    CutoverAborted,
+    CutoverError,
+    CutoverPlan,
+    NativeCdc,
+    NativeCdcDatabase,
+    run_cutover,
+    unblock_run,
+)
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
 from migration.lsn import find_redo_done
@@ -112,7 +120,7 @@ class Replication:
             fence=RoleFence(conn=src, journal=journal, databases=["appdb"], replication_role="repl",
                             roles=["app_group"], keep_pids=keep),
             drain=SourceDrain(conn=src, databases=["appdb"], keep_pids=keep),
-            cdc=NativeCdc(source_conn=src, links=[NativeLink("appdb", self.slot, self.subscription, tgt)]),
+            cdc=NativeCdc(source_conn=src, links=[NativeCdcDatabase("appdb", self.slot, self.subscription, tgt)]),
             proof=ChangesAfterFinalLsn(checks=[SlotCheck("appdb", src, self.slot, "pgoutput", self.publication)],
                                        databases=["appdb"], keep_pids=keep),
             opener=opener, databases=["appdb"],

@@ -5,7 +5,7 @@
   connection tests and tasks, with the task's reuse and start rules.
 - ``monitoring``: table statistics, CloudWatch CDC latency, validation failures, and the state
   functions behind the deferrable waits.
-- ``cutover``: the critical section's engine (``DmsCdcEngine``, ``DmsLink``), the drain marker and
+- ``cutover``: the critical section's engine (``DmsCdcEngine``, ``DmsCdcDatabase``), the drain marker and
   stopping tasks.
 - ``errors``: the exceptions.
 

@@ -23,7 +23,7 @@ from migration.lsn import LSN
 from migration.native_cdc import slot_positions
 
 # find_task: the cutover looks each database's task up by identifier before it builds the engine.
-__all__ = ["DRAIN_MARKER_TABLE", "DmsCdcEngine", "DmsLink", "find_task", "stop_task", "stop_tasks",
+__all__ = ["DRAIN_MARKER_TABLE", "DmsCdcEngine", "DmsCdcDatabase", "find_task", "stop_task", "stop_tasks",
            "write_drain_marker"]
 
 DRAIN_MARKER_TABLE = "dms_drain_marker"
@@ -56,7 +56,7 @@ def write_drain_marker(conn: Any, schema: str, final_lsn: LSN) -> LSN:
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class DmsLink:
+class DmsCdcDatabase:
     """One database's CDC: its task, its slot on the source and, for the drain marker, a connection to it."""
 
     database: str
@@ -80,7 +80,7 @@ class DmsCdcEngine:
 
     name = "dms"
 
-    def __init__(self, *, links: Iterable[DmsLink], source_conn: Any = None, dms: Any = None, cloudwatch: Any = None,
+    def __init__(self, *, links: Iterable[DmsCdcDatabase], source_conn: Any = None, dms: Any = None, cloudwatch: Any = None,
                  replication_instance_id: str | None = None, marker_schema: str | None = None,
                  poll_interval: float = 0.2, metric_interval: float = 15.0, stop_timeout: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
@@ -111,7 +111,7 @@ class DmsCdcEngine:
             raise DmsInputError("source_conn: the engine needs a connection to the source server")
         return conn
 
-    def _marker_conn(self, link: DmsLink, status_conn: Any) -> Any:
+    def _marker_conn(self, link: DmsCdcDatabase, status_conn: Any) -> Any:
         if link.source_conn is not None:
             return link.source_conn
         info = getattr(status_conn, "info", None)
@@ -183,7 +183,7 @@ class DmsCdcEngine:
                     " Check the tasks' CloudWatch logs; the cutover restores source writes (abort).")
             self.sleep(self.poll_interval)
 
-    def _write_marker(self, link: DmsLink, status_conn: Any, final: LSN, markers: dict[str, str],
+    def _write_marker(self, link: DmsCdcDatabase, status_conn: Any, final: LSN, markers: dict[str, str],
                       errors: dict[str, str]) -> None:
         conn = self._marker_conn(link, status_conn)
         if conn is None:
@@ -195,7 +195,7 @@ class DmsCdcEngine:
             # The marker only speeds the proof up; without it the drain still waits for DMS.
             errors[link.database] = f"{type(exc).__name__}: {exc}".strip()
 
-    def _incoming_changes(self, cloudwatch: Any, link: DmsLink) -> float | None:
+    def _incoming_changes(self, cloudwatch: Any, link: DmsCdcDatabase) -> float | None:
         metrics = cdc_metrics(cloudwatch, replication_instance_id=self.replication_instance_id,
                               task_resource_id=task_resource_id(link.replication_task_arn),
                               now=datetime.now(UTC), lookback_seconds=300)
@@ -226,8 +226,8 @@ class DmsCdcEngine:
             for task in tasks:
                 conn = connect(task["database"])
                 conns.append(conn)
-                links.append(DmsLink(database=task["database"], replication_task_arn=task["replication_task_arn"],
-                                     slot_name=task["slot_name"], source_conn=conn))
+                links.append(DmsCdcDatabase(database=task["database"], replication_task_arn=task["replication_task_arn"],
+                                            slot_name=task["slot_name"], source_conn=conn))
             engine = cls(links=links, **kwargs)
         except BaseException:
             for conn in conns:
