@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 
-.PHONY: venv test test-fast lint demo clean pg-check bench
+.PHONY: venv test test-fast lint demo clean pg-check bench screenshots
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +34,7 @@ clean:
 
 bench: pg-check
 	PYTHONPATH=plugins:dags $(BIN)/python bench/resolve_start_lsn.py
+
+# docs/img/*.png: the Airflow UI during a manual-approval local migration (needs Debian's `chromium`).
+screenshots: pg-check
+	PYTHONPATH=plugins:dags $(BIN)/python scripts/screenshots.py
