@@ -35,9 +35,17 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from migration import slots, sql
+from migration import slots
+from migration import sql as sqlfiles
 from migration.credentials import temporary_passfile
-from migration.logical_roles import LogicalLoadError, major_of, missing_roles, tools_for, version_problem
+from migration.logical_roles import (
+    LogicalLoadError,
+    is_reserved_role,
+    major_of,
+    missing_roles,
+    tools_for,
+    version_problem,
+)
 from migration.preflight import Finding, validate_identifier, validate_schemas
 from migration.target_prep import create_control_schema
 
@@ -56,22 +64,22 @@ def default_dump_directory(migration_id: str, database: str) -> Path:
 
 def _connect(conninfo: str, **kwargs: Any) -> psycopg.Connection:
     conn = psycopg.connect(conninfo, autocommit=True, **kwargs)
-    conn.execute(sql.load("logical_load_read_write"))
+    conn.execute(sqlfiles.load("logical_load_read_write"))
     return conn
 
 
 def database_contents(conn: psycopg.Connection, control_schema: str) -> list[str]:
     """What a target database holds besides an empty ``public`` schema and the control schema."""
-    rows = conn.execute(sql.load("logical_load_contents"), {"control_schema": control_schema}).fetchall()
+    rows = conn.execute(sqlfiles.load("logical_load_contents"), {"control_schema": control_schema}).fetchall()
     return [f"{kind} {name}" for kind, name in rows]
 
 
 def read_marker(conn: psycopg.Connection, control_schema: str, migration_id: str) -> dict[str, Any] | None:
     """The load's row in the target database, or None."""
-    if conn.execute(sql.load("logical_load_marker_find"), {"schema": control_schema}).fetchone() is None:
+    if conn.execute(sqlfiles.load("logical_load_marker_find"), {"schema": control_schema}).fetchone() is None:
         return None
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sql.compose("logical_load_marker_read", schema=control_schema),
+        row = cur.execute(sqlfiles.compose("logical_load_marker_read", schema=control_schema),
                           {"migration_id": migration_id}).fetchone()
     return dict(row) if row else None
 
@@ -80,7 +88,7 @@ def target_state(admin_conn: psycopg.Connection, target_conninfo: str, database:
                  migration_id: str) -> dict[str, Any]:
     """``{state, marker, contents}``: ``missing``, ``empty``, ``loading`` (an earlier load died), ``loaded``
     or ``not_empty`` (with what was found)."""
-    if admin_conn.execute(sql.load("logical_load_database_exists"), {"database": database}).fetchone() is None:
+    if admin_conn.execute(sqlfiles.load("logical_load_database_exists"), {"database": database}).fetchone() is None:
         return {"state": "missing", "marker": None, "contents": []}
     with _connect(target_conninfo) as conn:
         marker = read_marker(conn, control_schema, migration_id)
@@ -94,14 +102,14 @@ def _discard_half_load(admin_conn: psycopg.Connection, target_conninfo: str, dat
                        marker: dict[str, Any], control_schema: str, migration_id: str) -> None:
     if marker["created_database"]:
         log.warning("Database %s holds a load that did not finish: dropping it to start again", database)
-        admin_conn.execute(sql.compose("logical_load_drop_database", database=database))
+        admin_conn.execute(sqlfiles.compose("logical_load_drop_database", database=database))
         return
     log.warning("Database %s existed before the load, which did not finish: dropping its migrated schemas %s",
                 database, list(schemas))
     with _connect(target_conninfo) as conn, conn.transaction():
         for schema in schemas:
-            conn.execute(sql.compose("logical_load_drop_schema", schema=schema))
-        conn.execute(sql.compose("logical_load_marker_start", schema=control_schema),
+            conn.execute(sqlfiles.compose("logical_load_drop_schema", schema=schema))
+        conn.execute(sqlfiles.compose("logical_load_marker_start", schema=control_schema),
                      {"migration_id": migration_id, "slot_name": marker["slot_name"], "created_database": False})
 
 
@@ -109,7 +117,7 @@ def _drop_stale_slot(source_conn: psycopg.Connection, slot_name: str) -> None:
     """Drop a slot that an earlier, dead attempt left; its reader (that attempt's walsender) is ended."""
     deadline = time.monotonic() + SLOT_RELEASE_TIMEOUT_S
     while True:
-        row = source_conn.execute(sql.load("logical_load_slot"), {"slot_name": slot_name}).fetchone()
+        row = source_conn.execute(sqlfiles.load("logical_load_slot"), {"slot_name": slot_name}).fetchone()
         if row is None:
             return
         if row[1] is None:
@@ -119,8 +127,25 @@ def _drop_stale_slot(source_conn: psycopg.Connection, slot_name: str) -> None:
         if time.monotonic() > deadline:
             raise LogicalLoadError(f"slot {slot_name} is still in use by pid {row[1]}; stop its reader and run again")
         # The walsender of a killed load exits once the server sees its client gone; one that lingers is ended.
-        source_conn.execute(sql.load("logical_load_end_slot_reader"), {"slot_name": slot_name})
+        source_conn.execute(sqlfiles.load("logical_load_end_slot_reader"), {"slot_name": slot_name})
         time.sleep(0.5)
+
+
+def _create_database(source_conn: psycopg.Connection, admin_conn: psycopg.Connection, database: str,
+                     say: Callable[[str], None]) -> None:
+    """The target database with the source's encoding and locale, owned by the source's owner when the
+    target has that role (reserved owners such as rdsadmin stay with the connecting role)."""
+    with source_conn.cursor(row_factory=dict_row) as cur:
+        src = cur.execute(sqlfiles.load("logical_load_source_database")).fetchone()
+    admin_conn.execute(sqlfiles.compose("logical_load_create_database", database=database,
+                                        encoding=pgsql.Literal(src["encoding"]), collate=pgsql.Literal(src["collate"]),
+                                        ctype=pgsql.Literal(src["ctype"])))
+    owner = src["owner"]
+    if not is_reserved_role(owner) and admin_conn.execute(sqlfiles.load("logical_load_roles_existing"),
+                                                          {"roles": [owner]}).fetchone():
+        admin_conn.execute(sqlfiles.compose("logical_load_database_owner", database=database, owner=owner))
+    say(f"Created database {database} on the target ({src['encoding']}, collate {src['collate']}, ctype "
+        f"{src['ctype']}, owner {owner if not is_reserved_role(owner) else 'the connecting role'})")
 
 
 # ---------------------------------------------------------------- child processes and progress
@@ -148,7 +173,7 @@ class Progress:
         self.active: dict[tuple[str, str], int] = {}
 
     def sample(self, conn: psycopg.Connection) -> None:
-        rows = conn.execute(sql.load("logical_load_copy_progress"), {"database": self.datname}).fetchall()
+        rows = conn.execute(sqlfiles.load("logical_load_copy_progress"), {"database": self.datname}).fetchall()
         self.active = {(r[0], r[1]): int(r[2]) for r in rows if (r[0], r[1]) in self.estimates}
         self.seen |= set(self.active)
 
@@ -168,7 +193,7 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
               interval_s: float = PROGRESS_INTERVAL_S) -> None:
     """Run one client tool to its end, logging progress every ``interval_s``; fails with its stderr."""
     log.info("Running %s", " ".join(cmd))
-    with tempfile.TemporaryFile() as err:
+    with tempfile.NamedTemporaryFile(prefix="pgmig-tool-", suffix=".err") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=_die_with_parent)
         monitor = _connect(progress_conninfo) if progress is not None and progress_conninfo else None
         try:
@@ -187,8 +212,8 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
         finally:
             if monitor is not None:
                 monitor.close()
-        err.seek(0)
-        stderr = err.read().decode(errors="replace").strip()
+        err.flush()
+        stderr = Path(err.name).read_text(errors="replace").strip()
     if proc.returncode != 0:
         raise LogicalLoadError(f"{what} failed (exit {proc.returncode}): {stderr}")
     if progress is not None:
@@ -225,7 +250,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
         state = target_state(admin, target_conninfo, database, control_schema, migration_id)
         if state["state"] == "loaded":
             marker = state["marker"]
-            if source.execute(sql.load("logical_load_slot"), {"slot_name": slot_name}).fetchone() is None:
+            if source.execute(sqlfiles.load("logical_load_slot"), {"slot_name": slot_name}).fetchone() is None:
                 raise LogicalLoadError(
                     f"database {database} on the target was loaded at {marker['consistent_point']}, but slot "
                     f"{slot_name} is gone from the source, so CDC cannot resume from there. Drop the target database "
@@ -248,20 +273,19 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
                 state["state"] = "missing"
         _drop_stale_slot(source, slot_name)
         if state["state"] == "missing":
-            admin.execute(sql.compose("logical_load_create_database", database=database))
-            say(f"Created database {database} on the target")
+            _create_database(source, admin, database, say)
         tables = [dict(zip(("schema", "table_name", "rows_estimate", "bytes"), row, strict=True))
-                  for row in source.execute(sql.load("logical_load_tables"), {"schemas": schemas}).fetchall()]
+                  for row in source.execute(sqlfiles.load("logical_load_tables"), {"schemas": schemas}).fetchall()]
 
     with _connect(target_conninfo) as target:
         create_control_schema(target, control_schema)
-        target.execute(sql.compose("logical_load_marker_table", schema=control_schema))
-        target.execute(sql.compose("logical_load_marker_start", schema=control_schema),
+        target.execute(sqlfiles.compose("logical_load_marker_table", schema=control_schema))
+        target.execute(sqlfiles.compose("logical_load_marker_start", schema=control_schema),
                        {"migration_id": migration_id, "slot_name": slot_name, "created_database": created})
         # The dump creates each schema it holds; a fresh database's empty public schema would clash.
-        for (schema,) in target.execute(sql.load("logical_load_existing_schemas"), {"schemas": schemas}).fetchall():
+        for (schema,) in target.execute(sqlfiles.load("logical_load_existing_schemas"), {"schemas": schemas}).fetchall():
             if schema != control_schema:
-                target.execute(sql.compose("logical_load_drop_schema", schema=schema))
+                target.execute(sqlfiles.compose("logical_load_drop_schema", schema=schema))
 
     folder = Path(dump_directory) if dump_directory else default_dump_directory(migration_id, database)
     shutil.rmtree(folder, ignore_errors=True)
@@ -270,7 +294,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
     with temporary_passfile(source_conninfo) as source_pass:
         replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
         try:
-            row = replication.execute(sql.compose("logical_load_create_slot", slot_name=slot_name, plugin=plugin)).fetchone()
+            row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name, plugin=plugin)).fetchone()
             consistent_point, snapshot = row[1], row[2]
             say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
             # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.
@@ -300,7 +324,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
              "mb_per_second": round(total_bytes / 1e6 / max(finished - started, 1e-6), 3),
              "created_database": created, "pg_dump": str(tools["pg_dump"]), "pg_restore": str(tools["pg_restore"])}
     with _connect(target_conninfo) as target:
-        target.execute(sql.compose("logical_load_marker_done", schema=control_schema),
+        target.execute(sqlfiles.compose("logical_load_marker_done", schema=control_schema),
                        {"migration_id": migration_id, "consistent_point": consistent_point,
                         "stats": json.dumps(stats)})
     shutil.rmtree(folder, ignore_errors=True)
@@ -342,7 +366,7 @@ def preflight_findings(source_conn: psycopg.Connection, admin_conn: psycopg.Conn
 
 def analyze_schemas(conn: psycopg.Connection, schemas: Sequence[str]) -> int:
     """ANALYZE every table of ``schemas`` (a restore brings no planner statistics); returns how many."""
-    tables = conn.execute(sql.load("logical_load_tables"), {"schemas": list(schemas)}).fetchall()
+    tables = conn.execute(sqlfiles.load("logical_load_tables"), {"schemas": list(schemas)}).fetchall()
     for schema, table, *_ in tables:
-        conn.execute(sql.compose("logical_load_analyze", table=pgsql.Identifier(schema, table)))
+        conn.execute(sqlfiles.compose("logical_load_analyze", table=pgsql.Identifier(schema, table)))
     return len(tables)

@@ -103,8 +103,14 @@ def test_load_at_the_exported_snapshot_then_cdc_from_the_consistent_point_loses_
     assert result["consistent_point"] and result["reused"] is False and result["tables"] >= 5
     assert any(line.startswith("dump app:") for line in lines), lines
     assert any(line.startswith("restore app:") for line in lines), lines
+    database_facts = "SELECT pg_encoding_to_char(encoding), datcollate, datctype, pg_get_userbyid(datdba) " \
+                     "FROM pg_database WHERE datname = current_database()"
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as src:
+        source_facts = src.execute(database_facts).fetchone()
     with psycopg.connect(pg18.conninfo("app"), autocommit=True) as target:
         assert target.info.server_version // 10000 == 18
+        # The created database takes the source's encoding, locale and owner.
+        assert target.execute(database_facts).fetchone() == source_facts
         # Roles and grants came across; the trigger is there (and enabled, as on the source).
         assert target.execute("SELECT has_table_privilege(%s, 'dms_sample.person', 'INSERT')",
                               (sample.APP_ROLE,)).fetchone()[0]
