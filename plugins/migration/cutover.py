@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.cutover_timeline import Step, Timeline, jsonable, settle
 from migration.journal import CutoverJournal, JournalState
 from migration.lsn import LSN
@@ -119,7 +119,7 @@ class NativeCdc:
                 raise CutoverError(f"database {link.database}: subscription {link.subscription} is "
                                    f"{'missing' if state is None else 'disabled'} on the target; CDC is not running. "
                                    f"{self.resume_hint()}")
-            link.target_conn.execute(q.compose("cutover_subscription_synchronous", subscription=link.subscription))
+            link.target_conn.execute(sqlfiles.compose("cutover_subscription_synchronous", subscription=link.subscription))
         return {link.database: {"slot": link.slot_name, "confirmed_flush_lsn": slots[link.slot_name]["confirmed_flush_lsn"]}
                 for link in self.links}
 
@@ -127,7 +127,7 @@ class NativeCdc:
         deadline = time.monotonic() + timeout
         names = [link.slot_name for link in self.links]
         # WAL is one stream per server: one flush makes the final LSN sendable for every slot.
-        self.source_conn.execute(q.load("cutover_flush_source_wal"))
+        self.source_conn.execute(sqlfiles.load("cutover_flush_source_wal"))
         while True:
             slots = slot_positions(self.source_conn, names)
             behind = {name: slots[name]["confirmed_flush_lsn"] if name in slots else None for name in names
@@ -145,9 +145,9 @@ class NativeCdc:
         """Disable each subscription and end its apply worker: nothing more is applied, the source's slot is
         released, and the subscription keeps its origin, so ``resume()`` goes on exactly where it stopped."""
         for link in self.links:
-            link.target_conn.execute(q.compose("native_cdc_disable_subscription", subscription=link.subscription))
+            link.target_conn.execute(sqlfiles.compose("native_cdc_disable_subscription", subscription=link.subscription))
         for link in self.links:
-            link.target_conn.execute(q.load("cutover_stop_apply_worker"), {"name": link.subscription})
+            link.target_conn.execute(sqlfiles.load("cutover_stop_apply_worker"), {"name": link.subscription})
         deadline = time.monotonic() + 30
         stopped = {}
         for link in self.links:

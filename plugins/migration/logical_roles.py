@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from migration import sql
+from migration import sql as sqlfiles
 from migration.credentials import temporary_passfile
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def is_reserved_role(name: str) -> bool:
 
 def needed_roles(source_conn: psycopg.Connection, schemas: Sequence[str]) -> list[str]:
     """Roles that own or are granted on the schemas' objects, and their members, reserved ones left out."""
-    rows = source_conn.execute(sql.load("logical_load_roles_needed"), {"schemas": list(schemas)}).fetchall()
+    rows = source_conn.execute(sqlfiles.load("logical_load_roles_needed"), {"schemas": list(schemas)}).fetchall()
     return [r[0] for r in rows if not is_reserved_role(r[0])]
 
 
@@ -130,7 +130,7 @@ def missing_roles(source_conn: psycopg.Connection, target_conn: psycopg.Connecti
                   schemas: Sequence[str]) -> list[str]:
     """The needed roles that the target does not have yet (what preflight lists and the load creates)."""
     needed = needed_roles(source_conn, schemas)
-    have = {r[0] for r in target_conn.execute(sql.load("logical_load_roles_existing"), {"roles": needed})}
+    have = {r[0] for r in target_conn.execute(sqlfiles.load("logical_load_roles_existing"), {"roles": needed})}
     return [name for name in needed if name not in have]
 
 
@@ -168,7 +168,7 @@ def create_missing_roles(source_conn: psycopg.Connection, target_conn: psycopg.C
     if not create:
         log.info("Every role the migrated objects need exists on the target")
         return []
-    existing = [r[0] for r in target_conn.execute(sql.load("logical_load_roles_all"))]
+    existing = [r[0] for r in target_conn.execute(sqlfiles.load("logical_load_roles_all"))]
     statements = role_statements(dump_roles(pg_dumpall, source_conninfo), create, existing)
     with target_conn.transaction():
         for statement in statements:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql
+from migration import sql as sqlfiles
 from migration.preflight import validate_schemas
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> l
     """Every sequence in ``schemas`` (standalone, serial and identity alike) with its current state."""
     names = validate_schemas(schemas)
     with source_conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql.load("sequences_read"), {"schemas": names}).fetchall()
+        rows = cur.execute(sqlfiles.load("sequences_read"), {"schemas": names}).fetchall()
     _refuse_unreadable(rows)
     return _states(rows)
 
@@ -95,7 +95,7 @@ def sync_sequences(target_conn: psycopg.Connection, seqs: Sequence[SequenceState
         "values": [value for value, _ in values],
         "called": [called for _, called in values],
     }
-    missing, applied = target_conn.execute(sql.load("sequences_sync"), params).fetchone()
+    missing, applied = target_conn.execute(sqlfiles.load("sequences_sync"), params).fetchone()
     if missing:
         raise SequenceSyncError(
             f"{len(missing)} sequence(s) do not exist on the target: {', '.join(missing)}. No sequence was changed. "
@@ -143,7 +143,7 @@ class SequenceSync:
         params = {"schemas": list(self.schemas), "oids": [seq.oid for seq in self._synced],
                   "last_values": [seq.last_value for seq in self._synced]}
         with self.source_conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(sql.load("sequences_moved"), params).fetchall()
+            rows = cur.execute(sqlfiles.load("sequences_moved"), params).fetchall()
         _refuse_unreadable(rows)
         self._moved = _states(rows)
         return {"checked": len(self._synced), "moved": len(self._moved)}

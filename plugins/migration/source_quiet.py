@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 from migration.cutover import CutoverError
 from migration.lsn import LSN
@@ -30,7 +30,7 @@ def bound_session(conn: psycopg.Connection, *, lock_timeout_s: float, statement_
     """Make a connection fit for the critical section: synchronous commits, every statement bounded by
     ``lock_timeout`` and ``statement_timeout``, read-only default lifted (the fence may set it for the
     migration's own login), and an application_name that marks the session as the cutover's own."""
-    conn.execute(q.load("cutover_session"), {
+    conn.execute(sqlfiles.load("cutover_session"), {
         "lock_timeout": f"{max(1, int(lock_timeout_s * 1000))}ms",
         "statement_timeout": f"{max(1, int(statement_timeout_s * 1000))}ms",
         "application_name": f"{APPLICATION_NAME} {run}".strip()[:63]})
@@ -64,7 +64,7 @@ class SourceDrain:
         quiet_since: float | None = None
         while True:
             with self.conn.cursor(row_factory=dict_row) as cur:
-                state = cur.execute(q.load("cutover_drain_check"), params).fetchone()
+                state = cur.execute(sqlfiles.load("cutover_drain_check"), params).fetchone()
             self.ended += state["sessions_ended"]
             if not (state["sessions_ended"] or state["open_transactions"] or state["prepared_transactions"]):
                 if quiet_since is not None and time.monotonic() - quiet_since >= self.settle_s:
@@ -81,7 +81,7 @@ class SourceDrain:
                     f"transactions {state['prepared_transactions']} (finish those with COMMIT PREPARED or "
                     "ROLLBACK PREPARED)")
             time.sleep(self.poll_interval_s)
-        return LSN(self.conn.execute(q.load("cutover_final_lsn")).fetchone()[0])
+        return LSN(self.conn.execute(sqlfiles.load("cutover_final_lsn")).fetchone()[0])
 
 
 def _who(sessions: Sequence[dict[str, Any]]) -> str:
@@ -131,7 +131,7 @@ class ChangesAfterFinalLsn:
     def _wait_released(self, conn: psycopg.Connection, slots: list[str]) -> None:
         # A slot cannot be read while a walsender holds it; stopping CDC lets it go within moments.
         deadline = time.monotonic() + self.release_timeout_s
-        while held := conn.execute(q.load("cutover_slots_active"), {"slots": slots}).fetchall():
+        while held := conn.execute(sqlfiles.load("cutover_slots_active"), {"slots": slots}).fetchall():
             if time.monotonic() > deadline:
                 raise CutoverError(f"slots still in use {dict(held)} {self.release_timeout_s:g} s after CDC stopped: "
                                    "the proof that no change was left behind cannot be read")
@@ -144,17 +144,17 @@ class ChangesAfterFinalLsn:
             self._wait_released(conn, [check.slot_name])
             with conn.cursor(row_factory=dict_row) as cur:
                 if check.plugin == "pgoutput":
-                    row = cur.execute(q.load("cutover_changes_after_pgoutput"),
+                    row = cur.execute(sqlfiles.load("cutover_changes_after_pgoutput"),
                                       {"slot_name": check.slot_name, "publication": check.publication}).fetchone()
                 else:
-                    row = cur.execute(q.load("cutover_changes_after_test_decoding"),
+                    row = cur.execute(sqlfiles.load("cutover_changes_after_test_decoding"),
                                       {"slot_name": check.slot_name, "schemas": list(check.schemas)}).fetchone()
             found[check.database] = dict(row)
         late = {db: r for db, r in found.items() if r["changes"]}
         if late:
             conn = self.checks[0].source_conn
             with conn.cursor(row_factory=dict_row) as cur:
-                now = [dict(r) for r in cur.execute(q.load("cutover_sessions"), {
+                now = [dict(r) for r in cur.execute(sqlfiles.load("cutover_sessions"), {
                     "databases": list(self.databases), "keep_pids": list(self.keep_pids)}).fetchall()]
             detail = "; ".join(f"{db}: {r['changes']} change(s) in {r['tables']} by transaction(s) {r['xids']} "
                                f"from {r['first_lsn']}" for db, r in late.items())

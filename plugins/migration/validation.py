@@ -43,7 +43,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration.config import check_names
 from migration.lsn import LSN
 from migration.native_cdc import slot_positions
@@ -85,16 +85,16 @@ def _table_ident(schema: str, table: str) -> sql.Identifier:
 
 def prepare_session(conn: psycopg.Connection) -> None:
     """Pin the settings that change how values print, so equal rows hash alike on both servers."""
-    conn.execute(q.load("validation_session"))
+    conn.execute(sqlfiles.load("validation_session"))
 
 
 def ensure_control_tables(target_conn: psycopg.Connection, control_schema: str) -> None:
-    target_conn.execute(q.compose("validation_control_tables", schema=control_schema))
+    target_conn.execute(sqlfiles.compose("validation_control_tables", schema=control_schema))
 
 
 def list_tables(conn: psycopg.Connection, schemas: Sequence[str]) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return [dict(r) for r in cur.execute(q.load("validation_tables"), {"schemas": list(schemas)}).fetchall()]
+        return [dict(r) for r in cur.execute(sqlfiles.load("validation_tables"), {"schemas": list(schemas)}).fetchall()]
 
 
 def last_key_query(chunk: Chunk) -> tuple[sql.Composed, dict[str, str]]:
@@ -102,8 +102,8 @@ def last_key_query(chunk: Chunk) -> tuple[sql.Composed, dict[str, str]]:
     predicate, params = _predicate(chunk)
     key_text = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("_r", k)) for k in chunk.keys)
     keys_desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier("_r", k)) for k in chunk.keys)
-    return q.compose("validation_last_key", key_text=key_text, keys_desc=keys_desc, predicate=predicate,
-                     table=_table_ident(chunk.schema, chunk.table)), params
+    return sqlfiles.compose("validation_last_key", key_text=key_text, keys_desc=keys_desc, predicate=predicate,
+                            table=_table_ident(chunk.schema, chunk.table)), params
 
 
 def last_key(conn: psycopg.Connection, chunk: Chunk) -> tuple[str, ...] | None:
@@ -120,7 +120,7 @@ def chunk_bounds(source_conn: psycopg.Connection, schema: str, table: str, keys:
         return [Chunk(schema, table, (), None, None)]
     key_cols = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     key_text = sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in keys)
-    query = q.compose("validation_chunk_bounds", keys=key_cols, key_text=key_text, table=_table_ident(schema, table))
+    query = sqlfiles.compose("validation_chunk_bounds", keys=key_cols, key_text=key_text, table=_table_ident(schema, table))
     bounds = [tuple(row) for row in source_conn.execute(query, {"chunk_rows": chunk_rows}).fetchall()]
     top = last_key(source_conn, Chunk(schema, table, tuple(keys), None, None))
     if top is not None and (not bounds or bounds[-1] != top):
@@ -147,8 +147,8 @@ def _predicate(chunk: Chunk) -> tuple[sql.Composable, dict[str, str]]:
 def digest_query(chunk: Chunk) -> tuple[sql.Composed, dict[str, str]]:
     """The statement and parameters that read one chunk's (rows, digest)."""
     predicate, params = _predicate(chunk)
-    return q.compose("validation_chunk_digest", table=_table_ident(chunk.schema, chunk.table),
-                     predicate=predicate), params
+    return sqlfiles.compose("validation_chunk_digest", table=_table_ident(chunk.schema, chunk.table),
+                            predicate=predicate), params
 
 
 def chunk_digest(conn: psycopg.Connection, chunk: Chunk) -> tuple[int, str] | None:
@@ -234,9 +234,9 @@ _SHORT_PAGE_HEADER, _LONG_PAGE_HEADER = 24, 40
 def wal_position(source_conn: psycopg.Connection) -> LSN:
     """The end of the WAL the source has inserted: every commit a statement before this one saw ends at or before it."""
     try:
-        position, block, segment = source_conn.execute(q.load("validation_wal_position")).fetchone()
+        position, block, segment = source_conn.execute(sqlfiles.load("validation_wal_position")).fetchone()
     except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFunction):
-        return LSN(source_conn.execute(q.load("validation_wal_write_position")).fetchone()[0])
+        return LSN(source_conn.execute(sqlfiles.load("validation_wal_write_position")).fetchone()[0])
     lsn = LSN(position)
     # Just past a page header the WAL before ends at the page boundary, and that is where decoding stops.
     header = _LONG_PAGE_HEADER if lsn % segment < block else _SHORT_PAGE_HEADER
@@ -261,8 +261,8 @@ def cdc_applied_past(source_conn: psycopg.Connection, slot_name: str, position: 
 
 def _source_versioned(source_conn, chunk: Chunk) -> tuple[int, str, str] | None:
     predicate, params = _predicate(chunk)
-    query = q.compose("validation_chunk_digest_versioned", table=_table_ident(chunk.schema, chunk.table),
-                      predicate=predicate)
+    query = sqlfiles.compose("validation_chunk_digest_versioned", table=_table_ident(chunk.schema, chunk.table),
+                             predicate=predicate)
     try:
         count, digest, version = source_conn.execute(query, params).fetchone()
     except psycopg.errors.UndefinedTable:
@@ -281,9 +281,9 @@ def chunk_rows(conn: psycopg.Connection, chunk: Chunk) -> dict[tuple[str, ...], 
     table = _table_ident(chunk.schema, chunk.table)
     if chunk.keys:
         key_text = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("_r", k)) for k in chunk.keys)
-        query = q.compose("validation_chunk_rows", key_text=key_text, table=table, predicate=predicate)
+        query = sqlfiles.compose("validation_chunk_rows", key_text=key_text, table=table, predicate=predicate)
     else:
-        query = q.compose("validation_chunk_row_groups", table=table, predicate=predicate)
+        query = sqlfiles.compose("validation_chunk_row_groups", table=table, predicate=predicate)
     width = max(len(chunk.keys), 1)
     try:
         rows = conn.execute(query, params).fetchall()
@@ -407,9 +407,9 @@ def _record(target_conn, control_schema: str, validation_id: str, chunk: Chunk, 
         "max_rechecks": max_rechecks,
     }
     if matched:
-        target_conn.execute(q.compose("validation_failure_clear", schema=control_schema), params)
+        target_conn.execute(sqlfiles.compose("validation_failure_clear", schema=control_schema), params)
         return "clean"
-    state, _ = target_conn.execute(q.compose("validation_failure_record", schema=control_schema), params).fetchone()
+    state, _ = target_conn.execute(sqlfiles.compose("validation_failure_record", schema=control_schema), params).fetchone()
     return state
 
 
@@ -419,15 +419,15 @@ def _estimated_rows(source_conn, table: dict[str, Any], chunks: list[Chunk], chu
         return max(table["estimated_rows"], (len(chunks) - 1) * chunk_rows + chunk_rows // 2)
     if table["estimated_rows"] > 0:
         return table["estimated_rows"]
-    query = q.compose("validation_count", table=_table_ident(table["schema"], table["table"]))
+    query = sqlfiles.compose("validation_count", table=_table_ident(table["schema"], table["table"]))
     return source_conn.execute(query).fetchone()[0]
 
 
 def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_id, run_id, chunk_rows,
                max_rechecks):
-    target_conn.execute(q.compose("validation_run_start", schema=control_schema),
+    target_conn.execute(sqlfiles.compose("validation_run_start", schema=control_schema),
                         {"validation_id": validation_id, "run_id": run_id, "schemas": list(schemas)})
-    target_conn.execute(q.compose("validation_failures_reset", schema=control_schema), {"validation_id": validation_id})
+    target_conn.execute(sqlfiles.compose("validation_failures_reset", schema=control_schema), {"validation_id": validation_id})
     tables = list_tables(source_conn, schemas)
     by_schema: dict[str, dict[str, int]] = {s: {"tables": 0, "rows": 0} for s in schemas}
     plan = [(t, chunk_bounds(source_conn, t["schema"], t["table"], t["keys"], chunk_rows)) for t in tables]
@@ -454,7 +454,7 @@ def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_
                      table["table"], len(chunks))
     finally:
         pool.shutdown(wait=True)
-    target_conn.execute(q.compose("validation_run_complete", schema=control_schema),
+    target_conn.execute(sqlfiles.compose("validation_run_complete", schema=control_schema),
                         {"validation_id": validation_id, "tables": len(plan), "chunks": chunks_done,
                          "rows_compared": rows, "by_schema": Jsonb(by_schema)})
     log.info("Validation %s: 100%% of rows compared (%d rows in %d tables, %d chunks, %d mismatched)",
@@ -476,14 +476,14 @@ def run_key(validation_id: str, run_id: str) -> str:
 
 def _run_record(target_conn, control_schema: str, validation_id: str) -> dict[str, Any] | None:
     with target_conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(q.compose("validation_run_get", schema=control_schema),
+        row = cur.execute(sqlfiles.compose("validation_run_get", schema=control_schema),
                           {"validation_id": validation_id}).fetchone()
     return dict(row) if row else None
 
 
 def _open_failures(target_conn, control_schema: str, validation_id: str) -> list[dict[str, Any]]:
     with target_conn.cursor(row_factory=dict_row) as cur:
-        return [dict(r) for r in cur.execute(q.compose("validation_failures_open", schema=control_schema),
+        return [dict(r) for r in cur.execute(sqlfiles.compose("validation_failures_open", schema=control_schema),
                                              {"validation_id": validation_id}).fetchall()]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from migration import sql as q
+from migration import sql as sqlfiles
 from migration import validation
 from migration.native_cdc import NativeCdcError, apply_problem, lag_ready
 
@@ -169,7 +169,7 @@ async def conninfo(conn_id: str, dbname: str, host: str | None, port: int | None
 async def _slots(server: KeptConnection, slot_names: list[str]) -> dict[str, dict[str, Any]]:
     async def work(conn):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q.load("native_cdc_slot_lag"), {"slots": slot_names})
+            await cur.execute(sqlfiles.load("native_cdc_slot_lag"), {"slots": slot_names})
             return {row["slot_name"]: row for row in await cur.fetchall()}
     return await server.run(work)
 
@@ -177,8 +177,8 @@ async def _slots(server: KeptConnection, slot_names: list[str]) -> dict[str, dic
 async def _applies(server: KeptConnection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
     async def work(conn):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q.load("fleet_apply_states"), {"databases": [k[0] for k in keys],
-                                                             "subscriptions": [k[1] for k in keys]})
+            await cur.execute(sqlfiles.load("fleet_apply_states"), {"databases": [k[0] for k in keys],
+                                                                    "subscriptions": [k[1] for k in keys]})
             return {(row["database"], row["subscription"]): row for row in await cur.fetchall()}
     return await server.run(work)
 
@@ -187,12 +187,12 @@ async def _write_samples(target: KeptConnection, state: _LoopState, key: tuple, 
     async def work(conn):
         for schema in sorted({s[0] for s in samples}):
             if (key, schema) not in state.sample_tables:
-                await conn.execute(q.compose("native_cdc_lag_samples_table", schema=schema))
+                await conn.execute(sqlfiles.compose("native_cdc_lag_samples_table", schema=schema))
                 state.sample_tables.add((key, schema))
         async with conn.cursor() as cur:
             for schema in sorted({s[0] for s in samples}):
                 rows = [{"database": s[1], "lag_bytes": s[2], "apply_age_s": s[3]} for s in samples if s[0] == schema]
-                await cur.executemany(q.compose("native_cdc_lag_sample_write", schema=schema), rows)
+                await cur.executemany(sqlfiles.compose("native_cdc_lag_sample_write", schema=schema), rows)
         return {}
     return await target.run(work)
 
@@ -290,24 +290,24 @@ async def native_validation(*, source_conn_id: str, target_conn_id: str, databas
     state = _state()
     src = await conninfo(source_conn_id, database, source_host, source_port)
     tgt = await conninfo(target_conn_id, database, target_host, target_port)
-    session = (q.load("validation_session"),)
+    session = (sqlfiles.load("validation_session"),)
     source = state.connection(("validation", src), src, session)
     target = state.connection(("validation", tgt), tgt, session)
     key = validation.run_key(validation_id, run_id)
 
-    async def read(conn, name):
+    async def control_rows(conn, sql_file):
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(q.compose(name, schema=control_schema), {"validation_id": key})
+            await cur.execute(sqlfiles.compose(sql_file, schema=control_schema), {"validation_id": key})
             return await cur.fetchall()
 
     try:
         # Only the worker starts a pass: once this wait has seen its pass complete, it stays complete.
         if not watch.get("pass_complete"):
-            runs = await target.run(lambda conn: read(conn, "validation_run_get"))
+            runs = await target.run(lambda conn: control_rows(conn, "validation_run_get"))
             if not runs or not runs[0]["complete"] or sorted(runs[0]["schemas"] or []) != sorted(schemas):
                 raise ResumeInWorker("no complete pass of these schemas in this run: the worker runs it")
             watch["pass_complete"] = True
-        failures = await target.run(lambda conn: read(conn, "validation_failures_open"))
+        failures = await target.run(lambda conn: control_rows(conn, "validation_failures_open"))
     except psycopg.errors.UndefinedTable:
         raise ResumeInWorker("no validation state on the target yet: the worker runs the full pass") from None
     if any(f["state"] == "persistent" for f in failures):

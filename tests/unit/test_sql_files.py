@@ -170,3 +170,20 @@ def test_every_statement_the_code_loads_exists():
 def test_every_sql_file_is_loaded_somewhere():
     unused = sorted(sql_files() - set(statements_loaded().names))
     assert unused == [], "in include/sql but loaded nowhere: delete them or load them"
+
+
+def test_the_loader_is_imported_one_way():
+    """``from migration import sql as sqlfiles`` everywhere: one name to search for, and psycopg.sql cannot
+    shadow it."""
+    spellings = {}
+    for path in CODE:
+        if path == LOADER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "migration":
+                spellings.update({f"{path.relative_to(ROOT)}:{node.lineno}": f"sql as {a.asname or 'sql'}"
+                                  for a in node.names if a.name == "sql"})
+            elif isinstance(node, ast.ImportFrom) and node.module == "migration.sql":
+                spellings[f"{path.relative_to(ROOT)}:{node.lineno}"] = "from migration.sql import …"
+    assert spellings, "the scan found no import of the loader"
+    assert {where: how for where, how in spellings.items() if how != "sql as sqlfiles"} == {}

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from migration import sql as sqlfiles
 from migration.aws.common import (
     MIGRATION_TAG,
     SOURCE_TAG,
@@ -24,7 +25,6 @@ from migration.aws.common import (
     where,
 )
 from migration.aws.parameters import LOGICAL_REPLICATION, get_parameter, parameter_group_exists
-from migration.sql import load
 
 
 class PreflightFailed(AwsMigrationError):
@@ -222,7 +222,7 @@ def storage_problem(cloudwatch: Any, desc: DbDescription, *, min_free_bytes: int
 def aurora_lsn_function_problem(conn: Any) -> str | None:
     """SQL check on the source: aurora_volume_logical_start_lsn() must exist to capture a clone's LSN."""
     # The same lookup capture_clone_lsn makes on the clone, made on the source ahead of time.
-    if conn.execute(load("capture_find_aurora_function")).fetchone():
+    if conn.execute(sqlfiles.load("capture_find_aurora_function")).fetchone():
         return None
     return ("aurora_volume_logical_start_lsn() is not available on the source: apply the latest minor version "
             "of its Aurora PostgreSQL major version (the function ships in the highest minor of each major)")
