@@ -6,7 +6,6 @@ run's conf before any task creates anything. Every error names the file and the 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from migration.naming import AWS_ACCOUNT_ID_RE, CONN_ID_RE, MIGRATION_ID_RE, pg_name_problem
+from migration.config_reader import ConfigError, Reader, check_names, parse_time
+from migration.naming import AWS_ACCOUNT_ID_RE, CONN_ID_RE, MIGRATION_ID_RE
 
 PLATFORMS = ("aws", "local")
 INITIAL_LOADS = {"aurora_clone": "aws", "rds_snapshot": "aws", "pg_basebackup": "local", "pg_dump": None}
@@ -41,101 +41,6 @@ def check_user_schemas(names: list[str], source: str, field_path: str) -> list[s
     if system:
         raise ConfigError(source, field_path, f"{system[0]!r} is a PostgreSQL system schema; name user schemas only")
     return names
-
-
-class ConfigError(ValueError):
-    """A config or run-conf value is wrong; the message names the file, the field and what is expected."""
-
-    def __init__(self, source: str, field_path: str, message: str):
-        self.source = source
-        self.field_path = field_path
-        super().__init__(f"{source}: {field_path}: {message}")
-
-
-class _Reader:
-    """Reads one mapping, remembering the dotted path for error messages and refusing unknown keys."""
-
-    def __init__(self, source: str, data: Any, path: str):
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(source, path or "(top level)", f"expected a mapping, got {type(data).__name__}")
-        self.source, self.data, self.path = source, data, path
-        self.used: set[str] = set()
-
-    def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(self.source, self.where(key), message)
-
-    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
-        self.used.add(key)
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise self.error(key, "is required")
-            return default
-        return self.data[key]
-
-    def text(self, key: str, default: str | None = None, *, required: bool = False,
-            choices: tuple[str, ...] | None = None, pattern: re.Pattern[str] | None = None,
-            hint: str = "") -> str | None:
-        value = self.get(key, default, required=required)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {value!r}")
-        if choices and value not in choices:
-            raise self.error(key, f"expected one of {', '.join(choices)}; got {value!r}")
-        if pattern and not pattern.match(value):
-            raise self.error(key, f"{hint or 'invalid value'}; got {value!r}")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected a whole number, got {value!r}")
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise self.error(key, f"expected at least {minimum}{upper}, got {value}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {value!r}")
-        return value
-
-    def names(self, key: str, default: list[str] | None = None, *, required: bool = False) -> list[str]:
-        value = self.get(key, default, required=required)
-        return check_names(value, self.source, self.where(key), required=required)
-
-    def sub(self, key: str) -> _Reader:
-        self.used.add(key)
-        return _Reader(self.source, self.data.get(key), self.where(key))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "is not a known setting (check the spelling; see the README's config reference)")
-
-
-def check_names(value: Any, source: str, field_path: str, *, required: bool = True) -> list[str]:
-    """A list of PostgreSQL names: any characters (they are always quoted), 1 to 63 bytes, no NUL."""
-    if value is None:
-        value = []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(source, field_path, f"expected a list of names, got {value!r}")
-    if required and not value:
-        raise ConfigError(source, field_path, "expected at least one name")
-    for item in value:
-        if pg_name_problem(item):
-            raise ConfigError(source, field_path, f"expected PostgreSQL names of 1 to 63 bytes, got {item!r}")
-    if len(set(value)) != len(value):
-        raise ConfigError(source, field_path, f"names must not repeat, got {value!r}")
-    return list(value)
 
 
 @dataclass(frozen=True)
@@ -311,22 +216,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def parse_time(value: Any, source: str, field_path: str) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(source, field_path, f"expected an ISO 8601 time like 2026-12-01T02:00:00+00:00, got {value!r}") from None
-    else:
-        raise ConfigError(source, field_path, f"expected an ISO 8601 time, got {value!r}")
-    if parsed.tzinfo is None:
-        raise ConfigError(source, field_path, f"needs a UTC offset (e.g. +00:00), got {value!r}")
-    return parsed
-
-
-def _cidrs(r: _Reader, key: str) -> list[str]:
+def _cidrs(r: Reader, key: str) -> list[str]:
     import ipaddress
 
     value = r.get(key, [])
@@ -340,7 +230,7 @@ def _cidrs(r: _Reader, key: str) -> list[str]:
     return value
 
 
-def _refuse_aws_only(r: _Reader, keys: tuple[str, ...], platform: str) -> None:
+def _refuse_aws_only(r: Reader, keys: tuple[str, ...], platform: str) -> None:
     if platform == "aws":
         return
     for key in keys:
@@ -348,7 +238,7 @@ def _refuse_aws_only(r: _Reader, keys: tuple[str, ...], platform: str) -> None:
             raise r.error(key, f"is only used on platform aws; the platform is {platform}: remove it")
 
 
-def _security_groups(r: _Reader, key: str) -> list[str]:
+def _security_groups(r: Reader, key: str) -> list[str]:
     groups = r.get(key, [])
     if isinstance(groups, str):
         groups = [groups]
@@ -357,7 +247,7 @@ def _security_groups(r: _Reader, key: str) -> list[str]:
     return groups
 
 
-def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
+def _endpoint(r: Reader, platform: str, side: str) -> Endpoint:
     aws = platform == "aws"
     _refuse_aws_only(r, AWS_ONLY_ENDPOINT_FIELDS, platform)
     port = r.get("port")
@@ -387,7 +277,7 @@ def _endpoint(r: _Reader, platform: str, side: str) -> Endpoint:
 
 def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     """Build and validate a MigrationConfig from parsed YAML; raises ConfigError naming the field."""
-    r = _Reader(source, data, "")
+    r = Reader(source, data, "")
     migration_id = r.text("migration_id", required=True, pattern=MIGRATION_ID_RE,
                          hint="expected lower-case letters, digits and _ (starting with a letter, at most 40)")
     platform = r.text("platform", required=True, choices=PLATFORMS)
