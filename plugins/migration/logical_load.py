@@ -189,6 +189,25 @@ class Progress:
                 + (f"; now {tables}" if tables else ""))
 
 
+class IndexProgress(Progress):
+    """Post-data: the indexes being built (``pg_stat_progress_create_index``), per table."""
+
+    def __init__(self, database: str, tables: list[dict[str, Any]], log_fn: Callable[[str], None]):
+        super().__init__("post-data", database, tables, log_fn)
+        self.building: list[str] = []
+
+    def sample(self, conn: psycopg.Connection) -> None:
+        rows = conn.execute(sqlfiles.load("logical_load_index_progress"), {"database": self.datname}).fetchall()
+        self.building = [f"{index or 'index'} on {table}: {phase}"
+                         + (f", {done / total:.0%} of its blocks" if total else "")
+                         for table, index, phase, done, total in rows]
+
+    def line(self) -> str:
+        return (f"{self.phase} {self.database}: indexes, constraints and triggers after "
+                f"{time.monotonic() - self.started:.0f} s" + (f"; now {'; '.join(self.building)}" if self.building
+                                                             else ""))
+
+
 def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, progress_conninfo: str | None = None,
               interval_s: float = PROGRESS_INTERVAL_S) -> None:
     """Run one client tool to its end, logging progress every ``interval_s``; fails with its stderr."""
@@ -216,7 +235,7 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
         stderr = Path(err.name).read_text(errors="replace").strip()
     if proc.returncode != 0:
         raise LogicalLoadError(f"{what} failed (exit {proc.returncode}): {stderr}")
-    if progress is not None:
+    if progress is not None and not isinstance(progress, IndexProgress):
         progress.seen |= set(progress.estimates)
         progress.active = {}
         progress.log_fn(progress.line())
@@ -313,7 +332,8 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
             _run_tool([str(tools["pg_restore"]), "-d", target_pass, f"--section={section}", "--exit-on-error",
                        *parallel, str(folder)],
                       what=f"pg_restore --section={section}",
-                      progress=Progress("restore", database, tables, say) if section == "data" else None,
+                      progress={"data": Progress("restore", database, tables, say),
+                                "post-data": IndexProgress(database, tables, say)}.get(section),
                       progress_conninfo=target_pass, interval_s=progress_interval_s)
             say(f"Restored {section} of {database}")
     finished = time.monotonic()
