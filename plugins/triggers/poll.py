@@ -17,6 +17,7 @@ import copy
 import importlib
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +29,10 @@ def resolve_check(path: str) -> Callable[..., tuple[bool, dict[str, Any]]]:
     if not attr:
         raise ValueError(f"check path {path!r} must look like 'package.module:function'")
     return getattr(importlib.import_module(module_name), attr)
+
+
+# Async waits running per event loop (triggers.fleet keeps connections for them while any runs).
+_ASYNC_WAITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _NeverRaised(Exception):
@@ -74,11 +79,26 @@ class PollTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Importing a check's module can take a large part of a second: never on the event loop.
         check = await asyncio.to_thread(resolve_check, self.check)
-        async_check, signals = None, (_NeverRaised, _NeverRaised)
+        async_check, signals, fleet = None, (_NeverRaised, _NeverRaised), None
         if self.async_check:
             async_check = await asyncio.to_thread(resolve_check, self.async_check)
             fleet = await asyncio.to_thread(importlib.import_module, "triggers.fleet")
             signals = (fleet.UseSyncCheck, fleet.ResumeInWorker)
+        loop = asyncio.get_running_loop()
+        if fleet is not None:
+            _ASYNC_WAITS[loop] = _ASYNC_WAITS.get(loop, 0) + 1
+        try:
+            async for event in self._polls(check, async_check, signals):
+                yield event
+        finally:
+            # The last async wait of this loop closes the kept connections: a session of the migration's
+            # own login left open on a migrated database makes the cutover's drain refuse to go on.
+            if fleet is not None:
+                _ASYNC_WAITS[loop] -= 1
+                if _ASYNC_WAITS[loop] == 0:
+                    await fleet.close_all()
+
+    async def _polls(self, check, async_check, signals) -> AsyncIterator[TriggerEvent]:
         # The async check may keep state across the polls of one run (a copy: a new run starts afresh).
         async_kwargs = copy.deepcopy(self.async_kwargs)
         if self.jitter:

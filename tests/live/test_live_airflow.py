@@ -111,6 +111,7 @@ def test_manual_migration_through_the_rest_api(live):
     writer = sample.Writer(migration.source.conninfo(migration.database, user=sample.APP_ROLE), pause=0.05)
     stall = CdcStall(migration)
     log = StateLog()
+    writing: list[sample.Writer] = []
     try:
         reply = stack.trigger(dag_id, CONF)
         assert reply.status_code == 200, reply.text
@@ -126,8 +127,8 @@ def test_manual_migration_through_the_rest_api(live):
                 stall.start()
             if stall.lock is not None and any(k.startswith("wait_in_sync.") for k in log.ever("deferred")):
                 stall.release()
-                if writer._thread is None:
-                    writer.start()  # writes through the gate and the cutover
+                if not writing:
+                    writing.append(writer.start())  # writes through the gate and the cutover
             return tis.get("cutover.approve_cutover", {}).get("state") == "awaiting_input"
 
         wait_for(f"the gate of {run_id}", at_the_gate, timeout=600)
