@@ -5,7 +5,9 @@ only, as an operator would drive it.
 Nothing is stood in. The migration is the local platform (two real PostgreSQL servers: a source with
 the sample schema and a live writer, and the pg_basebackup clone the DAG starts) with
 `cutover.approval: manual`; the approval goes through PATCH .../hitlDetails like the UI's Required
-Actions page. tests/live/airflow_stack.py starts and stops everything (scripts/screenshots.py reuses it).
+Actions page. A real SHARE lock on the target holds CDC back for a while, so a wait is sure to defer to
+the triggerer. A downstream DAG scheduled on the migration's Asset shows the "database moved" event.
+tests/live/airflow_stack.py starts and stops everything (scripts/screenshots.py reuses it).
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ class StateLog:
 class CdcStall:
     """Holds CDC back for a while the way a plain CREATE INDEX on the target would: a SHARE lock on one
     target table (reads go on, the apply worker's writes wait) and one source change to that table. The
-    validation sensor then finds a chunk CDC has not applied yet and defers; releasing the lock lets CDC
-    catch up."""
+    lag sensor (the slot's confirmed position stays put) or the validation sensor (a chunk CDC has not
+    applied yet) then defers; releasing the lock lets CDC catch up."""
 
     TABLE = "dms_sample.person"
 
