@@ -44,6 +44,7 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
         allow_replica_identity_full=config.allow_replica_identity_full,
         exclude_schemas=list(config.exclude_schemas), control_schema=config.control_schema,
         logical_replication_set_later=ctx.on_aws and config.set_logical_replication,
+        logical_load=config.initial_load == "pg_dump",
     ).expand_kwargs(plan.map(preflight_kwargs))]
     if ctx.on_aws:
         checks.append(_aws_preflight(ctx))

@@ -85,6 +85,7 @@ def run_preflight(
     exclude_schemas: Sequence[str] = (),
     control_schema: str | None = None,
     logical_replication_set_later: bool = False,
+    logical_load: bool = False,
 ) -> list[Finding]:
     """Check the source database ``conn`` is connected to; return every finding (fail, warn, info).
 
@@ -94,6 +95,8 @@ def run_preflight(
     Every user schema with tables must be migrated (``schemas``), excluded (``exclude_schemas``) or the
     ``control_schema``. ``logical_replication_set_later``: a later task sets logical replication
     (AWS ``set_logical_replication``), so a wrong ``wal_level`` is reported, not failed.
+    ``logical_load`` (``initial_load: pg_dump``): only the migrated schemas reach the target, so a schema
+    left out is reported, not failed.
     """
     names = _validate_inputs(schemas, engine, slots_needed, max_xact_age_s, extra_settings)
     excluded = validate_schemas(list(exclude_schemas), field="exclude_schemas") if exclude_schemas else []
@@ -117,13 +120,17 @@ def run_preflight(
             for name in missing
         ]
         accounted = [*names, *excluded, *([control_schema] if control_schema else [])]
+        left_out = cur.execute(sqlfiles.load("preflight_left_out_schemas"), {"accounted": accounted}).fetchall()
         findings += [
+            Finding(f"schema {r['name']!r}", f"has {r['tables']} table(s) and is not migrated: the logical load "
+                    "leaves it out of the target.", "Nothing to do, unless it should be migrated too.", level="info")
+            if logical_load else
             Finding(f"schema {r['name']!r}",
                     f"has {r['tables']} table(s) but is neither migrated nor excluded: the target is a clone of the "
                     "whole database, so changes made in it after the clone point would be left behind.",
                     "Add it to the migration's schemas (and to this run's), or list it under exclude_schemas in the "
                     "YAML if its changes after the clone point may be lost.")
-            for r in cur.execute(sqlfiles.load("preflight_left_out_schemas"), {"accounted": accounted})
+            for r in left_out
         ]
         params = {"schemas": names}
         findings += _identity_findings(cur, params, engine, allow_replica_identity_full)

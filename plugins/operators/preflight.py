@@ -29,8 +29,9 @@ class PreflightOperator(BaseOperator):
                  slots_needed: int = 1, max_xact_age_s: int = 300, allow_replica_identity_full: bool = False,
                  extra_settings: Mapping[str, str] | None = None, slot_names: Sequence[str] = (),
                  exclude_schemas: Sequence[str] = (), control_schema: str | None = None,
-                 logical_replication_set_later: bool = False, **kwargs: Any):
+                 logical_replication_set_later: bool = False, logical_load: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
+        self.logical_load = logical_load
         self.source_conn_id = source_conn_id
         self.database = database
         self.schemas = schemas
@@ -58,6 +59,7 @@ class PreflightOperator(BaseOperator):
                 exclude_schemas=list(self.exclude_schemas or ()),
                 control_schema=self.control_schema,
                 logical_replication_set_later=self.logical_replication_set_later,
+                logical_load=self.logical_load,
             )
         return [finding.as_dict() for finding in raise_for_failures(findings)]
 

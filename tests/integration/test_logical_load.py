@@ -31,6 +31,7 @@ from migration.logical_roles import (
     version_problem,
 )
 from migration.native_cdc import advance_origin, create_publication, create_subscription
+from migration.preflight import run_preflight
 from migration.slots import resolve_start_lsn
 
 pytestmark = pytest.mark.integration
@@ -233,3 +234,21 @@ def test_a_load_killed_mid_dump_reruns_to_the_same_result_as_an_uninterrupted_on
     assert slot_names(source).count("ll_slot_killed") == 1
     assert {k: result[k] for k in ("tables", "rows_estimate", "bytes")} == \
         {k: uninterrupted[k] for k in ("tables", "rows_estimate", "bytes")}
+
+
+def test_preflight_reports_a_schema_left_out_of_a_logical_load_instead_of_failing(source):
+    with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA left_out")
+        conn.execute("CREATE TABLE left_out.notes (id int PRIMARY KEY)")
+        try:
+            def left_out(logical_load: bool) -> list:
+                findings = run_preflight(conn, schemas=SCHEMAS, engine="native", slots_needed=1, max_xact_age_s=300,
+                                         allow_replica_identity_full=True, control_schema="migration_control",
+                                         exclude_schemas=["bulk"], logical_load=logical_load)
+                return [(f.level, f.problem) for f in findings if f.object == "schema 'left_out'"]
+
+            assert [level for level, _ in left_out(False)] == ["fail"]
+            assert left_out(True) == [("info", "has 1 table(s) and is not migrated: the logical load leaves it out of "
+                                               "the target.")]
+        finally:
+            conn.execute("DROP SCHEMA left_out CASCADE")
