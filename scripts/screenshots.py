@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -62,7 +63,9 @@ class Browser:
              f"--window-size={width},{height}", "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         page = wait_for("chromium's DevTools endpoint", lambda: self._page_target(port), timeout=60, interval=0.5)
-        self.ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30, ping_interval=None)
+        self._context = ExitStack()
+        self.ws = self._context.enter_context(
+            connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30, ping_interval=None))
         self._id = 0
         self.call("Page.enable")
         self.call("Network.enable")
@@ -138,8 +141,8 @@ class Browser:
         except Exception:  # noqa: BLE001 - the process group is stopped below either way
             pass
         try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001
+            self._context.close()
+        except Exception:  # noqa: BLE001 - the process group is stopped below either way
             pass
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
