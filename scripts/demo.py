@@ -134,7 +134,8 @@ def main() -> int:
             say(f"sequences differ: source {seq_src} target {seq_dst}")
         load = report.get("initial_load_stats")
         if load:
-            say(f"initial load with pg_dump/pg_restore: {int(load['bytes']) / 1e6:.1f} MB in {load['load_seconds']:.1f} s "
+            say(f"initial load with pg_dump/pg_restore: {int(load['bytes']) / 1e6:.1f} MB in "
+                f"{load['load_seconds']:.1f} s "
                 f"({load['mb_per_second']} MB/s)")
         window = report.get("write_blocked_seconds")
         print(f"demo: migrated {result.rows} rows in {result.tables} tables; write-blocked window "

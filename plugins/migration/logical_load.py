@@ -302,7 +302,8 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
         target.execute(sqlfiles.compose("logical_load_marker_start", schema=control_schema),
                        {"migration_id": migration_id, "slot_name": slot_name, "created_database": created})
         # The dump creates each schema it holds; a fresh database's empty public schema would clash.
-        for (schema,) in target.execute(sqlfiles.load("logical_load_existing_schemas"), {"schemas": schemas}).fetchall():
+        existing = target.execute(sqlfiles.load("logical_load_existing_schemas"), {"schemas": schemas}).fetchall()
+        for (schema,) in existing:
             if schema != control_schema:
                 target.execute(sqlfiles.compose("logical_load_drop_schema", schema=schema))
 
@@ -313,7 +314,8 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
     with temporary_passfile(source_conninfo) as source_pass:
         replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
         try:
-            row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name, plugin=plugin)).fetchone()
+            row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name,
+                                                       plugin=plugin)).fetchone()
             consistent_point, snapshot = row[1], row[2]
             say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
             # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.

@@ -94,7 +94,8 @@ def client_bindir(major: int) -> Path:
         if found == major:
             return folder
         seen.append(f"{found} in {folder}")
-    raise LogicalLoadError(f"pg_dump/pg_restore of PostgreSQL {major} were not found (found: {', '.join(seen) or 'none'}"
+    raise LogicalLoadError(f"pg_dump/pg_restore of PostgreSQL {major} were not found (found: "
+                           f"{', '.join(seen) or 'none'}"
                            f"). Install them or set PG_BINDIR_{major} to their folder.")
 
 

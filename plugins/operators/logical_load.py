@@ -142,7 +142,8 @@ class LogicalLoadSummaryOperator(_TargetTask):
         seconds = max((float(item.get("load_seconds") or 0) for item in loads), default=0.0)
         total = sum(int(item.get("bytes") or 0) for item in loads)
         summary = {"databases": {item["database"]: item["consistent_point"] for item in loads},
-                   "load_seconds": seconds, "bytes": total, "tables": sum(int(item.get("tables") or 0) for item in loads),
+                   "load_seconds": seconds, "bytes": total,
+                   "tables": sum(int(item.get("tables") or 0) for item in loads),
                    "rows_estimate": sum(int(item.get("rows_estimate") or 0) for item in loads),
                    "mb_per_second": round(total / 1e6 / seconds, 3) if seconds else None}
         self.log.info("Initial load: %s tables, %.1f MB in %.1f s (%s MB/s)", summary["tables"], total / 1e6, seconds,

@@ -148,7 +148,8 @@ def test_a_dms_slot_starts_cdc_at_its_consistent_point(source, pg18):
         src.execute("INSERT INTO dms_sample.sport_type VALUES ('curling_late', 'after the load')")
         resolved = resolve_start_lsn(src, "ll_slot_dms", result["consistent_point"],
                                      capture_method="slot_consistent_point")
-        changes = [r[0] for r in src.execute("SELECT data FROM pg_logical_slot_peek_changes('ll_slot_dms', NULL, NULL)")]
+        changes = [r[0] for r in
+                   src.execute("SELECT data FROM pg_logical_slot_peek_changes('ll_slot_dms', NULL, NULL)")]
         src.execute("SELECT pg_drop_replication_slot('ll_slot_dms')")
     assert resolved["start_lsn"] == result["consistent_point"]
     assert any("curling_late" in change for change in changes), changes
