@@ -284,7 +284,7 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         for name, fn in plan.after_drain:
             timeline.run(name, fn)
         timeline.run("cdc_applied", lambda: plan.cdc.drain(
-            final_lsn, min(plan.drain_timeout_s, left())))
+            final_lsn, min(plan.drain_timeout_s, left())), read_only=True)
         left()
         timeline.run("stop_cdc", plan.cdc.stop)
         timeline.join(alongside, left)
@@ -292,7 +292,7 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
             left()
             timeline.run(name, fn)
         left()
-        timeline.run("prove_source_quiet", plan.proof.check)
+        timeline.run("prove_source_quiet", plan.proof.check, read_only=True)
         left()
         timeline.write("commit_point", "passed", {
             "opener": plan.opener.name, "external": plan.opener.external, "final_lsn": str(final_lsn),

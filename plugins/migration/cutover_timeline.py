@@ -1,8 +1,10 @@
 """The critical section's timeline: every step timed, logged and journaled (migration.journal).
 
-A step's ``started`` entry is durable before the step runs. Its ``done`` entry is written together with
-the next journal write (the next step's ``started``, the commit point, the opening, the outcome), in the
-same statement and transaction: one synchronous commit per step instead of two while writes are blocked.
+A step's ``started`` entry is durable before the step runs, except for a step that only reads or waits
+(``read_only``: CDC applied, the proof, the reads alongside CDC), whose ``started`` goes with the next
+write: recovery has nothing to undo after it. A ``done`` entry is written together with the next journal
+write (the next step's ``started``, the commit point, the opening, the outcome), in the same statement and
+transaction: one synchronous commit per step that changes something, instead of two per step.
 Nothing that decides a rerun or a teardown reads a step's ``done`` except for ``stop_cdc`` (whether CDC
 must be resumed), so that one is written at once, as is ``open_target``'s (the window has ended by then,
 and it stays apart from ``target_open``); ``failed`` is written at once too.
@@ -56,9 +58,12 @@ class Timeline:
         except psycopg.Error as exc:
             log.error("Could not journal %s: %s", [f"{e}={s}" for e, s, _ in batch], exc)
 
-    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+    def run(self, name: str, fn: Callable[[], Any], *, read_only: bool = False) -> Any:
         self.current = name
-        self.write(f"step:{name}", "started")
+        if read_only:
+            self.pending.append((f"step:{name}", "started", None))
+        else:
+            self.write(f"step:{name}", "started")
         started_at = datetime.now(UTC)
         start = time.monotonic()
         entry = {"step": name, "started_at": started_at.isoformat(), "_start": start}
@@ -80,13 +85,13 @@ class Timeline:
         return detail
 
     def start(self, steps: Sequence[Step]) -> list[tuple[dict[str, Any], Future]]:
-        """Start ``steps`` in threads of their own, each journaled as started first; ``join`` collects them."""
+        """Start read-only ``steps`` in threads of their own; ``join`` collects them."""
         if not steps:
             return []
         pool = ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="cutover")
         started = []
         for name, fn in steps:
-            self.write(f"step:{name}", "started")
+            self.pending.append((f"step:{name}", "started", None))
             entry = {"step": name, "started_at": datetime.now(UTC).isoformat(), "_start": time.monotonic()}
             started.append((entry, pool.submit(_timed, fn)))
         pool.shutdown(wait=False)

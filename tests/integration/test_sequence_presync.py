@@ -84,6 +84,8 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
             # back, a descending one; app.untouched stays; the writer keeps taking app.items ids.
             mover.execute("SELECT nextval('app.logged_often') FROM generate_series(1, 40)")
             mover.execute("SELECT nextval('app.once'), setval('app.set_back', 20), nextval('app.countdown')")
+            written = len(writer.written)
+            wait_for(lambda: len(writer.written) > written, 10, "the writer to take an id after the presync")
 
         plan = repl.plan(src, tgt, "seqmoved", fence_args={"roles": ["app_group"]},
                          before_fence=[("presync_sequences", sync.presync), ("move_sequences", move_after_presync)],
