@@ -96,10 +96,14 @@ def make_local_migration(workdir: Path, bindir: Path, migrations_dir: Path, dags
     ``workdir`` and ``cutover`` merged in) and ``dags_dir/migrate__<id>.py`` (a copy of the shipped DAG file)."""
     source = LocalServer(datadir=workdir / f"{migration_id}_source", port=free_port(), bindir=bindir)
     source.init({"synchronous_commit": "on"}).start()
-    with psycopg.connect(source.conninfo(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE app")
-    with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
-        sample.create_sample(conn, people=rows, events=50, tickets=rows * 2, mlb=rows, seats=200)
+    try:
+        with psycopg.connect(source.conninfo(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        with psycopg.connect(source.conninfo("app"), autocommit=True) as conn:
+            sample.create_sample(conn, people=rows, events=50, tickets=rows * 2, mlb=rows, seats=200)
+    except BaseException:
+        source.stop(mode="immediate")
+        raise
     clone_dir = workdir / f"{migration_id}_clone"
     config = yaml.safe_load((ROOT / "include" / "migrations" / "local_demo.yaml").read_text())
     config.update(migration_id=migration_id, source={"conn_id": f"{migration_id}_source"},
