@@ -21,7 +21,7 @@ test: pg-check
 	PYTHONPATH=plugins:dags $(BIN)/python -m pytest
 
 test-fast: pg-check
-	PYTHONPATH=plugins:dags $(BIN)/python -m pytest -m "not e2e"
+	PYTHONPATH=plugins:dags $(BIN)/python -m pytest -m "not e2e and not live"
 
 lint: venv
 	$(BIN)/ruff check .
