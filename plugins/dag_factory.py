@@ -114,8 +114,7 @@ def _build_tasks(config: MigrationConfig) -> None:
     load = build_load(ctx, pre.plan)
     cdc = build_cdc(ctx, pre.plan)
     cut = build_cutover(ctx, pre.plan, cdc.validation_results)
-    end = build_cleanup(ctx, pre.plan, cdc.validation_results,
-                        parameter_change=load.logical_off.output if load.logical_off is not None else None)
+    end = build_cleanup(ctx, pre.plan, cdc.validation_results)
     if end.dms_scope is not None:
         cut.switch >> end.dms_scope
     cut.switch >> end.moved

@@ -22,7 +22,7 @@ class CleanupTasks:
     moved: list[Any]  # one per YAML database: its Asset event, after a completed cutover
 
 
-def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, parameter_change: Any) -> CleanupTasks:
+def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any) -> CleanupTasks:
     """Teardowns: they run however the run ends, and a reject or dry run does not skip them."""
     from operators.report import MigrationReportOperator, SourceSlotCleanupOperator
 
@@ -33,7 +33,7 @@ def build_cleanup(ctx: BuildContext, plan: Any, validation_results: Any, paramet
         on_aws=ctx.on_aws,
     ).as_teardown(setups=plan)]
     if ctx.on_aws:
-        cleanup.append(_aws_cleanup(ctx, parameter_change).as_teardown(setups=plan))
+        cleanup.append(_aws_cleanup(ctx).as_teardown(setups=plan))
     # DMS resources go only after a completed cutover: until then a rerun resumes with them.
     dms_scope = _dms_cleanup(ctx, plan) if ctx.uses_dms else None
     report = MigrationReportOperator(
@@ -109,7 +109,7 @@ def _dms_cleanup(ctx: BuildContext, plan: Any):
     return scope
 
 
-def _aws_cleanup(ctx: BuildContext, parameter_change: Any):
+def _aws_cleanup(ctx: BuildContext):
     from operators.aws_cleanup import AwsCleanupOperator
 
     config = ctx.config
@@ -120,5 +120,4 @@ def _aws_cleanup(ctx: BuildContext, parameter_change: Any):
         remove_share=ctx.is_aurora_clone, source_kms_key_id=config.source.kms_key_id,
         source_snapshot_identifier=naming.snapshot_id(config.migration_id, "source")
         if config.initial_load == "rds_snapshot" else None,
-        parameter_change=parameter_change,
     )

@@ -29,7 +29,6 @@ class LoadTasks:
     capture: Any  # CAPTURE_CLONE_LSN
     drop_slots: Any
     after_drop: list[Any]  # drop_slots, or on AWS the target's logical replication turned off after it
-    logical_off: Any | None  # on AWS: its output is the parameter change the cleanup is handed
     target_ready: Any  # the mapped prepare_target group
 
 
@@ -55,7 +54,7 @@ def build_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     drop_slots = DropCopiedSlotsOperator(task_id="drop_copied_slots", target_conn_id=ctx.tgt, source_conn_id=ctx.src,
                                          database=ctx.first_db, target_host=ctx.target_host,
                                          target_port=ctx.target_port)
-    after_drop, logical_off = [drop_slots], None
+    after_drop = [drop_slots]
     if ctx.on_aws:
         from operators.aws_clone import RdsSetLogicalReplicationOperator
 
@@ -67,7 +66,7 @@ def build_load(ctx: BuildContext, plan: Any) -> LoadTasks:
         after_drop = [logical_off]
     target_ready = _prepare_target(ctx).expand_kwargs(plan.map(prepare_target_kwargs))
     return LoadTasks(first=first, clone_ready=clone_ready, capture=capture, drop_slots=drop_slots,
-                     after_drop=after_drop, logical_off=logical_off, target_ready=target_ready)
+                     after_drop=after_drop, target_ready=target_ready)
 
 
 def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
@@ -103,7 +102,7 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
                                          schemas=plan["schemas"], loads=load.output, **endpoint)
     target_ready = _prepare_target(ctx).expand_kwargs(plan.map(prepare_target_kwargs))
     return LoadTasks(first=first, clone_ready=roles, capture=load, drop_slots=summary, after_drop=[summary],
-                     logical_off=None, target_ready=target_ready)
+                     target_ready=target_ready)
 
 
 def _prepare_target(ctx: BuildContext):

@@ -10,18 +10,15 @@ from airflow.sdk.exceptions import AirflowException
 
 from connections.aws import aws_client
 from migration.aws.common import check_account_id
-from migration.aws.parameters import set_parameter
 from migration.aws.sharing import delete_resource_share, revoke_key_from_account
 from migration.aws.snapshot import unshare_db_snapshot
 from migration.naming import ram_share_name
-from operators.xcom_args import as_mapping
 
 
 class AwsCleanupOperator(BaseOperator):
-    """Remove the RAM share (by name) and the one key-policy statement this migration added,
-    unshare the source snapshot, and, when ``revert_target_parameters`` is set, put the target's
-    rds.logical_replication back as ``parameter_change`` (RdsSetLogicalReplicationOperator's XCom)
-    found it (applied at the target's next reboot).
+    """Remove the RAM share (by name) and the one key-policy statement this migration added, and
+    unshare the source snapshot. The target's rds.logical_replication stays as the migration set it
+    (off once the clone's slots are gone): the target is the new primary and needs no logical decoding.
 
     Every step runs even when an earlier one fails, and each is a no-op when there is nothing to
     remove, so it runs as a teardown (trigger rule ``all_done``) and reruns safely. Source
@@ -30,14 +27,13 @@ class AwsCleanupOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("source_aws_conn_id", "target_aws_conn_id", "target_account_id",
-                                      "share_name", "source_kms_key_id", "source_snapshot_identifier",
-                                      "parameter_change")
+                                      "share_name", "source_kms_key_id", "source_snapshot_identifier")
     ui_color = "#eeeeee"
 
     def __init__(self, *, source_aws_conn_id: str, target_aws_conn_id: str, migration_id: str,
                  target_account_id: str, share_name: str | None = None, remove_share: bool = True,
                  source_kms_key_id: str | None = None, source_snapshot_identifier: str | None = None,
-                 parameter_change: Any = None, revert_target_parameters: bool = False, **kwargs: Any):
+                 **kwargs: Any):
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.source_aws_conn_id = source_aws_conn_id
@@ -48,13 +44,10 @@ class AwsCleanupOperator(BaseOperator):
         self.remove_share = remove_share
         self.source_kms_key_id = source_kms_key_id
         self.source_snapshot_identifier = source_snapshot_identifier
-        self.parameter_change = parameter_change
-        self.revert_target_parameters = revert_target_parameters
 
     def execute(self, context: Context) -> dict[str, Any]:
         account = check_account_id(self.target_account_id, field="target_account_id")
-        done: dict[str, Any] = {"deleted_shares": [], "kms_statement_removed": False, "snapshot_unshared": False,
-                                "parameter_reverted": False}
+        done: dict[str, Any] = {"deleted_shares": [], "kms_statement_removed": False, "snapshot_unshared": False}
         errors: list[str] = []
 
         def step(key: str, what: str, action: Callable[[], Any]) -> None:
@@ -78,18 +71,7 @@ class AwsCleanupOperator(BaseOperator):
                  lambda: unshare_db_snapshot(aws_client(self.source_aws_conn_id, "rds"),
                                              snapshot_identifier=self.source_snapshot_identifier,
                                              account_id=account))
-        if self.revert_target_parameters:
-            step("parameter_reverted", "revert the target's parameter change", self._revert_parameter)
         if errors:
             raise AirflowException(f"{self.task_id}: {len(errors)} cleanup step(s) failed (the others ran): "
                                    + "; ".join(errors))
         return done
-
-    def _revert_parameter(self) -> bool:
-        change = as_mapping(self.parameter_change, field="parameter_change")
-        if not change or change.get("previous") in (None, change.get("value")):
-            # Nothing was changed, or the parameter was unset: the engine default is what is there now.
-            return False
-        set_parameter(aws_client(self.target_aws_conn_id, "rds"), db_type=change["db_type"],
-                      parameter_group=change["parameter_group"], name=change["parameter"], value=change["previous"])
-        return True

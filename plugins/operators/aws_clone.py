@@ -172,7 +172,7 @@ class RdsSetLogicalReplicationOperator(BaseOperator):
 
     On the target, run it after the copied slots are dropped: PostgreSQL refuses to start with
     logical slots present and logical decoding off. Returns ``{db_type, db_identifier,
-    parameter_group, parameter, previous, value, rebooted}``: the cleanup's ``parameter_change``.
+    parameter_group, parameter, previous, value, rebooted}``.
     """
 
     template_fields: Sequence[str] = ("aws_conn_id", "db_identifier", "parameter_group")

@@ -21,18 +21,6 @@ def _parsed(value: str, kinds: type | tuple[type, ...]) -> Any:
     return None
 
 
-def as_mapping(value: Any, *, field: str) -> dict[str, Any] | None:
-    """A dict from an XComArg (already native) or a rendered template (JSON or a Python literal)."""
-    if value in (None, "", "None"):
-        return None
-    if isinstance(value, dict):
-        return value
-    parsed = _parsed(value, dict) if isinstance(value, str) else None
-    if parsed is None:
-        raise ValueError(f"{field}: expected a mapping (usually another task's XCom), got {value!r}")
-    return parsed
-
-
 def as_list(value: Any, *, field: str) -> list[Any]:
     """A list from an XComArg, a rendered template (JSON or a Python literal) or a tuple."""
     if value in (None, "", "None"):

@@ -149,21 +149,21 @@ def test_aurora_clone_across_accounts_reaches_a_real_clone_and_cleans_up(world, 
 
     cleanup = AwsCleanupOperator(task_id="cleanup_aws", source_aws_conn_id="aws_source",
                                  target_aws_conn_id="aws_target", migration_id=MIGRATION,
-                                 target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"],
-                                 parameter_change=change, revert_target_parameters=True)
+                                 target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"])
     assert cleanup.trigger_rule == "all_done"
     assert run_operator(cleanup) == {"deleted_shares": [share["share_arn"]], "kms_statement_removed": True,
-                                     "snapshot_unshared": False, "parameter_reverted": True}
+                                     "snapshot_unshared": False}
     assert key_policy(admin, world) == policy_before
+    # The target keeps logical replication off: it is the new primary.
     assert get_parameter(target_rds, db_type="cluster", parameter_group=world["target_parameter_group"],
-                         name="rds.logical_replication") == "1"
+                         name="rds.logical_replication") == "0"
     shares = admin("ram").get_resource_shares(resourceOwner="SELF")["resourceShares"]
     assert [s["status"] for s in shares] == ["DELETED"]
     # Source data is never touched: the cluster is still there and available.
     assert admin("rds").describe_db_clusters(DBClusterIdentifier=world["source_id"])["DBClusters"][0]["Status"] \
         == "available"
     assert run_operator(cleanup) == {"deleted_shares": [], "kms_statement_removed": False,
-                                     "snapshot_unshared": False, "parameter_reverted": True}
+                                     "snapshot_unshared": False}
 
 
 def test_key_policy_gets_one_statement_and_keeps_the_others(world, admin):

@@ -171,8 +171,7 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
                                  target_aws_conn_id="aws_target", migration_id=MIGRATION,
                                  target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"],
                                  source_snapshot_identifier=snap["snapshot_identifier"])
-    assert run_operator(cleanup) == {"deleted_shares": [], "kms_statement_removed": True, "snapshot_unshared": True,
-                                     "parameter_reverted": False}
+    assert run_operator(cleanup) == {"deleted_shares": [], "kms_statement_removed": True, "snapshot_unshared": True}
     attributes = admin("rds").describe_db_snapshot_attributes(DBSnapshotIdentifier="billing-source")
     assert attributes["DBSnapshotAttributesResult"]["DBSnapshotAttributes"][0]["AttributeValues"] == []
     policy = json.loads(admin("kms").get_key_policy(KeyId=world["source_key_id"], PolicyName="default")["Policy"])
