@@ -19,6 +19,7 @@ from dag_phases.cleanup import build_cleanup
 from dag_phases.context import BuildContext
 from dag_phases.cutover import CUTOVER_STEPS, build_cutover
 from dag_phases.load import build_load
+from dag_phases.params import cheap_param
 from dag_phases.plan import per_database_plan
 from dag_phases.preflight import build_preflight
 from dag_phases.task_ids import CUTOVER_SWITCH_OVER, VALIDATE_RUN
@@ -75,7 +76,7 @@ def trigger_params(config: MigrationConfig) -> dict[str, Param]:
     for name, allowed in (("databases", config.databases), ("schemas", config.schemas)):
         spec[name] = {**spec[name], "items": {"type": "string", "enum": list(allowed)}, "examples": list(allowed),
                       "uniqueItems": True}
-    return {name: Param(**field) for name, field in spec.items()}
+    return {name: cheap_param(**field) for name, field in spec.items()}
 
 
 def build_dag(config: MigrationConfig) -> DAG:
