@@ -282,6 +282,18 @@ def test_target_parameter_group_without_logical_replication_fails_before_anythin
            f"ParameterName=rds.logical_replication,ParameterValue=1" in problem
     # Nothing was created in the target account.
     assert trds.describe_db_clusters()["DBClusters"] == [] and trds.describe_db_instances()["DBInstances"] == []
+    # Once this migration made the target, it turned the value off there itself (after dropping the
+    # copied slots): a rerun's preflight does not hold that against it.
+    tags = [{"Key": "pg-account-migration", "Value": "orders"},
+            {"Key": "pg-account-migration-source", "Value": world["source_arn"]}]
+    if db_type == "cluster":
+        trds.create_db_cluster(DBClusterIdentifier="orders-tgt", Engine="aurora-postgresql", Tags=tags,
+                               MasterUsername="postgres", MasterUserPassword="not-a-secret")
+    else:
+        trds.create_db_instance(DBInstanceIdentifier="orders-tgt", Engine="postgres", DBInstanceClass="db.t3.micro",
+                                AllocatedStorage=20, Tags=tags, MasterUsername="postgres",
+                                MasterUserPassword="not-a-secret")
+    assert run_operator(preflight_operator(world))["planned_changes"] == []
     # With the value set, the same preflight passes.
     modify(**{name_arg: group, "Parameters": [{"ParameterName": "rds.logical_replication", "ParameterValue": "1",
                                                "ApplyMethod": "pending-reboot"}]})

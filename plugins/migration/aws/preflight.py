@@ -145,8 +145,10 @@ def dms_account_role_problems(iam: Any) -> list[str]:
     return problems
 
 
-def target_parameter_group_problem(target_rds: Any, desc: DbDescription, group: str) -> str | None:
-    """The target's parameter group must exist and hold rds.logical_replication=1.
+def target_parameter_group_problem(target_rds: Any, desc: DbDescription, group: str, *,
+                                   check_value: bool = True) -> str | None:
+    """The target's parameter group must exist and (``check_value``: before the target is made) hold
+    rds.logical_replication=1.
 
     The clone (or restored instance) starts with the source's logical replication slots in place,
     and PostgreSQL refuses to start with logical slots and logical decoding off.
@@ -157,7 +159,7 @@ def target_parameter_group_problem(target_rds: Any, desc: DbDescription, group: 
         return (f"{kind.parameter_group_label} {group} does not exist in the target account: create it (family "
                 f"{family}, rds.logical_replication=1) or fix target.parameter_group")
     value = get_parameter(target_rds, db_type=kind.db_type, parameter_group=group, name=LOGICAL_REPLICATION)
-    if value == "1":
+    if value == "1" or not check_value:
         return None
     return (f"rds.logical_replication is {value or '0 (default)'} in {kind.parameter_group_label} {group} "
             f"(target.parameter_group, target account); the target starts with the source's replication slots "
@@ -298,12 +300,15 @@ def preflight(
     facts["target_kms_key_arn"] = target_key_arn
     if problem:
         problems.append(problem)
+    existing = kind.describe(target_rds, target_identifier) if target_identifier else None
     if target_parameter_group:
-        problem = target_parameter_group_problem(target_rds, desc, target_parameter_group)
+        # Once an earlier try made the target, the migration itself has set the value to 0 there
+        # (target_logical_replication_off, after dropping the copied slots): only existence counts then.
+        problem = target_parameter_group_problem(target_rds, desc, target_parameter_group,
+                                                 check_value=existing is None)
         if problem:
             problems.append(problem)
     if target_identifier:
-        existing = kind.describe(target_rds, target_identifier)
         if existing and (existing.tags.get(MIGRATION_TAG) != migration_id or existing.tags.get(SOURCE_TAG) != desc.arn):
             problems.append(f"{kind.label} {target_identifier} already exists in the target account and was not made "
                             f"by this migration: choose another target identifier or delete it")
