@@ -4,6 +4,15 @@
 
 One connection per account: cross-account access is the connection's own business (``role_arn``
 in its extra), so the same code acts in the source or the target account by conn id alone.
+
+Operator anatomy. The DMS operators act in the target account only and are the provider's
+``AwsBaseOperator[DmsHook]`` (or subclass its DMS operators). The RDS, RAM, KMS and Route 53
+operators (``operators/aws_*.py``) are ``BaseOperator`` subclasses that get their clients here,
+through the same provider hooks, for a documented reason: most of them act in both accounts in one
+task (sharing, the snapshot copy, preflight, cleanup: ``source_aws_conn_id`` and
+``target_aws_conn_id``), while ``AwsBaseOperator`` holds one ``aws_conn_id`` and one hook; the
+single-account ones keep the same anatomy, so every such task names its account the same way, and
+the provider has no hook for RAM or Route 53 to build on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""AWS cleanup: take back what the migration shared; runs on failure too and never touches source data."""
+"""AWS cleanup: take back what the migration shared; runs on failure too and never touches source data.
+
+BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
+reason in ``connections/aws.py``.
+"""
 
 from __future__ import annotations
 
@@ -26,18 +30,17 @@ class AwsCleanupOperator(BaseOperator):
     Returns what it removed.
     """
 
-    template_fields: Sequence[str] = ("source_aws_conn_id", "target_aws_conn_id", "target_account_id",
-                                      "share_name", "source_kms_key_id", "source_snapshot_identifier")
+    template_fields: Sequence[str] = ("source_aws_conn_id", "target_account_id", "share_name", "source_kms_key_id",
+                                      "source_snapshot_identifier")
     ui_color = "#eeeeee"
 
-    def __init__(self, *, source_aws_conn_id: str, target_aws_conn_id: str, migration_id: str,
+    def __init__(self, *, source_aws_conn_id: str, migration_id: str,
                  target_account_id: str, share_name: str | None = None, remove_share: bool = True,
                  source_kms_key_id: str | None = None, source_snapshot_identifier: str | None = None,
                  **kwargs: Any):
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.source_aws_conn_id = source_aws_conn_id
-        self.target_aws_conn_id = target_aws_conn_id
         self.migration_id = migration_id
         self.target_account_id = target_account_id
         self.share_name = share_name

@@ -1,5 +1,9 @@
 """Aurora clone path: share the source cluster with the target account, clone it there, and set
-the target's logical replication (the last also serves the RDS snapshot path)."""
+the target's logical replication (the last also serves the RDS snapshot path).
+
+BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
+reason in ``connections/aws.py``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""AWS preflight: engine and version, logical replication, KMS keys, region, WAL headroom."""
+"""AWS preflight: engine and version, logical replication, KMS keys, region, WAL headroom.
+
+BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
+reason in ``connections/aws.py``.
+"""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ from migration.aws.common import (
     check_identifier,
     error_code,
     migration_tags,
+    optional_params,
     parse_arn,
     require_db,
-    require_ours,
 )
 
 
@@ -49,37 +49,20 @@ def ensure_cluster_clone(
     source = parse_arn(source_cluster_arn, field="source_cluster_arn")
     if source.service != "rds" or not source.resource.startswith("cluster:"):
         raise ValueError(f"source_cluster_arn: expected an RDS cluster ARN, got {source_cluster_arn!r}")
-    existing = CLUSTER.describe(rds, cluster_identifier)
-    if existing is None:
-        kwargs: dict[str, Any] = {
-            "DBClusterIdentifier": cluster_identifier,
-            "SourceDBClusterIdentifier": source_cluster_arn,
-            "RestoreType": "copy-on-write",
-            "UseLatestRestorableTime": True,
-            "Tags": migration_tags(migration_id, source_cluster_arn),
-        }
-        if kms_key_id:
-            kwargs["KmsKeyId"] = kms_key_id
-        if subnet_group:
-            kwargs["DBSubnetGroupName"] = subnet_group
-        if security_group_ids:
-            kwargs["VpcSecurityGroupIds"] = list(security_group_ids)
-        if parameter_group:
-            kwargs["DBClusterParameterGroupName"] = parameter_group
-        try:
-            cluster = _restore_when_shared(rds, kwargs, not_found_retry_seconds, retry_interval, clock, sleep)
-        except ClientError as exc:
-            if error_code(exc) != "DBClusterAlreadyExistsFault":
-                raise
-        else:
-            return {"cluster_identifier": cluster_identifier, "cluster_arn": cluster["DBClusterArn"],
-                    "status": cluster.get("Status"), "created": True}
-        existing = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier,
-                              field="target.cluster_identifier")
-    require_ours(CLUSTER.label, cluster_identifier, existing.tags, migration_id, source_cluster_arn,
-                  "target.cluster_identifier")
-    return {"cluster_identifier": cluster_identifier, "cluster_arn": existing.arn, "status": existing.status,
-            "created": False}
+    kwargs: dict[str, Any] = {
+        "DBClusterIdentifier": cluster_identifier,
+        "SourceDBClusterIdentifier": source_cluster_arn,
+        "RestoreType": "copy-on-write",
+        "UseLatestRestorableTime": True,
+        "Tags": migration_tags(migration_id, source_cluster_arn),
+        **optional_params(KmsKeyId=kms_key_id, DBSubnetGroupName=subnet_group, VpcSecurityGroupIds=security_group_ids,
+                          DBClusterParameterGroupName=parameter_group),
+    }
+    return CLUSTER.ensure(rds, cluster_identifier,
+                          lambda: _restore_when_shared(rds, kwargs, not_found_retry_seconds, retry_interval, clock,
+                                                       sleep),
+                          field="target.cluster_identifier", migration_id=migration_id,
+                          source_arn=source_cluster_arn)[0]
 
 
 def _restore_when_shared(rds: Any, kwargs: dict[str, Any], retry_seconds: float, interval: float,
@@ -116,34 +99,23 @@ def ensure_cluster_writer(
     """
     check_identifier(instance_identifier, field="writer instance identifier")
     cluster = require_db(rds, db_type=CLUSTER.db_type, identifier=cluster_identifier, field="target.cluster_identifier")
-    existing = INSTANCE.describe(rds, instance_identifier)
-    if existing is None:
+
+    def create() -> dict[str, Any]:
         if cluster.status != "available":
             raise AwsMigrationError(
                 f"{CLUSTER.label} {cluster_identifier} is {cluster.status!r}: its writer {instance_identifier} can be "
                 f"created only once it is 'available' (RestoreDBClusterToPointInTime completes first)")
-        kwargs: dict[str, Any] = {
-            "DBInstanceIdentifier": instance_identifier,
-            "DBClusterIdentifier": cluster_identifier,
-            "Engine": cluster.engine,
-            "DBInstanceClass": instance_class or DEFAULT_INSTANCE_CLASS,
-            "Tags": migration_tags(migration_id, cluster.tags.get(SOURCE_TAG, cluster.arn)),
-        }
-        try:
-            instance = rds.create_db_instance(**kwargs)["DBInstance"]
-            return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
-                    "status": instance.get("DBInstanceStatus"), "created": True, "cluster_arn": cluster.arn}
-        except ClientError as exc:
-            if error_code(exc) != "DBInstanceAlreadyExists":
-                raise
-        existing = require_db(rds, db_type=INSTANCE.db_type, identifier=instance_identifier,
-                              field="writer instance identifier")
-    if existing.cluster_identifier != cluster_identifier:
+        return rds.create_db_instance(
+            DBInstanceIdentifier=instance_identifier, DBClusterIdentifier=cluster_identifier, Engine=cluster.engine,
+            DBInstanceClass=instance_class or DEFAULT_INSTANCE_CLASS,
+            Tags=migration_tags(migration_id, cluster.tags.get(SOURCE_TAG, cluster.arn)))["DBInstance"]
+
+    writer, existing = INSTANCE.ensure(rds, instance_identifier, create, field="writer instance identifier")
+    if not writer["created"] and existing.cluster_identifier != cluster_identifier:
         raise AwsMigrationError(
             f"{INSTANCE.label} {instance_identifier} already exists outside {CLUSTER.label} {cluster_identifier} (in "
             f"{existing.cluster_identifier or 'no cluster'}): choose another writer instance identifier")
-    return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
-            "created": False, "cluster_arn": cluster.arn}
+    return {**writer, "cluster_arn": cluster.arn}
 
 
 def writer_can_be_added(rds: Any, *, cluster_identifier: str, instance_identifier: str) -> tuple[bool, str]:

@@ -92,6 +92,11 @@ def require_ours(kind: str, identifier: str, tags: dict[str, str], migration_id:
         )
 
 
+def optional_params(**values: Any) -> dict[str, Any]:
+    """The request parameters that have a value (a sequence becomes a list); the unset ones are left out."""
+    return {key: list(value) if isinstance(value, list | tuple) else value for key, value in values.items() if value}
+
+
 def version_tuple(version: str) -> tuple[int, int] | None:
     match = re.match(r"^(\d+)(?:\.(\d+))?", version or "")
     if not match:
@@ -181,31 +186,39 @@ class DbKind:
     """Everything that differs between an Aurora cluster and an RDS instance, in one record.
 
     Like the amazon provider's ``RdsDbType``, but it also holds the calls: the describe call and
-    its not-found code, the parameter-group calls, the stop call, and the words messages use.
+    its not-found code, the parameter-group calls, the stop call, and the words messages use. The
+    API, CLI and message names follow from two nouns: the resource's ("cluster": DBClusterIdentifier,
+    describe_db_clusters, db-cluster) and its parameter group's ("cluster": DB cluster parameter
+    group; "": DB parameter group).
     """
 
     db_type: str                      # the config's value: "cluster" or "instance"
-    label: str                        # "DB cluster" in messages
+    noun: str                         # DB<Noun>Identifier, describe_db_<noun>s, db-<noun>, "DB <noun>"
+    group_noun: str                   # DB<Noun>ParameterGroupName, describe_db_<noun>_parameters ("" for RDS)
     engine: str                       # the engine this path needs
     engine_label: str
     min_version: tuple[int, int]      # CDC needs at least this engine version
     min_version_label: str
     storage_metric: str               # CloudWatch free-storage metric of the writer
-    config_field: str                 # where the config names the source
-    cli_noun: str                     # aws rds modify-<cli_noun> --<cli_noun>-identifier
     separate_writer: bool             # the writer is an instance of its own (Aurora)
-    id_param: str                     # DBClusterIdentifier / DBInstanceIdentifier
-    describe_call: str
-    describe_key: str
     not_found_code: str
+    already_exists_code: str
     parse: Callable[[dict[str, Any]], DbDescription]
-    stop_call: str
-    parameter_group_label: str
-    parameter_group_param: str
-    parameter_group_cli: str
-    describe_parameters_call: str
-    describe_parameter_groups_call: str
-    modify_parameter_group_call: str
+
+    label = property(lambda self: f"DB {self.noun}")  # "DB cluster" in messages
+    config_field = property(lambda self: f"source.{self.noun}_identifier")  # where the config names the source
+    cli_noun = property(lambda self: f"db-{self.noun}")  # aws rds modify-<cli_noun> --<cli_noun>-identifier
+    id_param = property(lambda self: f"DB{self.noun.title()}Identifier")
+    describe_call = property(lambda self: f"describe_db_{self.noun}s")
+    describe_key = property(lambda self: f"DB{self.noun.title()}s")
+    stop_call = property(lambda self: f"stop_db_{self.noun}")
+    _group = property(lambda self: "_".join(("db", self.group_noun)) if self.group_noun else "db")
+    parameter_group_label = property(lambda self: " ".join(filter(None, ("DB", self.group_noun, "parameter group"))))
+    parameter_group_param = property(lambda self: f"DB{self.group_noun.title()}ParameterGroupName")
+    parameter_group_cli = property(lambda self: f"{self._group.replace('_', '-')}-parameter-group")
+    describe_parameters_call = property(lambda self: f"describe_{self._group}_parameters")
+    describe_parameter_groups_call = property(lambda self: f"describe_{self._group}_parameter_groups")
+    modify_parameter_group_call = property(lambda self: f"modify_{self._group}_parameter_group")
 
     def describe(self, rds: Any, identifier: str) -> DbDescription | None:
         """The cluster or instance, or None when it does not exist (in the client's account and region)."""
@@ -216,6 +229,33 @@ class DbKind:
                 return None
             raise
         return self.parse(found)
+
+    def create_or_find(self, rds: Any, identifier: str, create: Callable[[], dict[str, Any]], *,
+                       field: str) -> tuple[dict[str, Any] | None, DbDescription | None]:
+        """``(what create() returned, None)``; or ``(None, the existing one)`` when ``identifier`` exists
+        already (an earlier try made it, or a concurrent one did while this one created)."""
+        existing = self.describe(rds, identifier)
+        if existing is not None:
+            return None, existing
+        try:
+            return create(), None
+        except ClientError as exc:
+            if error_code(exc) != self.already_exists_code:
+                raise
+        return None, require_db(rds, db_type=self.db_type, identifier=identifier, field=field)
+
+    def ensure(self, rds: Any, identifier: str, create: Callable[[], dict[str, Any]], *, field: str,
+               migration_id: str | None = None, source_arn: str | None = None
+               ) -> tuple[dict[str, Any], DbDescription]:
+        """Create ``identifier`` or find the one an earlier try made (``create_or_find``); a found one must
+        carry this migration's tags when ``migration_id`` is given. Returns ``({<noun>_identifier,
+        <noun>_arn, status, created}, its description)``."""
+        made, existing = self.create_or_find(rds, identifier, create, field=field)
+        desc = self.parse(made) if made is not None else existing
+        if made is None and migration_id is not None:
+            require_ours(self.label, identifier, existing.tags, migration_id, source_arn, field)
+        return ({f"{self.noun}_identifier": identifier, f"{self.noun}_arn": desc.arn, "status": desc.status,
+                 "created": made is not None}, desc)
 
     def parameters(self, rds: Any, parameter_group: str) -> Iterable[dict[str, Any]]:
         """Every parameter of ``parameter_group``, page by page."""
@@ -241,31 +281,11 @@ class DbKind:
         getattr(rds, self.stop_call)(**{self.id_param: identifier})
 
 
-CLUSTER = DbKind(
-    db_type="cluster", label="DB cluster", engine="aurora-postgresql", engine_label="Aurora PostgreSQL",
-    # Aurora PostgreSQL needs 11.9 for DMS CDC and aurora_volume_logical_start_lsn().
-    min_version=(11, 9), min_version_label="11.9", storage_metric="FreeLocalStorage",
-    config_field="source.cluster_identifier", cli_noun="db-cluster", separate_writer=True,
-    id_param="DBClusterIdentifier", describe_call="describe_db_clusters", describe_key="DBClusters",
-    not_found_code="DBClusterNotFoundFault", parse=_from_cluster, stop_call="stop_db_cluster",
-    parameter_group_label="DB cluster parameter group", parameter_group_param="DBClusterParameterGroupName",
-    parameter_group_cli="db-cluster-parameter-group",
-    describe_parameters_call="describe_db_cluster_parameters",
-    describe_parameter_groups_call="describe_db_cluster_parameter_groups",
-    modify_parameter_group_call="modify_db_cluster_parameter_group",
-)
-INSTANCE = DbKind(
-    db_type="instance", label="DB instance", engine="postgres", engine_label="RDS for PostgreSQL",
-    min_version=(11, 0), min_version_label="11", storage_metric="FreeStorageSpace",
-    config_field="source.instance_identifier", cli_noun="db-instance", separate_writer=False,
-    id_param="DBInstanceIdentifier", describe_call="describe_db_instances", describe_key="DBInstances",
-    not_found_code="DBInstanceNotFound", parse=_from_instance, stop_call="stop_db_instance",
-    parameter_group_label="DB parameter group", parameter_group_param="DBParameterGroupName",
-    parameter_group_cli="db-parameter-group",
-    describe_parameters_call="describe_db_parameters",
-    describe_parameter_groups_call="describe_db_parameter_groups",
-    modify_parameter_group_call="modify_db_parameter_group",
-)
+# Aurora PostgreSQL needs 11.9 for DMS CDC and aurora_volume_logical_start_lsn().
+CLUSTER = DbKind("cluster", "cluster", "cluster", "aurora-postgresql", "Aurora PostgreSQL", (11, 9), "11.9",
+                 "FreeLocalStorage", True, "DBClusterNotFoundFault", "DBClusterAlreadyExistsFault", _from_cluster)
+INSTANCE = DbKind("instance", "instance", "", "postgres", "RDS for PostgreSQL", (11, 0), "11",
+                  "FreeStorageSpace", False, "DBInstanceNotFound", "DBInstanceAlreadyExists", _from_instance)
 DB_KINDS = {kind.db_type: kind for kind in (CLUSTER, INSTANCE)}
 DB_TYPES = tuple(DB_KINDS)
 

@@ -15,6 +15,7 @@ from migration.aws.common import (
     check_identifier,
     error_code,
     migration_tags,
+    optional_params,
     parse_arn,
     require_db,
     require_ours,
@@ -105,12 +106,10 @@ def ensure_snapshot_copy(rds: Any, *, migration_id: str, source_snapshot_arn: st
     snapshot = _describe_snapshot(rds, snapshot_identifier)
     created = snapshot is None
     if snapshot is None:
-        kwargs: dict[str, Any] = {"SourceDBSnapshotIdentifier": source_snapshot_arn,
-                                  "TargetDBSnapshotIdentifier": snapshot_identifier,
-                                  "Tags": migration_tags(migration_id, source_snapshot_arn)}
-        if kms_key_id:
-            kwargs["KmsKeyId"] = kms_key_id
-        snapshot = rds.copy_db_snapshot(**kwargs)["DBSnapshot"]
+        snapshot = rds.copy_db_snapshot(SourceDBSnapshotIdentifier=source_snapshot_arn,
+                                        TargetDBSnapshotIdentifier=snapshot_identifier,
+                                        Tags=migration_tags(migration_id, source_snapshot_arn),
+                                        **optional_params(KmsKeyId=kms_key_id))["DBSnapshot"]
     else:
         require_ours("DB snapshot", snapshot_identifier, _snapshot_tags(snapshot), migration_id,
                       source_snapshot_arn, "migration id")
@@ -136,32 +135,15 @@ def ensure_instance_from_snapshot(
         raise AwsMigrationError(f"DB snapshot {snapshot_identifier} does not exist in the target account: run the "
                                 f"copy task first")
     source_arn = snapshot["DBSnapshotArn"]
-    existing = INSTANCE.describe(rds, instance_identifier)
-    if existing is None:
-        kwargs: dict[str, Any] = {"DBInstanceIdentifier": instance_identifier,
-                                  "DBSnapshotIdentifier": snapshot_identifier,
-                                  "Tags": migration_tags(migration_id, source_arn)}
-        if instance_class:
-            kwargs["DBInstanceClass"] = instance_class
-        if subnet_group:
-            kwargs["DBSubnetGroupName"] = subnet_group
-        if security_group_ids:
-            kwargs["VpcSecurityGroupIds"] = list(security_group_ids)
-        if parameter_group:
-            kwargs["DBParameterGroupName"] = parameter_group
-        try:
-            instance = rds.restore_db_instance_from_db_snapshot(**kwargs)["DBInstance"]
-            return {"instance_identifier": instance_identifier, "instance_arn": instance["DBInstanceArn"],
-                    "status": instance.get("DBInstanceStatus"), "created": True}
-        except ClientError as exc:
-            if error_code(exc) != "DBInstanceAlreadyExists":
-                raise
-        existing = require_db(rds, db_type=INSTANCE.db_type, identifier=instance_identifier,
-                              field="target.instance_identifier")
-    require_ours(INSTANCE.label, instance_identifier, existing.tags, migration_id, source_arn,
-                  "target.instance_identifier")
-    return {"instance_identifier": instance_identifier, "instance_arn": existing.arn, "status": existing.status,
-            "created": False}
+    return INSTANCE.ensure(
+        rds, instance_identifier,
+        lambda: rds.restore_db_instance_from_db_snapshot(
+            DBInstanceIdentifier=instance_identifier, DBSnapshotIdentifier=snapshot_identifier,
+            Tags=migration_tags(migration_id, source_arn),
+            **optional_params(DBInstanceClass=instance_class, DBSubnetGroupName=subnet_group,
+                              VpcSecurityGroupIds=security_group_ids, DBParameterGroupName=parameter_group),
+        )["DBInstance"],
+        field="target.instance_identifier", migration_id=migration_id, source_arn=source_arn)[0]
 
 
 # RDS caps one portion at 1 MB: past it the portion ends with this text and the Marker skips the
