@@ -32,8 +32,10 @@ demo: pg-check
 clean:
 	rm -rf $(VENV) .demo
 
+# Issue 10's six benchmarks, quick sizes (BENCH_SIZE=full: the issue's sizes). Each prints `bench: ...` lines.
+BENCHMARKS := window resolve_start_lsn validation parse fleet in_sync
 bench: pg-check
-	PYTHONPATH=plugins:dags $(BIN)/python bench/resolve_start_lsn.py
+	@set -e; for b in $(BENCHMARKS); do echo "== bench/$$b.py"; PYTHONPATH=plugins:dags $(BIN)/python bench/$$b.py; done
 
 # docs/img/*.png: the Airflow UI during a manual-approval local migration (needs Debian's `chromium`).
 screenshots: pg-check
