@@ -294,11 +294,12 @@ def run_cutover(plan: CutoverPlan) -> dict[str, Any]:
         left()
         timeline.run("prove_source_quiet", plan.proof.check, read_only=True)
         left()
-        timeline.write("commit_point", "passed", {
+        timeline.pending.append(("commit_point", "passed", {
             "opener": plan.opener.name, "external": plan.opener.external, "final_lsn": str(final_lsn),
-            "databases": list(plan.databases), "opener_state": jsonable(getattr(plan.opener, "state", None))})
+            "databases": list(plan.databases), "opener_state": jsonable(getattr(plan.opener, "state", None))}))
+        timeline.write("step:open_target", "started")  # one commit: the commit point and the opening's start
         passed_commit = True
-        opened = timeline.run("open_target", plan.opener.open)
+        opened = timeline.run("open_target", plan.opener.open, read_only=True)  # its start is written
     except BaseException as exc:
         try:
             _abort(plan, timeline, final_lsn, exc, passed_commit)

@@ -3,8 +3,8 @@
 A step's ``started`` entry is durable before the step runs, except for a step that only reads or waits
 (``read_only``: CDC applied, the proof, the reads alongside CDC), whose ``started`` goes with the next
 write: recovery has nothing to undo after it. A ``done`` entry is written together with the next journal
-write (the next step's ``started``, the commit point, the opening, the outcome), in the same statement and
-transaction: one synchronous commit per step that changes something, instead of two per step.
+write (the next step's ``started``, the commit point with the opening's ``started``, the outcome), in the
+same statement and transaction: one synchronous commit per step that changes something, instead of two.
 Nothing that decides a rerun or a teardown reads a step's ``done`` except for ``stop_cdc`` (whether CDC
 must be resumed), so that one is written at once, as is ``open_target``'s (the window has ended by then,
 and it stays apart from ``target_open``); ``failed`` is written at once too.

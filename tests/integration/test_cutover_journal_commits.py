@@ -76,13 +76,14 @@ def test_each_step_is_journaled_before_it_runs_and_its_end_goes_with_the_next_en
         for before, after in zip(window, window[1:], strict=False):
             assert where[(f"step:{before}", "done")] == where[(f"step:{after}", "started")] or before == "stop_cdc"
         assert commits[where[("step:stop_cdc", "done")]] == [("step:stop_cdc", "done")]
-        assert where[("step:prove_source_quiet", "done")] == where[("commit_point", "passed")]
+        assert where[("step:prove_source_quiet", "done")] == where[("commit_point", "passed")] == \
+            where[("step:open_target", "started")]
         assert commits[where[("step:open_target", "done")]] == [("step:open_target", "done")]
         assert where[("step:open_target", "done")] < where[("target_open", "done")]
-        # After the fence's start, one commit per step that changes something until the opening (two for its
-        # start and end), and one more for stop_cdc's end: each step used to take two.
+        # After the fence's start, one commit per step that changes something, one for stop_cdc's end and
+        # one for the opening's end: each step used to take two.
         in_window = where[("step:open_target", "done")] - where[("step:block_writes", "started")]
-        assert in_window == len([name for name in window if name not in read_only]) + 3
+        assert in_window == len([name for name in window if name not in read_only]) + 2
         # The journal read back holds every step as done.
         state = CutoverJournal(conn=tgt, control_schema=CONTROL, migration_id="mig", run_id="jc").read()
         assert all(state.step(name) == "done" for name in steps)
