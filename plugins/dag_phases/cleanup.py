@@ -114,8 +114,7 @@ def _aws_cleanup(ctx: BuildContext):
 
     config = ctx.config
     return AwsCleanupOperator(
-        task_id="cleanup_aws", source_aws_conn_id=config.source.aws_conn_id,
-        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id,
+        task_id="cleanup_aws", source_aws_conn_id=config.source.aws_conn_id, migration_id=config.migration_id,
         target_account_id=config.target.account_id, share_name=naming.ram_share_name(config.migration_id),
         remove_share=ctx.is_aurora_clone, source_kms_key_id=config.source.kms_key_id,
         source_snapshot_identifier=naming.snapshot_id(config.migration_id, "source")

@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
 
 
 def cleanup(world, **overrides):
-    kwargs = dict(task_id="cleanup_aws", source_aws_conn_id="aws_source", target_aws_conn_id="aws_target",
-                  migration_id="orders", target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"])
+    kwargs = dict(task_id="cleanup_aws", source_aws_conn_id="aws_source", migration_id="orders",
+                  target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"])
     return AwsCleanupOperator(**{**kwargs, **overrides})
 
 

@@ -147,8 +147,7 @@ def test_aurora_clone_across_accounts_reaches_a_real_clone_and_cleans_up(world, 
                                                           db_type="cluster", db_identifier=CLONE, enabled=False))
     assert (rerun["previous"], rerun["rebooted"]) == ("0", None)
 
-    cleanup = AwsCleanupOperator(task_id="cleanup_aws", source_aws_conn_id="aws_source",
-                                 target_aws_conn_id="aws_target", migration_id=MIGRATION,
+    cleanup = AwsCleanupOperator(task_id="cleanup_aws", source_aws_conn_id="aws_source", migration_id=MIGRATION,
                                  target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"])
     assert cleanup.trigger_rule == "all_done"
     assert run_operator(cleanup) == {"deleted_shares": [share["share_arn"]], "kms_statement_removed": True,

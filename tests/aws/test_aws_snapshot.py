@@ -167,8 +167,7 @@ def test_snapshot_copy_restore_and_lsn_from_the_instance_log(world, admin, stand
     assert run_operator(copy_snapshot(world)) == {**copy, "created": False}
     assert run_operator(restore_instance(world))["created"] is False
 
-    cleanup = AwsCleanupOperator(task_id="cleanup_aws", source_aws_conn_id="aws_source",
-                                 target_aws_conn_id="aws_target", migration_id=MIGRATION,
+    cleanup = AwsCleanupOperator(task_id="cleanup_aws", source_aws_conn_id="aws_source", migration_id=MIGRATION,
                                  target_account_id=TARGET_ACCOUNT, source_kms_key_id=world["source_key_arn"],
                                  source_snapshot_identifier=snap["snapshot_identifier"])
     assert run_operator(cleanup) == {"deleted_shares": [], "kms_statement_removed": True, "snapshot_unshared": True}
