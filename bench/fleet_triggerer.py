@@ -19,7 +19,7 @@ from pathlib import Path
 from common import ROOT, line, size
 
 TRIGGERER_WAITS = size(50, 100)
-WATCH_SECONDS = size(30, 60)
+WATCH_SECONDS = size(20, 60)
 INTERVAL = 2.0
 
 DAG = '''

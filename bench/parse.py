@@ -21,7 +21,7 @@ from pathlib import Path
 from common import ROOT, line, size
 
 MIGRATIONS = size(200, 200)
-RUNS = size(3, 5)
+RUNS = size(2, 5)
 GOAL_MS = 10.0
 
 PARSER = r'''
