@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 
 from migration import sample
-from migration.localpg import LocalServer, free_port, make_workdir
+from migration.localpg import LocalServer, _write_as_server_user, free_port, make_workdir
 from migration.logical_load import load_database
 from migration.logical_roles import (
     LogicalLoadError,
@@ -253,3 +254,52 @@ def test_preflight_reports_a_schema_left_out_of_a_logical_load_instead_of_failin
                                                "the target.")]
         finally:
             conn.execute("DROP SCHEMA left_out CASCADE")
+
+
+def test_the_source_password_reaches_the_tools_through_a_file_never_their_command_line(pg_servers, pg18):
+    """The source requires a password (scram-sha-256) for every TCP login, replication included: the slot's
+    replication connection, pg_dump and its parallel workers log in with it, and no process's command line
+    (what `ps` shows) ever holds it."""
+    needle = "Zq7-logical-Sekret-55"
+    server = pg_servers.new("src_pw")
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE pwapp")
+        conn.execute(f"ALTER ROLE postgres PASSWORD '{needle}'")
+    with psycopg.connect(server.conninfo("pwapp"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO public.items SELECT g, 'item ' || g FROM generate_series(1, 20000) g")
+    _write_as_server_user(server.datadir / "pg_hba.conf", "host all all 127.0.0.1/32 scram-sha-256\n"
+                          "host replication all 127.0.0.1/32 scram-sha-256\n", append=False)
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(server.conninfo("pwapp"), connect_timeout=5).close()
+
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    seen.add(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = load_database(source_conninfo=server.conninfo("pwapp") + f" password={needle}",
+                               target_conninfo=pg18.conninfo("pwapp"), target_admin_conninfo=pg18.conninfo(),
+                               database="pwapp", schemas=["public"], slot_name="ll_slot_pw", migration_id=MIGRATION,
+                               control_schema="migration_control", jobs=2)
+    finally:
+        done.set()
+        watcher.join(10)
+    assert result["tables"] == 1
+    assert any("pg_dump" in line and "--snapshot=" in line for line in seen), "the sampler saw pg_dump run"
+    assert not [line for line in seen if needle in line]
+    with psycopg.connect(pg18.conninfo("pwapp"), autocommit=True) as target:
+        assert target.execute("SELECT count(*) FROM public.items").fetchone()[0] == 20000
