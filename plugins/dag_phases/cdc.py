@@ -85,8 +85,8 @@ def _native_start_cdc(ctx: BuildContext):
                                    database=database, subscription=subscription, publication=publication,
                                    slot_name=slot_name, target_host=ctx.target_host, target_port=ctx.target_port,
                                    replication_conn_id=config.source.replication_conn_id,
-                                   passfile_directory=(config.target.data_directory
-                                                       if config.initial_load == "pg_basebackup" else None),
+                                   # Local platform: the clone's (or the existing target's) data directory.
+                                   passfile_directory=None if ctx.on_aws else config.target.data_directory,
                                    **boundary)
 
     return start_cdc

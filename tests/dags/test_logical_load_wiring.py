@@ -39,6 +39,11 @@ def test_local_logical_builds_a_dag_without_rds_or_clone_tasks():
     assert "task_ids='load_database', map_indexes=ti.map_index" in subscribe.origin_lsn
     assert "consistent_point" in subscribe.origin_lsn
     assert subscribe.passfile_directory is None
+    # With the existing target's data directory, the subscription's password goes into a file there.
+    data = yaml.safe_load((MIGRATIONS / "local_logical.yaml").read_text())
+    data["target"]["data_directory"] = "/srv/pg18/data"
+    dag = build_dag(parse_config(data, "local_logical.yaml"))
+    assert dag.get_task("start_cdc.create_subscription").passfile_directory == "/srv/pg18/data"
 
 
 def test_aws_pg_dump_reads_the_existing_targets_endpoint_and_changes_no_parameter_group():

@@ -52,7 +52,8 @@ def _setup(pg_servers_fn, airflow_db, monkeypatch, migration_id: str, *, source_
     dags_dir, migrations_dir = airflow_db
     config = yaml.safe_load((ROOT / "include" / "migrations" / "local_logical.yaml").read_text())
     config.update(migration_id=migration_id, databases=list(DATABASES),
-                  source={"conn_id": f"{migration_id}_source"}, target={"conn_id": f"{migration_id}_target"})
+                  source={"conn_id": f"{migration_id}_source"},
+                  target={"conn_id": f"{migration_id}_target", "data_directory": str(target.datadir)})
     config["cutover"]["application_roles"] = list(DATABASES.values())
     config["validation"]["chunk_rows"] = 1000
     (migrations_dir / f"{migration_id}.yaml").write_text(yaml.safe_dump(config))
