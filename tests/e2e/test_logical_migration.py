@@ -143,3 +143,39 @@ def test_preflight_refuses_a_pg18_source_into_a_pg15_target(pg_servers_fn, airfl
         assert dst.execute("SELECT count(*) FROM pg_database WHERE datname IN ('app', 'app2')").fetchone()[0] == 0
     with psycopg.connect(source.conninfo(), autocommit=True) as src:
         assert src.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+
+
+def test_a_second_run_after_a_rejected_cutover_keeps_the_loads_and_cuts_over(pg_servers_fn, airflow_db, monkeypatch):
+    """The window has closed at the first run's gate: the loaded databases, slots and subscriptions stay, and
+    the next run loads nothing again (the loads' records are unchanged) and cuts over with nothing lost."""
+    source, target, dag_file = _setup(pg_servers_fn, airflow_db, monkeypatch, "e2e_logical_rerun", rows=500)
+
+    def load_records() -> dict[str, tuple]:
+        records = {}
+        for database in DATABASES:
+            with psycopg.connect(target.conninfo(database), autocommit=True) as dst:
+                records[database] = dst.execute("SELECT state, consistent_point, started_at "
+                                                "FROM migration_control.logical_load").fetchone()
+        return records
+
+    first = _dag(dag_file).test(run_conf={"cutover_not_after": "2020-01-01T00:00:00+00:00"})
+    states = _states(first)
+    assert states["cutover.switch_over"] == "skipped", states
+    loaded = load_records()
+    assert {state for state, _, _ in loaded.values()} == {"loaded"}
+    writers = [sample.Writer(source.conninfo(db, user=role)).start() for db, role in DATABASES.items()]
+    try:
+        second = _dag(dag_file).test()
+    finally:
+        for writer in writers:
+            writer.stop()
+    states = _states(second)
+    assert second.state == "success", states
+    assert all(w.committed > 0 for w in writers)
+    assert load_records() == loaded
+    for database in DATABASES:
+        with psycopg.connect(source.conninfo(database), autocommit=True) as src, \
+                psycopg.connect(target.conninfo(database), autocommit=True) as dst:
+            result = sample.compare(src, dst, [sample.SAMPLE_SCHEMA])
+            assert result.rows > 1000 and (result.lost, result.mismatched, result.extra) == (0, 0, 0), result.details
+            assert _trigger_states(src) == _trigger_states(dst)
