@@ -5,7 +5,8 @@ over several databases), half ValidationCleanSensor waits (a completed pass with
 differs). Each is a ``PollTrigger`` built as the sensor builds it, at the DAG's 2 s interval, all run on one
 event loop; a watchdog measures how long the loop is ever blocked (as Airflow's triggerer does). A wait
 that resumes in the worker (a validation ready for its recheck) is deferred again, polling one interval
-later, as after the worker's check. Measured: each wait's poll interval (p95 and max, over nominal) and the longest block.
+later, as after the worker's check. Measured: each wait's poll interval (p95 and max, over nominal) and the
+longest block.
 
 The baseline is the same waits with the plain checks in threads (a new connection per check).
 The real ``airflow triggerer`` then runs ``TRIGGERER_WAITS`` of the same waits (``--triggerer``).
@@ -14,6 +15,7 @@ The real ``airflow triggerer`` then runs ``TRIGGERER_WAITS`` of the same waits (
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -114,6 +116,16 @@ async def run_waits(made: list, seconds: float) -> dict:
             trigger.jitter = False
             await asyncio.sleep(INTERVAL)
 
+    pauses: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        # Python's cycle collector stops every thread, the loop's included: its longest pause is reported.
+        if phase == "start":
+            on_gc.started = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - on_gc.started)
+
+    gc.callbacks.append(on_gc)
     dog = asyncio.create_task(watchdog())
     tasks = []
     for trigger in made:
@@ -123,13 +135,15 @@ async def run_waits(made: list, seconds: float) -> dict:
     await asyncio.sleep(seconds)
     stop.set()
     await dog  # measured up to here: cancelling checks in flight below is the benchmark's own ending
+    gc.callbacks.remove(on_gc)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await close_all()
     blocked.sort(reverse=True)
     return {"blocked_max": blocked[0][0], "blocked_top": [(round(b, 3), round(t, 1)) for b, t, _ in blocked[:4]],
-            "busy_max": max(c for _, _, c in blocked), "events": events, "errors": errors}
+            "busy_max": max(c for _, _, c in blocked), "gc_max": max(pauses, default=0.0), "events": events,
+            "errors": errors}
 
 
 def intervals(probe_file: Path, keys: list[str], since: float, until: float) -> tuple[list[float], list[float]]:
@@ -182,11 +196,11 @@ def main() -> None:
         os.environ["FLEET_PROBE_FILE"] = probe = str(Path(tmp) / "probe.txt")
         ours = measure(triggers(lag_waits, validation_waits, ours=True), SECONDS, Path(probe))
         print(f"fleet: {WAITS} waits ({lag_waits} lag, {validation_waits} validation) at {INTERVAL:g} s for "
-              f"{SECONDS:g} s: {ours['checks']} checks, {ours['cpu']:.2f} CPU s/s; poll interval median {ours['median']:.3f} s, "
-              f"p95 {ours['p95']:.3f} s, max {ours['max']:.3f} s; loop blocked at most {ours['blocked_max']:.3f} s "
-              f"(longest blocks, seconds into the run: {ours['blocked_top']}); loop thread's CPU time between two "
-              f"watchdog wakeups at most {ours['busy_max']:.3f} s; load average {os.getloadavg()[0]:.1f}; "
-              f"events {ours['events']}")
+              f"{SECONDS:g} s: {ours['checks']} checks, {ours['cpu']:.2f} CPU s/s; poll interval median "
+              f"{ours['median']:.3f} s, p95 {ours['p95']:.3f} s, max {ours['max']:.3f} s; loop blocked at most "
+              f"{ours['blocked_max']:.3f} s (longest blocks, seconds into the run: {ours['blocked_top']}); loop "
+              f"thread's CPU time between two watchdog wakeups at most {ours['busy_max']:.3f} s; longest garbage "
+              f"collection {ours['gc_max']:.3f} s; load average {os.getloadavg()[0]:.1f}; events {ours['events']}")
         base = measure(triggers(lag_waits, validation_waits, ours=False), BASELINE_SECONDS, Path(probe))
         print(f"fleet: baseline (plain checks in threads): {base['checks']} checks, {base['cpu']:.2f} CPU s/s; "
               f"{len(base['errors'])} waits ended in errors; poll interval median "

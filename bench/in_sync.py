@@ -113,10 +113,17 @@ def theirs(binary: str, source, target, workdir) -> float:
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         with psycopg.connect(source.conninfo(), autocommit=True) as src:
-            point, next_switch = None, 0.0
+            point, next_switch, next_log_check = None, 0.0, 0.0
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"pgcopydb exited with {proc.returncode}; see {workdir / 'pgcopydb.log'}")
+                if time.perf_counter() >= next_log_check:
+                    # A replay process that failed leaves pgcopydb running but never catching up.
+                    text = (workdir / "pgcopydb.log").read_text(errors="replace")
+                    if "has terminated" in text:
+                        errors = [t for t in text.splitlines() if " ERROR " in t][:6]
+                        raise RuntimeError("pgcopydb's replay stopped: " + " | ".join(errors))
+                    next_log_check = time.perf_counter() + 1.0
                 if point is None and src.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'pgcopydb'"
                                                  ).fetchone():
                     point = LSN(src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])

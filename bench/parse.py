@@ -42,7 +42,8 @@ started = time.process_time()
 bag = DagBag(dag_folder=sys.argv[1], safe_mode=False)
 seconds = time.process_time() - started
 tasks = sum(len(d.tasks) for d in bag.dags.values())
-print(json.dumps({"seconds": seconds, "dags": len(bag.dags), "tasks": tasks, "errors": {k: v[:300] for k, v in bag.import_errors.items()}}))
+errors = {k: v[:300] for k, v in bag.import_errors.items()}
+print(json.dumps({"seconds": seconds, "dags": len(bag.dags), "tasks": tasks, "errors": errors}))
 '''
 
 

@@ -2,7 +2,8 @@
 -- native_cdc_apply_state and native_cdc_apply_errors read one: pg_subscription is shared by the server's
 -- databases and pg_stat_subscription(_stats) list all of them (PostgreSQL 15 and later).
 SELECT d.datname AS database, s.subname AS subscription, s.subenabled AS enabled, w.pid AS worker_pid,
-       extract(epoch FROM clock_timestamp() - greatest(w.last_msg_receipt_time, w.latest_end_time))::float8 AS apply_age_s,
+       extract(epoch FROM clock_timestamp() - greatest(w.last_msg_receipt_time, w.latest_end_time))::float8
+           AS apply_age_s,
        st.apply_error_count
 FROM pg_subscription AS s
 JOIN pg_database AS d ON d.oid = s.subdbid

@@ -120,7 +120,8 @@ def chunk_bounds(source_conn: psycopg.Connection, schema: str, table: str, keys:
         return [Chunk(schema, table, (), None, None)]
     key_cols = sql.SQL(", ").join(sql.Identifier(k) for k in keys)
     key_text = sql.SQL(", ").join(sql.SQL("s.{}::text").format(sql.Identifier(k)) for k in keys)
-    query = sqlfiles.compose("validation_chunk_bounds", keys=key_cols, key_text=key_text, table=_table_ident(schema, table))
+    query = sqlfiles.compose("validation_chunk_bounds", keys=key_cols, key_text=key_text,
+                             table=_table_ident(schema, table))
     bounds = [tuple(row) for row in source_conn.execute(query, {"chunk_rows": chunk_rows}).fetchall()]
     top = last_key(source_conn, Chunk(schema, table, tuple(keys), None, None))
     if top is not None and (not bounds or bounds[-1] != top):
@@ -325,7 +326,8 @@ def _wait_for_cdc(source_conn, policy: RecheckPolicy, position: LSN) -> bool:
     return cdc_applied_past(source_conn, policy.slot_name, position, policy.cdc_wait_s)
 
 
-def _chunk_attempt(source_conn, target_conn, chunk: Chunk, policy: RecheckPolicy) -> tuple[str, tuple | None, tuple | None]:
+def _chunk_attempt(source_conn, target_conn, chunk: Chunk,
+                   policy: RecheckPolicy) -> tuple[str, tuple | None, tuple | None]:
     s1 = _source_versioned(source_conn, chunk)
     proven = _wait_for_cdc(source_conn, policy, wal_position(source_conn))
     tgt = chunk_digest(target_conn, chunk)
@@ -409,7 +411,8 @@ def _record(target_conn, control_schema: str, validation_id: str, chunk: Chunk, 
     if matched:
         target_conn.execute(sqlfiles.compose("validation_failure_clear", schema=control_schema), params)
         return "clean"
-    state, _ = target_conn.execute(sqlfiles.compose("validation_failure_record", schema=control_schema), params).fetchone()
+    state, _ = target_conn.execute(sqlfiles.compose("validation_failure_record", schema=control_schema),
+                                   params).fetchone()
     return state
 
 
@@ -427,7 +430,8 @@ def _full_pass(source_conn, target_conn, *, schemas, control_schema, validation_
                max_rechecks):
     target_conn.execute(sqlfiles.compose("validation_run_start", schema=control_schema),
                         {"validation_id": validation_id, "run_id": run_id, "schemas": list(schemas)})
-    target_conn.execute(sqlfiles.compose("validation_failures_reset", schema=control_schema), {"validation_id": validation_id})
+    target_conn.execute(sqlfiles.compose("validation_failures_reset", schema=control_schema),
+                        {"validation_id": validation_id})
     tables = list_tables(source_conn, schemas)
     by_schema: dict[str, dict[str, int]] = {s: {"tables": 0, "rows": 0} for s in schemas}
     plan = [(t, chunk_bounds(source_conn, t["schema"], t["table"], t["keys"], chunk_rows)) for t in tables]
@@ -523,7 +527,8 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
     schemas = check_names(list(schemas) if not isinstance(schemas, str) else schemas, "validation", "schemas")
     control_schema = check_names([control_schema], "validation", "control_schema")[0]
     if not isinstance(validation_id, str) or not validation_id:
-        raise ValueError("validation: validation_id: a non-empty id derived from the migration and database is required")
+        raise ValueError("validation: validation_id: a non-empty id derived from the migration and database is "
+                         "required")
     if not isinstance(run_id, str) or not run_id.strip() or "{{" in run_id:
         raise ValueError(f"validation: run_id: the Airflow run's id is required (validation state belongs to a run), "
                          f"got {run_id!r}")
@@ -588,7 +593,8 @@ def run_validation(source_conn: psycopg.Connection, target_conn: psycopg.Connect
         ranges = "; ".join(chunk_of(f).describe() for f in persistent[:20])
         more = f" and {len(persistent) - 20} more" if len(persistent) > 20 else ""
         raise ValidationError(
-            f"validation {migration_validation_id} (run {run_id}): {len(persistent)} chunk(s) still differ after {max_rechecks} rechecks: "
+            f"validation {migration_validation_id} (run {run_id}): {len(persistent)} chunk(s) still differ after "
+            f"{max_rechecks} rechecks: "
             f"{ranges}{more}. Compare those key ranges on source and target; details are in "
             f"{control_schema}.validation_failures on the target. Rerun the task after fixing the data.")
     return result

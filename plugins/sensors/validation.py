@@ -53,7 +53,8 @@ class ValidationCleanSensor(DeferrablePollSensor):
         return {"source_conn_id": self.source_conn_id, "target_conn_id": self.target_conn_id,
                 "database": self.database, "schemas": list(self.schemas), "control_schema": self.control_schema,
                 "validation_id": self.validation_id, "run_id": self._run_id(context),
-                "chunk_rows": int(self.chunk_rows), "max_rechecks": int(self.max_rechecks), "slot_name": self.slot_name or None,
+                "chunk_rows": int(self.chunk_rows), "max_rechecks": int(self.max_rechecks),
+                "slot_name": self.slot_name or None,
                 "target_host": host, "target_port": port}
 
     def async_poll_kwargs(self) -> dict[str, Any]:
