@@ -137,6 +137,11 @@ def main() -> int:
             say(f"initial load with pg_dump/pg_restore: {int(load['bytes']) / 1e6:.1f} MB in "
                 f"{load['load_seconds']:.1f} s "
                 f"({load['mb_per_second']} MB/s)")
+        names = [step["name"] for step in report.get("timeline") or []]
+        if "block_writes" in names and "open_target" in names:
+            inside = report["timeline"][names.index("block_writes"):names.index("open_target") + 1]
+            say("write-blocked window by step (ms; the read_ steps run alongside the others): "
+                + ", ".join(f"{step['name']} {step['seconds'] * 1000:.1f}" for step in inside))
         window = report.get("write_blocked_seconds")
         print(f"demo: migrated {result.rows} rows in {result.tables} tables; write-blocked window "
               f"{window:.2f} s; rows lost {result.lost}; mismatched rows {result.mismatched + result.extra}",
