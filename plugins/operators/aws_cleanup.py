@@ -1,8 +1,4 @@
-"""AWS cleanup: take back what the migration shared; runs on failure too and never touches source data.
-
-BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
-reason in ``connections/aws.py``.
-"""
+"""AWS cleanup: take back what the migration shared; runs on failure too and never touches source data."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Aurora clone path: share the source cluster with the target account, clone it there, and set
 the target's logical replication (the last also serves the RDS snapshot path).
 
-BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
-reason in ``connections/aws.py``.
+The AWS operators (``operators/aws_*.py``) are BaseOperators with clients from
+``connections.aws.aws_client``, not AwsBaseOperator: the reason is in ``connections/aws.py``.
 """
 
 from __future__ import annotations

@@ -2,11 +2,7 @@
 it, and stop the source after it.
 
 Inside the critical section the cutover calls migration.aws.cutover directly (SecurityGroupWriteBlock,
-Route53TargetOpener); putting source writes back is the cutover's teardown (UnblockSourceWritesOperator).
-
-BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
-reason in ``connections/aws.py``.
-"""
+Route53TargetOpener); putting source writes back is the cutover's teardown (UnblockSourceWritesOperator)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""AWS preflight: engine and version, logical replication, KMS keys, region, WAL headroom.
-
-BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
-reason in ``connections/aws.py``.
-"""
+"""AWS preflight: engine and version, logical replication, KMS keys, region, WAL headroom."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
 """RDS snapshot path: snapshot the source, share it, copy it into the target account with the
-target's key, restore the target instance, and capture its LSN from the instance log.
-
-BaseOperator with clients from ``connections.aws.aws_client``, not AwsBaseOperator: see the
-reason in ``connections/aws.py``.
-"""
+target's key, restore the target instance, and capture its LSN from the instance log."""
 
 from __future__ import annotations
 
