@@ -15,11 +15,21 @@ import tempfile
 from contextlib import contextmanager
 
 import pytest
-from cutover_helpers import AppWriter, Replication, connect, ids, make_source, wait_for
+from cutover_helpers import (
+    AppWriter,
+    Replication,
+    can_connect,
+    connect,
+    ids,
+    make_source,
+    security_snapshot,
+    wait_for,
+)
 from psycopg import pq
 
-from migration.cutover import run_cutover, unblock_run
+from migration.cutover import CutoverAborted, run_cutover, unblock_run
 from migration.fence import restore_role_fence
+from migration.native_cdc import subscription_state
 from migration.sequences import SequenceSync, read_sequences
 from migration.source_quiet import bound_session
 from migration.target_prep import enable_triggers
@@ -161,3 +171,46 @@ def test_without_a_presync_every_sequence_is_set(pg_servers, source):
         assert states(tgt) == states(src)
         with pytest.raises(ValueError, match="^schemas: "):
             SequenceSync(src, tgt, "app")
+
+
+@pytest.mark.safety
+def test_a_read_alongside_cdc_that_fails_aborts_the_cutover_and_restores_writes(pg_servers, source):
+    repl = Replication(pg_servers, source, "seqfail")
+    writer = AppWriter(source.conninfo("appdb", user="app_rw"))
+    writer.start()
+    wait_for(lambda: len(writer.written) >= 20, 30, "the writer to get going")
+    with connect(source, "postgres") as admin, connect(repl.target, "appdb") as tgt:
+        before = security_snapshot(admin)
+        src, reader = connect(source, "appdb"), connect(source, "appdb")
+        bound_session(reader, lock_timeout_s=2, statement_timeout_s=30, run="seqfail")
+        sync = SequenceSync(reader, tgt, ["app"])
+
+        def failing_read():
+            reader.execute("SELECT pg_sleep(0.2)")
+            raise RuntimeError("the sequences could not be read")
+
+        plan = repl.plan(src, tgt, "seqfail", fence_args={"roles": ["app_group"]},
+                         before_fence=[("presync_sequences", sync.presync)],
+                         alongside_cdc=[("read_sequences", failing_read)],
+                         after_stop=[("sync_sequences", sync.sync_moved),
+                                     ("enable_triggers", lambda: enable_triggers(tgt, repl.enable_ddl))])
+        for part in (plan.fence, plan.drain, plan.proof):
+            part.keep_pids = [*part.keep_pids, reader.info.backend_pid]
+        with pytest.raises(CutoverAborted, match="could not be read") as aborted:
+            run_cutover(plan)
+        assert aborted.value.failed_step == "read_sequences"
+        steps = {s["step"]: s["ok"] for s in aborted.value.timeline["steps"]}
+        assert steps["stop_cdc"] and steps["resume_cdc"] and steps["restore_writes"] and not steps["read_sequences"]
+        assert "sync_sequences" not in steps
+        # Writes are back exactly as they were, CDC applies again, and the writer's rows reach the target.
+        assert security_snapshot(admin) == before and can_connect(source, "appdb", "app_rw")
+        assert subscription_state(tgt, repl.subscription)["enabled"]
+        count = len(writer.written)
+        wait_for(lambda: len(writer.written) > count + 10, 30, "the writer to write again")
+        writer.stop()
+        wait_for(lambda: set(writer.written) <= set(ids(tgt)), 30, "CDC to carry the writer's rows")
+        state = plan.journal.read()
+        assert state.step("read_sequences") == "failed" and state.outcome["state"] == "aborted"
+        src.close()
+        reader.close()
+    repl.drop_slot()
