@@ -1,6 +1,8 @@
 -- Inside the write-blocked window: the sequences of the migrated schemas whose state is not the one set on
 -- the target ahead of the fence (given as oids and last values; NULL: never called), and any sequence not
--- set then. The privilege was checked ahead of the fence for the ones set then.
+-- set then. The privilege was checked ahead of the fence for the ones set then. A sequence that stays
+-- uncalled but is moved with setval(..., false) between the two reads is not seen (its last value reads
+-- NULL both times); only the ones returned get uncalled_value read (see sequences_read).
 WITH synced AS (
     SELECT p.seq, p.last_value
       FROM unnest(%(oids)s::oid[], %(last_values)s::bigint[]) AS p(seq, last_value)
@@ -18,7 +20,11 @@ WITH synced AS (
 )
 SELECT oid, schema_name, sequence_name, format_type(seqtypid, NULL) AS data_type, seqstart AS start_value,
        seqincrement AS increment_by, seqmin AS min_value, seqmax AS max_value, seqcycle AS cycle, readable,
-       last_value
+       last_value,
+       CASE WHEN readable AND last_value IS NULL
+            THEN (xpath('/row/last_value/text()', query_to_xml(format('SELECT last_value FROM %%s', oid::regclass),
+                                                                false, true, '')))[1]::text::bigint
+       END AS uncalled_value
   FROM state
  WHERE NOT synced OR NOT readable OR last_value IS DISTINCT FROM synced_value
  ORDER BY schema_name, sequence_name;

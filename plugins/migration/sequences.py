@@ -28,7 +28,9 @@ class SequenceSyncError(RuntimeError):
 
 @dataclass(frozen=True)
 class SequenceState:
-    """One source sequence. ``last_value`` is None when it was never called (``is_called`` False)."""
+    """One source sequence. ``last_value`` is None while it is not called (``is_called`` False): never, or
+    not since setval(..., false) or ALTER SEQUENCE RESTART; ``uncalled_value`` is then what its next
+    nextval returns (None: not read, taken as the start)."""
 
     schema: str
     name: str
@@ -41,12 +43,13 @@ class SequenceState:
     cycle: bool
     data_type: str
     oid: int | None = None
+    uncalled_value: int | None = None
 
     @property
     def setval_args(self) -> tuple[int, bool]:
-        """(value, is_called) for setval: a never-called sequence goes back to its start, uncalled."""
+        """(value, is_called) for setval: an uncalled sequence stays uncalled at the value it hands out next."""
         if self.last_value is None:
-            return self.start_value, False
+            return (self.start_value if self.uncalled_value is None else self.uncalled_value), False
         return self.last_value, True
 
 
@@ -64,7 +67,7 @@ def _states(rows: Sequence[dict]) -> list[SequenceState]:
         SequenceState(schema=r["schema_name"], name=r["sequence_name"], last_value=r["last_value"],
                       is_called=r["last_value"] is not None, start_value=r["start_value"],
                       increment_by=r["increment_by"], min_value=r["min_value"], max_value=r["max_value"],
-                      cycle=r["cycle"], data_type=r["data_type"], oid=r["oid"])
+                      cycle=r["cycle"], data_type=r["data_type"], oid=r["oid"], uncalled_value=r["uncalled_value"])
         for r in rows
     ]
 

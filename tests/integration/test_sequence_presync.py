@@ -42,6 +42,8 @@ CREATE SEQUENCE app.once;
 CREATE SEQUENCE app.set_back START 1 INCREMENT 5;
 CREATE SEQUENCE app.untouched;
 CREATE SEQUENCE app.countdown INCREMENT -2 START -1 MINVALUE -100000 MAXVALUE -1;
+CREATE SEQUENCE app.repositioned;
+SELECT setval('app.repositioned', 700, false);
 SELECT nextval('app.logged_often'), setval('app.set_back', 500), nextval('app.untouched'), nextval('app.countdown');
 """
 
@@ -124,7 +126,7 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
         next_id = tgt.execute("SELECT nextval('app.items_id_seq')").fetchone()[0]
         assert next_id > max(ids(src))
         assert tgt.execute("SELECT nextval('app.logged_often'), nextval('app.set_back'), nextval('app.once'), "
-                           "nextval('app.countdown')").fetchone() == (42, 25, 2, -5)
+                           "nextval('app.countdown'), nextval('app.repositioned')").fetchone() == (42, 25, 2, -5, 700)
         src.close()
         reader.close()
         unblock_run(repl.plan(admin, tgt, "seqmoved").journal, lambda r: restore_role_fence(admin, r), force=True)
