@@ -25,7 +25,8 @@ from dag_phases.preflight import build_preflight
 from dag_phases.task_ids import CUTOVER_SWITCH_OVER, VALIDATE_RUN
 from migration.config import ConfigError, MigrationConfig, load_config
 
-__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "airflow_dag_for_file", "migrations_dir", "per_database_plan",
+__all__ = ["CUTOVER_STEPS", "build_dag", "config_for_dag_file", "airflow_dag_for_file", "migrations_dir",
+           "per_database_plan",
            "trigger_params"]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -63,7 +63,8 @@ def _from_aurora(conn: psycopg.Connection, where: tuple[str, str]) -> LSN:
     return LSN.parse(value, field=f"{where[0]}.{where[1]}()")
 
 
-def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None, consistent_point: str | None) -> LSN | None:
+def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None,
+               consistent_point: str | None) -> LSN | None:
     if consistent_point:
         return LSN.parse(consistent_point, field="consistent_point")
     if not slot_name or source_conn is None:
@@ -74,7 +75,8 @@ def _from_slot(slot_name: str | None, source_conn: psycopg.Connection | None, co
         raise CaptureError(f"slot_name: replication slot {slot_name!r} does not exist on the source, so it has no "
                            "consistent point; create the slot before the load.")
     if row["slot_type"] != "logical" or row["confirmed_flush_lsn"] is None:
-        raise CaptureError(f"slot_name: replication slot {slot_name!r} is not a logical slot; it has no consistent point.")
+        raise CaptureError(f"slot_name: replication slot {slot_name!r} is not a logical slot; it has no consistent "
+                           "point.")
     return LSN(row["confirmed_flush_lsn"], field="confirmed_flush_lsn")
 
 
@@ -127,7 +129,8 @@ def capture_clone_lsn(
     raise CaptureError(
         "Cannot capture the clone's LSN: " + "; ".join(tried) + ". Fix: on Aurora use a minor version that has "
         "aurora_volume_logical_start_lsn(); for a restored snapshot or a pg_basebackup clone give the reader of its "
-        "server log (it must include the first start after restore); for a pg_dump load give the slot's consistent point."
+        "server log (it must include the first start after restore); for a pg_dump load give the slot's consistent "
+        "point."
     )
 
 

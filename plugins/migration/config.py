@@ -143,7 +143,8 @@ class MigrationConfig:
         return {
             "databases": {
                 "default": list(self.databases), "type": "array", "items": {"type": "string"}, "minItems": 1,
-                "title": "Databases", "description": f"Databases to migrate; each must be one of {list(self.databases)}.",
+                "title": "Databases",
+                "description": f"Databases to migrate; each must be one of {list(self.databases)}.",
             },
             "schemas": {
                 "default": list(self.schemas), "type": "array", "items": {"type": "string"}, "minItems": 1,
@@ -179,7 +180,8 @@ class MigrationConfig:
         databases = check_names(conf.get("databases", list(self.databases)), source, "databases")
         extra = [db for db in databases if db not in self.databases]
         if extra:
-            raise ConfigError(source, "databases", f"{extra[0]!r} is not in the migration's databases {list(self.databases)}")
+            raise ConfigError(source, "databases",
+                              f"{extra[0]!r} is not in the migration's databases {list(self.databases)}")
         schemas = check_names(conf.get("schemas", list(self.schemas)), source, "schemas")
         if self.control_schema in schemas:
             raise ConfigError(source, "schemas", f"{self.control_schema!r} is the control schema; it is never migrated")
@@ -259,7 +261,8 @@ def _endpoint(r: Reader, platform: str, side: str) -> Endpoint:
         replication_conn_id=(r.text("replication_conn_id", pattern=CONN_ID_RE, hint="expected an Airflow connection id")
                              if side == "source" else None),
         aws_conn_id=r.text("aws_conn_id", required=aws, pattern=CONN_ID_RE, hint="expected an Airflow connection id"),
-        account_id=r.text("account_id", required=aws, pattern=AWS_ACCOUNT_ID_RE, hint="expected a 12-digit AWS account id"),
+        account_id=r.text("account_id", required=aws, pattern=AWS_ACCOUNT_ID_RE,
+                          hint="expected a 12-digit AWS account id"),
         region=r.text("region", required=aws),
         cluster_identifier=r.text("cluster_identifier"),
         instance_identifier=r.text("instance_identifier"),
@@ -293,7 +296,8 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     if initial_load == "aurora_clone" and not source_ep.cluster_identifier:
         raise ConfigError(source, "source.cluster_identifier", "is required for initial_load aurora_clone")
     if initial_load == "aurora_clone" and not target_ep.cluster_identifier:
-        raise ConfigError(source, "target.cluster_identifier", "is required for initial_load aurora_clone (the clone's name)")
+        raise ConfigError(source, "target.cluster_identifier",
+                          "is required for initial_load aurora_clone (the clone's name)")
     if initial_load == "rds_snapshot":
         for side, ep in (("source", source_ep), ("target", target_ep)):
             if not ep.instance_identifier:
@@ -301,11 +305,14 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     if platform == "aws":
         for side, ep in (("source", source_ep), ("target", target_ep)):
             if not ep.kms_key_id:
-                raise ConfigError(source, f"{side}.kms_key_id", "is required on AWS: a customer-managed KMS key (not aws/rds)")
+                raise ConfigError(source, f"{side}.kms_key_id",
+                                  "is required on AWS: a customer-managed KMS key (not aws/rds)")
             if ep.kms_key_id in ("alias/aws/rds", "aws/rds"):
-                raise ConfigError(source, f"{side}.kms_key_id", "must be a customer-managed key; aws/rds cannot be shared across accounts")
+                raise ConfigError(source, f"{side}.kms_key_id",
+                                  "must be a customer-managed key; aws/rds cannot be shared across accounts")
         if source_ep.region != target_ep.region:
-            raise ConfigError(source, "target.region", f"must equal source.region ({source_ep.region}): a clone cannot cross regions")
+            raise ConfigError(source, "target.region",
+                              f"must equal source.region ({source_ep.region}): a clone cannot cross regions")
         if source_ep.account_id == target_ep.account_id:
             raise ConfigError(source, "target.account_id", "must differ from source.account_id")
         if not target_ep.parameter_group:
@@ -313,9 +320,11 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
                               "is required on AWS: a custom parameter group with rds.logical_replication=1 (the clone "
                               "carries logical slots and cannot start without it; default groups cannot be changed)")
     if initial_load == "pg_basebackup" and not target_ep.data_directory:
-        raise ConfigError(source, "target.data_directory", "is required for pg_basebackup: where the clone's data directory goes")
+        raise ConfigError(source, "target.data_directory",
+                          "is required for pg_basebackup: where the clone's data directory goes")
     if target_ep.data_directory and not Path(target_ep.data_directory).is_absolute():
-        raise ConfigError(source, "target.data_directory", f"expected an absolute path, got {target_ep.data_directory!r}")
+        raise ConfigError(source, "target.data_directory",
+                          f"expected an absolute path, got {target_ep.data_directory!r}")
 
     dr = r.sub("dms")
     if platform != "aws" and dr.data:
@@ -345,7 +354,8 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     )
     dr.done()
     if dms.secrets_manager_secret_id and not dms.secrets_manager_access_role_arn:
-        raise ConfigError(source, "dms.secrets_manager_access_role_arn", "is required with dms.secrets_manager_secret_id")
+        raise ConfigError(source, "dms.secrets_manager_access_role_arn",
+                          "is required with dms.secrets_manager_secret_id")
 
     cr = r.sub("cutover")
     _refuse_aws_only(cr, AWS_ONLY_CUTOVER_FIELDS, platform)
@@ -357,7 +367,8 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         application_roles=tuple(cr.names("application_roles", [], required=False)),
         drain_timeout_seconds=cr.integer("drain_timeout_seconds", 60, minimum=1),
         max_write_block_seconds=cr.integer("max_write_block_seconds", 60, minimum=1),
-        not_before=_iso(parse_time(cr.get("not_before"), source, cr.where("not_before"))) if cr.get("not_before") else None,
+        not_before=_iso(parse_time(cr.get("not_before"), source,
+                                   cr.where("not_before"))) if cr.get("not_before") else None,
         not_after=_iso(parse_time(cr.get("not_after"), source, cr.where("not_after"))) if cr.get("not_after") else None,
         dns_zone_id=cr.text("dns_zone_id"),
         dns_record_name=cr.text("dns_record_name"),
@@ -376,7 +387,8 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     if cutover.write_block == "security_group" and not source_ep.security_group_ids:
         raise ConfigError(source, "source.security_group_ids", "is required for cutover.write_block security_group")
     if cutover.write_block == "roles" and not cutover.application_roles:
-        raise ConfigError(source, "cutover.application_roles", "list the application roles whose writes are blocked at cutover")
+        raise ConfigError(source, "cutover.application_roles",
+                          "list the application roles whose writes are blocked at cutover")
     if bool(cutover.dns_zone_id) != bool(cutover.dns_record_name):
         raise ConfigError(source, "cutover.dns_record_name", "dns_zone_id and dns_record_name go together")
 
@@ -480,5 +492,6 @@ def load_config(path: str | Path) -> MigrationConfig:
         raise ConfigError(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
     config = parse_config(data, str(path))
     if path.stem != config.migration_id:
-        raise ConfigError(str(path), "migration_id", f"must match the file name ({path.stem!r}), got {config.migration_id!r}")
+        raise ConfigError(str(path), "migration_id",
+                          f"must match the file name ({path.stem!r}), got {config.migration_id!r}")
     return config

@@ -87,7 +87,8 @@ class Reader:
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise self.error(unknown[0], "is not a known setting (check the spelling; see the README's config reference)")
+            raise self.error(unknown[0],
+                             "is not a known setting (check the spelling; see the README's config reference)")
 
 
 def check_names(value: Any, source: str, field_path: str, *, required: bool = True) -> list[str]:
@@ -115,7 +116,8 @@ def parse_time(value: Any, source: str, field_path: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise ConfigError(source, field_path, f"expected an ISO 8601 time like 2026-12-01T02:00:00+00:00, got {value!r}") from None
+            raise ConfigError(source, field_path,
+                              f"expected an ISO 8601 time like 2026-12-01T02:00:00+00:00, got {value!r}") from None
     else:
         raise ConfigError(source, field_path, f"expected an ISO 8601 time, got {value!r}")
     if parsed.tzinfo is None:

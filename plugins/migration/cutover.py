@@ -119,8 +119,10 @@ class NativeCdc:
                 raise CutoverError(f"database {link.database}: subscription {link.subscription} is "
                                    f"{'missing' if state is None else 'disabled'} on the target; CDC is not running. "
                                    f"{self.resume_hint()}")
-            link.target_conn.execute(sqlfiles.compose("cutover_subscription_synchronous", subscription=link.subscription))
-        return {link.database: {"slot": link.slot_name, "confirmed_flush_lsn": slots[link.slot_name]["confirmed_flush_lsn"]}
+            link.target_conn.execute(sqlfiles.compose("cutover_subscription_synchronous",
+                                                      subscription=link.subscription))
+        return {link.database: {"slot": link.slot_name,
+                                "confirmed_flush_lsn": slots[link.slot_name]["confirmed_flush_lsn"]}
                 for link in self.links}
 
     def drain(self, final_lsn: LSN, timeout: float) -> dict[str, Any]:
@@ -145,7 +147,8 @@ class NativeCdc:
         """Disable each subscription and end its apply worker: nothing more is applied, the source's slot is
         released, and the subscription keeps its origin, so ``resume()`` goes on exactly where it stopped."""
         for link in self.links:
-            link.target_conn.execute(sqlfiles.compose("native_cdc_disable_subscription", subscription=link.subscription))
+            link.target_conn.execute(sqlfiles.compose("native_cdc_disable_subscription",
+                                                      subscription=link.subscription))
         for link in self.links:
             link.target_conn.execute(sqlfiles.load("cutover_stop_apply_worker"), {"name": link.subscription})
         deadline = time.monotonic() + 30
@@ -405,7 +408,8 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
         _journal_outcome(timeline, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
         raise CutoverAborted(
             f"cutover aborted at step {failed!r}: {exc}. Restoring source writes FAILED too ({undo_exc}); the "
-            f"source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the journal).{hint}",
+            f"source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the "
+            f"journal).{hint}",
             failed_step=failed, timeline=result) from exc
     if passed_commit:
         _void_commit_point(timeline, {"final_lsn": str(final_lsn)})

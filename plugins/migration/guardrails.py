@@ -58,7 +58,8 @@ def problems(rails: Guardrails, *, lag_bytes: dict[str, int], validation: dict[s
     found = []
     for database, lag in sorted(lag_bytes.items()):
         if lag > rails.max_lag_bytes:
-            found.append(f"database {database}: replication lag {lag} bytes is above max_lag_bytes {rails.max_lag_bytes}")
+            found.append(f"database {database}: replication lag {lag} bytes is above max_lag_bytes "
+                         f"{rails.max_lag_bytes}")
     for database, result in sorted(validation.items()):
         if result.get("mismatched_chunks") or result.get("failures"):
             found.append(f"database {database}: validation is not clean ({result})")

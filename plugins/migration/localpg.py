@@ -247,7 +247,8 @@ class LocalServer:
         _write_as_server_user(self.datadir / "postgresql.auto.conf", lines, append=True)
 
     def init(self, extra_settings: dict[str, str] | None = None) -> LocalServer:
-        _run([self._bin("initdb"), "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8", "--locale=C"],
+        _run([self._bin("initdb"), "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
+              "--locale=C"],
              what="initdb")
         hba = "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n"
         _write_as_server_user(self.datadir / "pg_hba.conf", hba, append=False)

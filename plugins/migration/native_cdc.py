@@ -37,7 +37,8 @@ def _name(value: Any, field: str) -> str:
 
 
 def _names(values: Any, field: str) -> list[str]:
-    return check_names(values if isinstance(values, str | list) or values is None else list(values), "native CDC", field)
+    return check_names(values if isinstance(values, str | list) or values is None else list(values), "native CDC",
+                       field)
 
 
 def statement_rows(conn: psycopg.Connection, sql_file: str, **params: Any) -> list[tuple]:
@@ -55,7 +56,8 @@ def origin_position_for(captured: LSN) -> LSN:
     PostgreSQL's logical decoding skips a transaction when the start LSN of its commit record is
     below the point decoding starts at (``SnapBuildXactNeedsSkip(builder, commit_start)`` is
     ``commit_start < start_decoding_at``), and a subscription starts decoding at its origin's
-    position (or at the slot's confirmed position, when that is later). With the origin at X + 1 the commit starting at X is skipped (X < X + 1) and the first
+    position (or at the slot's confirmed position, when that is later). With the origin at X + 1 the commit starting at
+    X is skipped (X < X + 1) and the first
     commit after it, which starts at X + (size of the record at X) >= X + 1, is applied. X itself
     would apply the commit at X a second time. The integration tests check both on real servers.
     """
@@ -97,23 +99,28 @@ def create_publication(source_conn: psycopg.Connection, name: str, schemas: Sequ
         return {"publication": name, "mode": "all_tables", "created": False, "added": []}
 
     if not by_table:
-        have = set() if not existing else {r[0] for r in statement_rows(source_conn, "native_cdc_publication_schemas", name=name)}
+        have = set() if not existing else {r[0] for r in statement_rows(source_conn, "native_cdc_publication_schemas",
+                                                                        name=name)}
         todo = [s for s in schemas if s not in have]
         schema_list = sql.SQL(", ").join(sql.Identifier(s) for s in todo)
         if not existing:
-            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_schemas", publication=name, schemas=schema_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_schemas", publication=name,
+                                                 schemas=schema_list))
         elif todo:
-            source_conn.execute(sqlfiles.compose("native_cdc_add_publication_schemas", publication=name, schemas=schema_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_add_publication_schemas", publication=name,
+                                                 schemas=schema_list))
         log.info("Publication %s: %s schemas %s", name, "created with" if not existing else "added", todo)
         return {"publication": name, "mode": "schemas", "created": not existing, "added": todo}
 
     wanted = [tuple(r) for r in statement_rows(source_conn, "native_cdc_schema_tables", schemas=schemas)]
-    have_tables = set() if not existing else {tuple(r) for r in statement_rows(source_conn, "native_cdc_publication_tables", name=name)}
+    have_tables = set() if not existing else {
+        tuple(r) for r in statement_rows(source_conn, "native_cdc_publication_tables", name=name)}
     todo_tables = [t for t in wanted if t not in have_tables]
     table_list = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in todo_tables)
     if not existing:
         if todo_tables:
-            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_tables", publication=name, tables=table_list))
+            source_conn.execute(sqlfiles.compose("native_cdc_create_publication_tables", publication=name,
+                                                 tables=table_list))
         else:
             source_conn.execute(sqlfiles.compose("native_cdc_create_publication_empty", publication=name))
     elif todo_tables:
@@ -339,7 +346,8 @@ def record_lag_sample(target_conn: psycopg.Connection, control_schema: str, data
     control_schema = _name(control_schema, "control_schema")
     target_conn.execute(sqlfiles.compose("native_cdc_lag_samples_table", schema=control_schema))
     target_conn.execute(sqlfiles.compose("native_cdc_lag_sample_write", schema=control_schema),
-                        {"database": database, "lag_bytes": lag.get("lag_bytes"), "apply_age_s": lag.get("apply_age_s")})
+                        {"database": database, "lag_bytes": lag.get("lag_bytes"),
+                         "apply_age_s": lag.get("apply_age_s")})
 
 
 def read_lag_samples(target_conn: psycopg.Connection, control_schema: str, database: str) -> list[dict[str, Any]]:

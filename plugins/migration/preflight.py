@@ -136,7 +136,8 @@ def run_preflight(
         findings += _identity_findings(cur, params, engine, allow_replica_identity_full)
         findings += _transaction_findings(cur, max_xact_age_s, facts)
         findings += [
-            Finding(f"table {r['qualified']}", "is UNLOGGED: a clone or snapshot restores it empty and CDC never carries its changes.",
+            Finding(f"table {r['qualified']}",
+                    "is UNLOGGED: a clone or snapshot restores it empty and CDC never carries its changes.",
                     f"ALTER TABLE {r['qualified']} SET LOGGED; or leave it out of the migration.")
             for r in cur.execute(sqlfiles.load("preflight_unlogged_tables"), params)
         ]
@@ -162,22 +163,28 @@ def raise_for_failures(findings: Sequence[Finding]) -> list[Finding]:
 def _server_findings(facts: dict, slots_needed: int) -> list[Finding]:
     found: list[Finding] = []
     if facts["version_num"] < MIN_SERVER_VERSION_NUM:
-        found.append(Finding("server", f"runs PostgreSQL {facts['version']}; logical CDC from a clone needs 11 or later.",
+        found.append(Finding("server",
+                             f"runs PostgreSQL {facts['version']}; logical CDC from a clone needs 11 or later.",
                              "Upgrade the source to PostgreSQL 11 or later (latest minor) before migrating."))
     privileged = facts["is_superuser"] or facts["is_rds_privileged"] or facts["has_replication"]
     if not privileged:
         found.append(Finding(f"role {facts['role_name']!r}",
-                             "is neither superuser nor a member of rds_superuser/rds_replication and has no REPLICATION attribute, so it cannot create or read replication slots.",
-                             "Use the instance's primary user, or GRANT rds_replication TO <role>; (RDS/Aurora), or ALTER ROLE <role> REPLICATION; (self-managed)."))
+                             "is neither superuser nor a member of rds_superuser/rds_replication and has no "
+                             "REPLICATION attribute, so it cannot create or read replication slots.",
+                             "Use the instance's primary user, or GRANT rds_replication TO <role>; (RDS/Aurora), or "
+                             "ALTER ROLE <role> REPLICATION; (self-managed)."))
     free_slots = facts["max_replication_slots"] - facts["used_replication_slots"] + facts["own_existing_slots"]
     if free_slots < slots_needed:
         found.append(Finding("max_replication_slots",
-                             f"{facts['max_replication_slots']} configured, {facts['used_replication_slots']} in use: {free_slots} free, {slots_needed} needed.",
-                             "Raise max_replication_slots (restart required) or drop unused slots with SELECT pg_drop_replication_slot('<name>');"))
+                             f"{facts['max_replication_slots']} configured, {facts['used_replication_slots']} in use: "
+                             f"{free_slots} free, {slots_needed} needed.",
+                             "Raise max_replication_slots (restart required) or drop unused slots with SELECT "
+                             "pg_drop_replication_slot('<name>');"))
     free_senders = facts["max_wal_senders"] - facts["used_wal_senders"]
     if free_senders < slots_needed:
         found.append(Finding("max_wal_senders",
-                             f"{facts['max_wal_senders']} configured, {facts['used_wal_senders']} in use: {free_senders} free, {slots_needed} needed.",
+                             f"{facts['max_wal_senders']} configured, {facts['used_wal_senders']} in use: "
+                             f"{free_senders} free, {slots_needed} needed.",
                              "Raise max_wal_senders (restart required) or stop idle replication connections."))
     return found
 
@@ -188,7 +195,8 @@ def _settings_findings(cur: psycopg.Cursor, wanted: Mapping[str, str]) -> list[F
         expected = wanted[row["name"]]
         if row["value"] is None:
             found.append(Finding(f"setting {row['name']}", f"is not known to this server; it must be {expected!r}.",
-                                 f"Set {row['name']} = {expected} in the parameter group / postgresql.conf and restart."))
+                                 f"Set {row['name']} = {expected} in the parameter group / postgresql.conf and "
+                                 "restart."))
         elif row["value"].lower() != expected.lower():
             found.append(Finding(f"setting {row['name']}", f"is {row['value']!r}; it must be {expected!r}.",
                                  f"Set {row['name']} = {expected} (RDS/Aurora: rds.logical_replication = 1 in the "
@@ -222,8 +230,10 @@ def _transaction_findings(cur: psycopg.Cursor, max_age_s: int, facts: dict) -> l
     found = []
     for r in cur.execute(sqlfiles.load("preflight_long_transactions"), {"max_age_s": max_age_s}):
         found.append(Finding(
-            f"transaction of pid {r['pid']} (database {r['datname']!r}, user {r['usename']!r}, application {r['application_name']!r})",
-            f"has been open {r['age_s']} s ({r['state']}), longer than {max_age_s} s: slot creation waits for it and the clone would miss it.",
+            f"transaction of pid {r['pid']} (database {r['datname']!r}, user {r['usename']!r}, application "
+            f"{r['application_name']!r})",
+            f"has been open {r['age_s']} s ({r['state']}), longer than {max_age_s} s: slot creation waits for it and "
+            "the clone would miss it.",
             f"Commit or roll it back, or end it with SELECT pg_terminate_backend({r['pid']});"))
     for r in cur.execute(sqlfiles.load("preflight_prepared_transactions")):
         found.append(Finding(
@@ -241,7 +251,8 @@ def _large_object_findings(cur: psycopg.Cursor, params: dict, facts: dict) -> li
     found = []
     if facts["large_objects"]:
         found.append(Finding("pg_largeobject_metadata",
-                             f"holds {facts['large_objects']} large object(s); logical decoding never carries large objects.",
+                             f"holds {facts['large_objects']} large object(s); logical decoding never carries large "
+                             "objects.",
                              "Move them into bytea columns before migrating, or copy them separately at cutover."))
     for r in cur.execute(sqlfiles.load("preflight_large_object_columns"), params):
         found.append(Finding(

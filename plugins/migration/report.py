@@ -32,14 +32,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     if timeline:
         lines += ["## Cutover timeline", "", "| step | started | seconds | detail |", "|---|---|---|---|"]
         for step in timeline:
-            detail = str(f"FAILED: {step['error']}" if step.get("error") else step.get("detail", "")).replace("|", "\\|")
+            detail = str(f"FAILED: {step['error']}" if step.get("error") else step.get("detail",
+                                                                                       "")).replace("|", "\\|")
             lines.append(f"| {step['name']} | {step.get('started_at', '')} | {step.get('seconds', 0):.3f} | {detail} |")
         lines.append("")
     validation = report.get("validation") or []
     if validation:
         lines += ["## Validation", "", "| database | tables | rows compared | mismatched chunks |", "|---|---|---|---|"]
         for row in validation:
-            lines.append(f"| {row['database']} | {row.get('tables', 0)} | {row.get('rows', 0)} | {row.get('mismatched_chunks', 0)} |")
+            lines.append(f"| {row['database']} | {row.get('tables', 0)} | {row.get('rows', 0)} | "
+                         f"{row.get('mismatched_chunks', 0)} |")
         rows = sum(int(r.get("rows", 0)) for r in validation)
         tables = sum(int(r.get("tables", 0)) for r in validation)
         lines += ["", f"Rows validated: {rows} in {tables} tables.", ""]

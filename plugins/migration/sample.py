@@ -72,7 +72,8 @@ class Writer:
             elif kind < 0.85:
                 conn.execute("UPDATE dms_sample.\"Seat Map\" SET \"taken?\" = NOT \"taken?\" WHERE \"Seat Id\" = %s",
                              (rng.randint(1, 500),))
-                conn.execute("INSERT INTO dms_sample.sporting_event (sport_type_name, start_date) VALUES ('baseball', now())")
+                conn.execute("INSERT INTO dms_sample.sporting_event (sport_type_name, start_date) VALUES ('baseball', "
+                             "now())")
             else:
                 conn.execute("DELETE FROM dms_sample.ticket_purchase_hist WHERE id = %s", (rng.randint(1, 100_000),))
                 conn.execute("DELETE FROM dms_sample.mlb_data WHERE mlb_id = %s", (rng.randint(1, 20_000),))

@@ -54,10 +54,12 @@ def _reuse(slot: dict[str, Any], plugin: str) -> dict[str, Any]:
     name = slot["slot_name"]
     if slot["slot_type"] != "logical":
         raise SlotError(f"Replication slot {name!r} exists but is a {slot['slot_type']} slot, not a logical one. "
-                        f"Drop it with SELECT pg_drop_replication_slot('{name}'); if nothing uses it, or choose another slot name.")
+                        f"Drop it with SELECT pg_drop_replication_slot('{name}'); if nothing uses it, or choose "
+                        "another slot name.")
     if slot["database"] != slot["current_database"]:
         raise SlotError(f"Replication slot {name!r} exists for database {slot['database']!r}, not for "
-                        f"{slot['current_database']!r}. Slot names are per server: derive a distinct name per database.")
+                        f"{slot['current_database']!r}. Slot names are per server: derive a distinct name per "
+                        "database.")
     if slot["plugin"] != plugin:
         raise SlotPluginMismatchError(
             f"Replication slot {name!r} exists with plugin {slot['plugin']!r}, but this migration needs {plugin!r}. "
@@ -256,9 +258,11 @@ def resolve_start_lsn(
     start = start_position_for(captured, capture_method)
     slot = _slot(conn, slot_name)
     if slot is None:
-        raise SlotError(f"Replication slot {slot_name!r} does not exist in this server; it must be created before the clone.")
+        raise SlotError(f"Replication slot {slot_name!r} does not exist in this server; it must be created before the "
+                        "clone.")
     if slot["slot_type"] != "logical" or slot["database"] != slot["current_database"]:
-        raise SlotError(f"Replication slot {slot_name!r} is not a logical slot of database {slot['current_database']!r} "
+        raise SlotError(f"Replication slot {slot_name!r} is not a logical slot of database "
+                        f"{slot['current_database']!r} "
                         f"(type {slot['slot_type']}, database {slot['database']!r}); connect to the slot's database.")
     if slot["plugin"] not in PLUGINS.values():
         raise SlotError(f"Replication slot {slot_name!r} uses plugin {slot['plugin']!r}; only "
@@ -268,7 +272,8 @@ def resolve_start_lsn(
     confirmed = LSN(slot["confirmed_flush_lsn"], field="confirmed_flush_lsn")
     if start < confirmed:
         raise SlotError(
-            f"Replication slot {slot_name!r} starts at {confirmed}, after CDC's start {start} (captured LSN {captured}): "
+            f"Replication slot {slot_name!r} starts at {confirmed}, after CDC's start {start} (captured LSN "
+            f"{captured}): "
             "the changes between are not in the slot (it was created after the clone point, or it was already read "
             "past it). Create the slot before the clone, then clone again."
         )

@@ -86,12 +86,14 @@ def disable_user_triggers(conn: psycopg.Connection, schemas: Sequence[str], *, c
     _ensure_saved_ddl_table(conn, control_schema)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         cur.execute(sqlfiles.compose("target_prep_lock_saved_ddl", schema=control_schema))
-        saved = {r["purpose"]: r for r in cur.execute(sqlfiles.compose("target_prep_read_saved_ddl", schema=control_schema),
+        saved = {r["purpose"]: r for r in cur.execute(sqlfiles.compose("target_prep_read_saved_ddl",
+                                                                       schema=control_schema),
                                                         {"purposes": [PURPOSE_ENABLE, PURPOSE_DISABLE]})}
         if PURPOSE_ENABLE in saved and PURPOSE_DISABLE in saved:
             if sorted(saved[PURPOSE_ENABLE]["schemas"]) != sorted(names):
                 raise TargetPrepError(
-                    f"{control_schema}.saved_ddl already holds trigger DDL for schemas {saved[PURPOSE_ENABLE]['schemas']!r}, "
+                    f"{control_schema}.saved_ddl already holds trigger DDL for schemas "
+                    f"{saved[PURPOSE_ENABLE]['schemas']!r}, "
                     f"not {names!r}. Enable those triggers first (target_prep.enable_triggers) and delete the rows "
                     f"with purpose {PURPOSE_ENABLE!r}/{PURPOSE_DISABLE!r}, or rerun with the same schemas."
                 )

@@ -87,7 +87,8 @@ class RdsCreateClusterCloneOperator(BaseOperator):
     make). A just-accepted share can take a while to reach RDS, which until then answers
     DBClusterNotFoundFault as for a missing cluster: the restore is retried for up to
     ``share_retry_seconds``, then fails saying so. AWS accepts the writer only once the restored
-    cluster is available, so the task waits (deferred) for that between the two. Returns ``{cluster_identifier, cluster_arn,
+    cluster is available, so the task waits (deferred) for that between the two. Returns ``{cluster_identifier,
+    cluster_arn,
     writer_instance_identifier, created}``.
     """
 

@@ -141,7 +141,8 @@ class CutoverOperator(BaseOperator):
                     if ddl:
                         after.append((f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl)))
                         undo.append((f"disable_triggers[{db}]", partial(
-                            target_prep.disable_user_triggers, targets[db], schemas, control_schema=spec.control_schema)))
+                            target_prep.disable_user_triggers, targets[db], schemas,
+                            control_schema=spec.control_schema)))
             plan.after_stop, plan.undo_after_stop = after, undo
             prepare = getattr(plan.opener, "prepare", None)
             if prepare:
@@ -179,7 +180,8 @@ class CutoverOperator(BaseOperator):
         spec = self.spec
         if spec.dms is None:
             return NativeCdc(source_conn=control, links=[
-                NativeCdcDatabase(db, naming.slot_name(spec.migration_id, db), naming.subscription_name(spec.migration_id, db),
+                NativeCdcDatabase(db, naming.slot_name(spec.migration_id, db),
+                                  naming.subscription_name(spec.migration_id, db),
                                   targets[db]) for db in databases])
         from connections.aws import aws_client
         from migration.dms.cutover import DmsCdcDatabase, DmsCdcEngine, find_task
@@ -249,7 +251,8 @@ class UnblockSourceWritesOperator(BaseOperator):
 
     Runs as the teardown of the critical section. Once the target is open it changes nothing; with
     nothing fenced it changes nothing. If the cutover had enabled the target's triggers and did not open
-    the target, they are disabled again, and stopped native CDC is resumed. ``force_restore`` (a task param: ``airflow tasks test … -t
+    the target, they are disabled again, and stopped native CDC is resumed. ``force_restore`` (a task param: ``airflow
+    tasks test … -t
     '{"force_restore": true}'``) restores the source even after the target opened, for when the
     application was moved back. Returns ``{restored, ...}``.
     """

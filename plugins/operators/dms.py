@@ -268,7 +268,8 @@ class DmsStartCdcTaskOperator(DmsStartTaskOperator):
     task is left alone; a stopped or failed one that ran before resumes from DMS's own checkpoint
     (resume-processing), since starting it from the LSN again would replay changes the target already
     has; one that failed on its first start has no checkpoint and starts again at its original
-    CdcStartPosition (``migration.dms.resources.cdc_start``). Returns ``{arn, start_type, cdc_start_position, status_before}``.
+    CdcStartPosition (``migration.dms.resources.cdc_start``). Returns ``{arn, start_type, cdc_start_position,
+    status_before}``.
     """
 
     template_fields: Sequence[str] = tuple(sorted({*DmsStartTaskOperator.template_fields, "cdc_start_position"}))

@@ -16,7 +16,8 @@ class LocalCloneOperator(BaseOperator):
 
     A finished clone is started if stopped and never copied again. ``replication_conn_id`` (default:
     the source connection) is the role pg_basebackup connects as; it needs the REPLICATION attribute.
-    Its password reaches pg_basebackup through a temporary 0600 password file, never its command line. Returns ``{host, port, datadir, logfile, copied, started}``;
+    Its password reaches pg_basebackup through a temporary 0600 password file, never its command line. Returns ``{host,
+    port, datadir, logfile, copied, started}``;
     ``logfile`` holds the ``redo done at`` line the capture step reads.
     """
 

@@ -58,7 +58,8 @@ def source_changes(ti: Any) -> list[str]:
                for findings in as_list(ti.xcom_pull(task_ids="preflight")) for f in as_list(findings)
                if isinstance(f, dict) and f.get("level") == "info"]
     aws = ti.xcom_pull(task_ids="preflight_aws")
-    planned += [f"planned, not made: {p}" for p in (aws or {}).get("planned_changes", [])] if isinstance(aws, dict) else []
+    planned += [f"planned, not made: {p}" for p in (aws or {}).get("planned_changes",
+                                                                   [])] if isinstance(aws, dict) else []
     return planned
 
 
@@ -111,7 +112,8 @@ class SourceSlotCleanupOperator(BaseOperator):
 
         items = list(self.plan or [])
         if not self._completed(context):
-            kept = [f"kept slot {item['slot_name']} on {item['database']} (no completed cutover; a rerun resumes from it)"
+            kept = [f"kept slot {item['slot_name']} on {item['database']} (no completed cutover; a rerun resumes from "
+                    "it)"
                     for item in items]
             for line in kept:
                 self.log.info(line)
@@ -182,7 +184,8 @@ class MigrationReportOperator(BaseOperator):
         validation = [{"database": r.get("database"), "tables": r.get("tables", 0), "rows": r.get("rows_compared", 0),
                        "mismatched_chunks": r.get("mismatched_chunks", 0)}
                       for r in results_list(self.validation_results)]
-        outcome = {"completed": OUTCOME_CUT_OVER, "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored",
+        outcome = {"completed": OUTCOME_CUT_OVER,
+                   "aborted": f"aborted at {timeline.get('failed_step')}; source writes restored",
                    "fence_kept": f"stopped at {timeline.get('failed_step')} after the commit point; the source stays "
                                  "fenced"}
         report = {
@@ -207,4 +210,5 @@ class MigrationReportOperator(BaseOperator):
         path = report_md.write_report(report, directory, self._lag_samples(databases))
         (directory / "report.json").write_text(json.dumps(report, indent=2, default=str))
         self.log.info("Migration report: %s\n%s", path, path.read_text())
-        return {"path": str(path), "outcome": report["outcome"], "write_blocked_seconds": report["write_blocked_seconds"]}
+        return {"path": str(path), "outcome": report["outcome"],
+                "write_blocked_seconds": report["write_blocked_seconds"]}

@@ -277,7 +277,8 @@ def test_writer_is_created_only_once_the_clone_is_available(world, admin, standi
     event = run_trigger(trigger).payload
     assert event["status"] == "success" and event["attempts"] >= 2 and event["payload"]["status"] == "available"
     result = operator.execute_complete({}, event=event, **deferred.value.kwargs)
-    assert result == {"cluster_identifier": CLONE, "cluster_arn": f"arn:aws:rds:{REGION}:{TARGET_ACCOUNT}:cluster:{CLONE}",
+    assert result == {"cluster_identifier": CLONE,
+                      "cluster_arn": f"arn:aws:rds:{REGION}:{TARGET_ACCOUNT}:cluster:{CLONE}",
                       "writer_instance_identifier": "orders-tgt-writer", "created": True}
     writer = trds.describe_db_instances(DBInstanceIdentifier="orders-tgt-writer")["DBInstances"][0]
     assert writer["DBClusterIdentifier"] == CLONE

@@ -9,7 +9,8 @@ Stand-ins: none for the project or PostgreSQL (the journal and the replication a
 on real PostgreSQL 15 servers, the target a pg_basebackup clone). moto (server mode) is AWS and
 implements these EC2, Route53 and RDS calls, except that in a default VPC AWS answers a revoke that
 matches no rule with `UnknownIpPermissions` and no error (moto raises InvalidPermission.NotFound): the
-`_standins_installed` fixture in tests/aws/conftest.py patches moto's EC2 response to do the same; a Route53 change is INSYNC at once there, so the wait is
+`_standins_installed` fixture in tests/aws/conftest.py patches moto's EC2 response to do the same; a Route53 change is
+INSYNC at once there, so the wait is
 exercised through its check function (tests/integration/test_cutover_dns.py makes it fail). The
 killed worker is a real process running the real CutoverOperator; a botocore event handler in it
 notes what the journal holds when a revoke is about to be sent and sends SIGKILL after the first one.

@@ -46,7 +46,8 @@ def preflight_operator(world, **overrides):
 
 
 def desc(**overrides) -> DbDescription:
-    base = dict(db_type="cluster", identifier="orders-src", arn=f"arn:aws:rds:{REGION}:{SOURCE_ACCOUNT}:cluster:orders-src",
+    base = dict(db_type="cluster", identifier="orders-src",
+                arn=f"arn:aws:rds:{REGION}:{SOURCE_ACCOUNT}:cluster:orders-src",
                 engine="aurora-postgresql", engine_version="13.7", status="available",
                 parameter_group="src-cluster-params", parameter_apply_status="in-sync", writer_instance="orders-src-1",
                 kms_key_id=None, storage_encrypted=False, host="h", port=5432)
@@ -171,7 +172,8 @@ def test_preflight_only_plans_logical_replication_and_the_task_after_proceed_set
 
     world = make_world(admin, db_type=db_type, logical_replication="0")
     group_kind = "DB cluster parameter group" if db_type == "cluster" else "DB parameter group"
-    with pytest.raises(PreflightFailed, match=f"rds.logical_replication is 0 in {group_kind} {world['parameter_group']}"):
+    with pytest.raises(PreflightFailed,
+                       match=f"rds.logical_replication is 0 in {group_kind} {world['parameter_group']}"):
         run_operator(preflight_operator(world))
     source_rds = aws_client("aws_source", "rds")
 

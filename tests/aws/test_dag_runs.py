@@ -233,7 +233,8 @@ def backed(fragment: str):
 def rows(conninfo: str, schemas: list[str]) -> dict[str, list[str]]:
     """Every row of every table in the schemas, as text, sorted: what must be equal on both sides."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        tables = conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        tables = conn.execute("SELECT n.nspname, c.relname FROM pg_class c"
+                              " JOIN pg_namespace n ON n.oid = c.relnamespace"
                               " WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%s) ORDER BY 1, 2",
                               (schemas,)).fetchall()
         return {f"{s}.{t}": [r[0] for r in conn.execute(
@@ -528,7 +529,8 @@ class AuroraDms:
         record = "orders-db.internal.example.com"
         self.route53.change_resource_record_sets(HostedZoneId=self.zone, ChangeBatch={"Changes": [{
             "Action": "CREATE", "ResourceRecordSet": {
-                "Name": record, "Type": "CNAME", "TTL": 30,  # at cutover.dns_ttl already: lower_dns_ttl has nothing to wait for
+                # at cutover.dns_ttl already: lower_dns_ttl has nothing to wait for
+                "Name": record, "Type": "CNAME", "TTL": 30,
                 "ResourceRecords": [{"Value": "orders-src.cluster-abc.us-east-1.rds.amazonaws.com"}]}}]})
 
         self.migration = AwsMigration(airflow_db, monkeypatch, {
@@ -556,7 +558,8 @@ class AuroraDms:
             "UPDATE sales.orders SET total = total + 1, note = 'updated after the clone' WHERE id <= 5",
             "DELETE FROM sales.orders WHERE id = 6",
         ]).when("while CDC runs", lambda: bool(replicator.started_at), [
-            "INSERT INTO sales.orders (customer_id, total, note) SELECT 2, g, 'during CDC' FROM generate_series(1, 10) g",
+            "INSERT INTO sales.orders (customer_id, total, note)"
+            " SELECT 2, g, 'during CDC' FROM generate_series(1, 10) g",
             "UPDATE sales.customers SET name = 'renamed during CDC' WHERE id = 2",
             "DELETE FROM sales.orders WHERE id = 7",
             "INSERT INTO sales.customers VALUES (52, $$it's quoted$$)",
@@ -712,7 +715,8 @@ def test_rds_snapshot_and_native_cdc_through_the_cutover(airflow_db, standins, a
         "DELETE FROM billing.invoices WHERE id = 1",
     ]).when("while CDC runs", subscription_running, [
         "INSERT INTO billing.accounts VALUES (21, 'opened during CDC')",
-        "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 21, g, 'during CDC' FROM generate_series(1, 10) g",
+        "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 21, g, 'during CDC' FROM generate_series(1, "
+        "10) g",
         "UPDATE billing.invoices SET amount = amount * 2 WHERE id BETWEEN 2 AND 4",
     ]).start()
     try:

@@ -149,7 +149,8 @@ def test_rows_changing_during_validation_settle_and_pass_once_the_source_is_quie
     assert payload["rechecked"] == {"settled": 2, "persistent": 0, "in_flux": 0, "cdc_behind": 0}
     assert payload["reason"] == ("all 1 table(s) validated; the 2 row(s) DMS recorded while they changed match on "
                                  "source and target now")
-    assert payload["database"] == DATABASE and payload["rows_compared"] == 498  # 500 updates less DMS's 1 failed and 1 suspended
+    # 500 updates less DMS's 1 failed and 1 suspended
+    assert payload["database"] == DATABASE and payload["rows_compared"] == 498
 
 
 def test_a_difference_that_persists_on_a_quiet_source_fails_naming_the_key(dms_moto, pg):  # noqa: F811
@@ -157,10 +158,11 @@ def test_a_difference_that_persists_on_a_quiet_source_fails_naming_the_key(dms_m
     dms_moto.set_table_statistics(task["arn"], table_stats("Mismatched records", failed=1))
     pg["target"].execute("UPDATE dms_sample.orders SET note = 'lost update' WHERE id = 2")
     record_failure(pg["target"], task["resource_id"], '{"id": 2}')
-    with pytest.raises(dms_errors.DmsValidationFailed, match=r"1 row\(s\) recorded in migration_control\."
-                                                             r"awsdms_validation_failures_v1 still differ on a quiet "
-                                                             r'source: dms_sample.orders \{"id": 2\} \(differs while '
-                                                             r"the source row stayed unchanged and CDC applied past it"):
+    with pytest.raises(dms_errors.DmsValidationFailed,
+                       match=r"1 row\(s\) recorded in migration_control\."
+                             r"awsdms_validation_failures_v1 still differ on a quiet "
+                             r'source: dms_sample.orders \{"id": 2\} \(differs while '
+                             r"the source row stayed unchanged and CDC applied past it"):
         check(task, pg)
 
 

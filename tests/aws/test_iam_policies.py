@@ -29,7 +29,8 @@ from conftest import SOURCE_ACCOUNT, TARGET_ACCOUNT
 pytestmark = pytest.mark.aws
 
 IAM_DIR = Path(__file__).resolve().parents[2] / "include" / "iam"
-POLICIES = {SOURCE_ACCOUNT: IAM_DIR / "source-account-policy.json", TARGET_ACCOUNT: IAM_DIR / "target-account-policy.json"}
+POLICIES = {SOURCE_ACCOUNT: IAM_DIR / "source-account-policy.json",
+            TARGET_ACCOUNT: IAM_DIR / "target-account-policy.json"}
 # AWS's example policy for copying a shared encrypted snapshot (RDS User Guide, "Allowing access to
 # an AWS KMS key") lists Decrypt, ReEncrypt*, GenerateDataKey* and RetireGrant besides CreateGrant and
 # DescribeKey; the policies name no wildcard action, so ReEncrypt* and GenerateDataKey* are spelled out.
@@ -171,7 +172,8 @@ def test_key_policy_security_group_and_pass_role_changes_are_scoped_to_the_confi
     assert "iam:PassRole" not in {a for s in billing["target"]["Statement"] for a in s["Action"]}
     # A key named by alias is scoped with kms:ResourceAliases; by key id, with its ARN.
     assert kms_key_scope("alias/orders", region="eu-west-1", account_id="614400000000") == (
-        "arn:aws:kms:eu-west-1:614400000000:key/*", {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}})
+        "arn:aws:kms:eu-west-1:614400000000:key/*",
+        {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/orders"}})
     assert kms_key_scope("1111aaaa", region="eu-west-1", account_id="614400000000") == (
         "arn:aws:kms:eu-west-1:614400000000:key/1111aaaa", None)
 

@@ -120,5 +120,6 @@ def test_aws_dags_take_the_target_endpoint_from_the_clone(project_bag):
     assert (switch.spec.write_block, switch.spec.cdc_engine, switch.spec.dns.zone_id) == (
         "security_group", "dms", "Z0123456789ABCDEFGHIJ")
     rds = project_bag.dags["migrate__rds_billing"]
-    assert {"create_snapshot", "copy_snapshot", "restore_instance", "start_cdc.create_subscription"} <= set(rds.task_ids)
+    assert {"create_snapshot", "copy_snapshot", "restore_instance",
+            "start_cdc.create_subscription"} <= set(rds.task_ids)
     assert "start_cdc.create_cdc_task" not in rds.task_ids

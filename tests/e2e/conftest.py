@@ -167,7 +167,8 @@ def local_migration(pg_servers_fn, airflow_db, tmp_path, monkeypatch, request):
                 role, password = replication
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
                     sql.Identifier(role), password))
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {r}; GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}")
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {r}; "
+                                     "GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r}")
                              .format(s=sql.Identifier(sample.SAMPLE_SCHEMA), r=sql.Identifier(role)))
         if replication:
             require_password(source, replication[0])

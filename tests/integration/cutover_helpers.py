@@ -69,14 +69,17 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
 def security_snapshot(conn: psycopg.Connection) -> dict:
     """Everything the fence may touch: logins, role settings, and database privileges as granted."""
     return {
-        "logins": conn.execute("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall(),
+        "logins": conn.execute(
+            "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY 1").fetchall(),
         "settings": conn.execute(
             "SELECT r.rolname, coalesce(d.datname, '*'), s.setconfig FROM pg_db_role_setting s "
-            "JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase ORDER BY 1, 2").fetchall(),
+            "JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+            "ORDER BY 1, 2").fetchall(),
         "privileges": conn.execute(
             "SELECT d.datname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, "
             "pg_get_userbyid(a.grantor), a.privilege_type, a.is_grantable "
-            "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a ORDER BY 1, 2, 3, 4").fetchall(),
+            "FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a "
+            "ORDER BY 1, 2, 3, 4").fetchall(),
     }
 
 
@@ -137,7 +140,8 @@ class Replication:
 
     def __init__(self, pg_servers, source, name: str, *, slot: str | None = None, subscription: str | None = None,
                  publication: str = "pub_cut"):
-        self.slot, self.subscription, self.publication = slot or f"slot_{name}", subscription or f"sub_{name}", publication
+        self.slot, self.subscription = slot or f"slot_{name}", subscription or f"sub_{name}"
+        self.publication = publication
         with connect(source, "appdb") as src:
             create_publication(src, self.publication, ["app"])
             src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))

@@ -104,7 +104,8 @@ def test_pg_basebackup_gets_the_password_from_a_removed_passfile(pg_servers, sou
     assert result["copied"], "the copy authenticated as the replication role"
     assert any("pg_basebackup" in line for line in seen.lines), "the sampler must have seen pg_basebackup run"
     assert seen.showing(NEEDLE) == []
-    assert set(Path(tempfile.gettempdir()).glob("pgmig-pass-*")) == leftovers_before, "the temporary password file is removed"
+    assert set(Path(tempfile.gettempdir()).glob("pgmig-pass-*")) == leftovers_before, \
+        "the temporary password file is removed"
     assert NEEDLE not in clone.log_text()
     with psycopg.connect(clone.conninfo(), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 100000

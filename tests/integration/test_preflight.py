@@ -119,7 +119,8 @@ def test_unlogged_tables_and_large_objects(conn):
     conn.execute("CREATE SCHEMA lobs; CREATE UNLOGGED TABLE lobs.scratch (id int PRIMARY KEY);"
                  "CREATE TABLE lobs.docs (id int PRIMARY KEY, body oid)")
     before_lo = check(conn, ["lobs"])
-    assert [(f.object, f.level) for f in before_lo] == [("table lobs.scratch", "fail"), ("column lobs.docs.body", "warn")]
+    assert [(f.object, f.level) for f in before_lo] == [("table lobs.scratch", "fail"), ("column lobs.docs.body",
+                                                                                         "warn")]
     assert "SET LOGGED" in before_lo[0].fix
     oid = conn.execute("SELECT lo_create(0)").fetchone()[0]
     try:
@@ -131,8 +132,10 @@ def test_unlogged_tables_and_large_objects(conn):
 
 
 def test_privileges(server, conn):
-    conn.execute("CREATE SCHEMA priv; CREATE TABLE priv.secret (id int PRIMARY KEY); CREATE TABLE priv.open (id int PRIMARY KEY);"
-                 "CREATE ROLE plain_user LOGIN; GRANT USAGE ON SCHEMA priv TO plain_user; GRANT SELECT ON priv.open TO plain_user;"
+    conn.execute("CREATE SCHEMA priv; CREATE TABLE priv.secret (id int PRIMARY KEY); CREATE TABLE priv.open (id int "
+                 "PRIMARY KEY);"
+                 "CREATE ROLE plain_user LOGIN; GRANT USAGE ON SCHEMA priv TO plain_user; GRANT SELECT ON priv.open TO "
+                 "plain_user;"
                  "CREATE ROLE repl_user LOGIN REPLICATION; GRANT USAGE ON SCHEMA priv TO repl_user;"
                  "GRANT SELECT ON ALL TABLES IN SCHEMA priv TO repl_user;")
     with psycopg.connect(server.conninfo(user="plain_user"), autocommit=True) as plain:
@@ -208,7 +211,8 @@ def test_bad_input_names_the_field_and_changes_nothing(conn, overrides, field):
     kwargs = {**DEFAULTS, "schemas": ["badinput"], "allow_replica_identity_full": True, **overrides}
     with pytest.raises(ValueError, match=f"^{field}: "):
         run_preflight(conn, **kwargs)
-    assert conn.execute("SELECT relreplident::text FROM pg_class WHERE oid = 'badinput.no_pk'::regclass").fetchone()[0] == "d"
+    identity = conn.execute("SELECT relreplident::text FROM pg_class WHERE oid = 'badinput.no_pk'::regclass")
+    assert identity.fetchone()[0] == "d"
 
 
 def test_preflight_operator_with_airflow_connection(monkeypatch, server, conn):

@@ -97,7 +97,8 @@ def test_read_sequences_sees_every_kind(source):
     assert seqs["orders_id_seq"].last_value == 7
     assert seqs["items_id_seq"].last_value == 3
     assert (seqs["countdown"].last_value, seqs["countdown"].increment_by) == (-19, -3)
-    assert (seqs["unused"].last_value, seqs["unused"].is_called, seqs["unused"].setval_args) == (None, False, (42, False))
+    assert (seqs["unused"].last_value, seqs["unused"].is_called, seqs["unused"].setval_args) == (None, False,
+                                                                                                 (42, False))
     assert seqs["unused_down"].setval_args == (-1, False)
     assert seqs["big"].last_value == 9000000000000000001
     assert (seqs["small"].last_value, seqs["small"].data_type) == (32000, "smallint")

@@ -63,7 +63,8 @@ def slot_row(conn, name):
 
 def peek_all(conn, slot) -> list[tuple[LSN, str, str]]:
     return [(LSN(lsn), xid, data) for lsn, xid, data in
-            conn.execute("SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL)", (slot,))]
+            conn.execute("SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL)",
+                         (slot,))]
 
 
 def cdc_rows_from(conn, slot, start) -> list[str]:
@@ -331,7 +332,8 @@ def test_transaction_committed_exactly_at_the_clone_point_is_not_replayed(pg_ser
             c.execute(f"INSERT INTO {table} VALUES (3, 'after the clone point')")
             return xid
 
-        clone = clone_until_commit_of(pg_servers, source, lambda c, t=table: c.execute(f"CREATE TABLE {t} (id int, v text)"),
+        clone = clone_until_commit_of(pg_servers, source, lambda c,
+                                      t=table: c.execute(f"CREATE TABLE {t} (id int, v text)"),
                                       changes)
         with connect(clone) as c:
             point = LSN(capture_clone_lsn(c, log_reader=LocalLogReader(clone.logfile), slot_name=None)["lsn"])

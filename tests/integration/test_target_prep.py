@@ -262,7 +262,8 @@ def source_state(server, database) -> dict:
             "slots": sorted(r[0] for r in c.execute("SELECT slot_name FROM pg_replication_slots "
                                                     "WHERE starts_with(slot_name, %s)", (database,))),
             "triggers": trigger_states(c),
-            "schemas": sorted(r[0] for r in c.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'guarded%'")),
+            "schemas": sorted(r[0]
+                              for r in c.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'guarded%'")),
             "subscriptions": sorted(r[0] for r in c.execute("SELECT subname FROM pg_subscription")),
         }
 

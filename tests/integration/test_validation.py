@@ -55,8 +55,10 @@ def pair(pg_servers):
         src.execute(f'CREATE SCHEMA "{SCHEMA}"')
         src.execute(f'''CREATE TABLE {WEIRD} ("Key Col" int, "k 2" text, amount numeric(12, 3), at timestamptz,
                         doc jsonb, raw bytea, ratio float8, PRIMARY KEY ("Key Col", "k 2"))''')
-        src.execute(f'''INSERT INTO {WEIRD} SELECT g, 'k' || (g % 3), g * 1.5, timestamptz '2026-01-01' + g * interval '1 min',
-                        jsonb_build_object('g', g), decode(md5(g::text), 'hex'), g / 7.0 FROM generate_series(1, 500) g''')
+        src.execute(f'''INSERT INTO {WEIRD} SELECT g, 'k' || (g % 3), g * 1.5,
+                        timestamptz '2026-01-01' + g * interval '1 min',
+                        jsonb_build_object('g', g), decode(md5(g::text), 'hex'), g / 7.0
+                        FROM generate_series(1, 500) g''')
         src.execute(f"CREATE TABLE {NO_KEY} (x int, y text) WITH (autovacuum_enabled = off)")
         src.execute(f"ALTER TABLE {NO_KEY} REPLICA IDENTITY FULL")
         src.execute(f"INSERT INTO {NO_KEY} SELECT g, 'y' || g FROM generate_series(1, 120) g")
@@ -191,7 +193,8 @@ def test_planted_mismatches_are_found_rechecked_and_proven(pair, monkeypatch):
         assert '"Mixed Case"."Weird ""Quoted"" Name" keys (Key Col, k 2)' in message
         assert ".. end]" in message
         assert '"Mixed Case"."no key" (whole table, no primary key)' in message
-        rows = tgt.execute(f'SELECT table_name, state, rechecks, source_digest <> target_digest FROM "{CONTROL}".validation_failures '
+        rows = tgt.execute('SELECT table_name, state, rechecks, source_digest <> target_digest FROM '
+                           f'"{CONTROL}".validation_failures '
                            "WHERE validation_id = %s ORDER BY 1, chunk_key", (run_key("planted", RUN),)).fetchall()
         assert [r[1:] for r in rows] == [("persistent", 2, True)] * 3
 

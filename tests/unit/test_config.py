@@ -76,7 +76,8 @@ BAD_LOCAL = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "named", "says"), BAD_LOCAL, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_LOCAL)])
+@pytest.mark.parametrize(("field", "value", "named", "says"), BAD_LOCAL, ids=[f"{b[0]}-{i}" for i,
+                                                                              b in enumerate(BAD_LOCAL)])
 def test_bad_local_config_names_the_field(field, value, named, says):
     data = _local()
     _set(data, field, value)
@@ -102,7 +103,8 @@ BAD_AURORA = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "named", "says"), BAD_AURORA, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_AURORA)])
+@pytest.mark.parametrize(("field", "value", "named", "says"), BAD_AURORA, ids=[f"{b[0]}-{i}" for i,
+                                                                               b in enumerate(BAD_AURORA)])
 def test_bad_aurora_config_names_the_field(field, value, named, says):
     data = _aurora()
     _set(data, field, value)

@@ -80,7 +80,8 @@ def test_report_renders_timeline_validation_and_chart(tmp_path):
     text = render_markdown(report)
     assert "**0.432 s**" in text and "| block_writes | t0 | 0.010 | a\\|b |" in text
     assert "Rows validated: 1234 in 7 tables." in text and "- dropped slot s" in text
-    samples = [{"database": "app", "sampled_at": f"2026-12-05T02:00:0{i}+00:00", "lag_bytes": 100 - i} for i in range(5)]
+    samples = [{"database": "app", "sampled_at": f"2026-12-05T02:00:0{i}+00:00", "lag_bytes": 100 - i}
+               for i in range(5)]
     path = write_report(report, tmp_path, samples)
     assert (tmp_path / "lag.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![lag over time](lag.png)" in path.read_text()

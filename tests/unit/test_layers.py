@@ -53,4 +53,5 @@ def test_the_scan_sees_imports_inside_function_bodies(tmp_path):
 
 
 def test_migration_imports_nothing_from_airflow_connections_operators_sensors_or_triggers():
-    assert violations() == {}, "plugins/migration must stay Airflow-free; move these into triggers/checks.py or connections/"
+    assert violations() == {}, (
+        "plugins/migration must stay Airflow-free; move these into triggers/checks.py or connections/")

@@ -80,7 +80,8 @@ class DmsCdcEngine:
 
     name = "dms"
 
-    def __init__(self, *, links: Iterable[DmsCdcDatabase], source_conn: Any = None, dms: Any = None, cloudwatch: Any = None,
+    def __init__(self, *, links: Iterable[DmsCdcDatabase], source_conn: Any = None, dms: Any = None,
+                 cloudwatch: Any = None,
                  replication_instance_id: str | None = None, marker_schema: str | None = None,
                  poll_interval: float = 0.2, metric_interval: float = 15.0, stop_timeout: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
@@ -226,7 +227,8 @@ class DmsCdcEngine:
             for task in tasks:
                 conn = connect(task["database"])
                 conns.append(conn)
-                links.append(DmsCdcDatabase(database=task["database"], replication_task_arn=task["replication_task_arn"],
+                links.append(DmsCdcDatabase(database=task["database"],
+                                            replication_task_arn=task["replication_task_arn"],
                                             slot_name=task["slot_name"], source_conn=conn))
             engine = cls(links=links, **kwargs)
         except BaseException:
