@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from common import FULL, line, servers, size
+from common import line, servers, size
 
 WAITS = int(os.environ.get("FLEET_WAITS", size(500, 500)))
 SECONDS = float(os.environ.get("FLEET_SECONDS", size(15, 60)))
@@ -211,7 +211,7 @@ def main() -> None:
         line(f"fleet {WAITS} waits max poll interval over nominal", ours["max"] / INTERVAL, "x", "limit", 1.2)
         line(f"fleet {WAITS} waits longest loop block", ours["blocked_max"], "s", "limit", 0.1)
         line(f"fleet {WAITS} waits longest loop busy stretch (CPU)", ours["busy_max"], "s", "limit", 0.1)
-        if "--triggerer" in sys.argv or FULL or os.environ.get("BENCH_TRIGGERER", "1") == "1":
+        if "--triggerer" in sys.argv or os.environ.get("BENCH_TRIGGERER", "1") == "1":
             from fleet_triggerer import run_real_triggerer
 
             run_real_triggerer(source, target, Path(tmp))
