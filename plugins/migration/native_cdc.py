@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -301,12 +301,21 @@ def measure_lag(source_conn: psycopg.Connection, target_conn: psycopg.Connection
         raise NativeCdcError(f"slot {slot_name} does not exist on the source; CDC cannot catch up without it")
     with target_conn.cursor(row_factory=dict_row) as cur:
         apply = cur.execute(sqlfiles.load("native_cdc_apply_state"), {"name": subscription}).fetchone()
-    if apply is None:
-        raise NativeCdcError(f"subscription {subscription} does not exist on the target")
     errors = None
-    if target_conn.info.server_version >= 150000:
+    if apply is not None and target_conn.info.server_version >= 150000:
         row = target_conn.execute(sqlfiles.load("native_cdc_apply_errors"), {"name": subscription}).fetchone()
         errors = int(row[0]) if row else 0
+    return lag_payload(slot, apply, slot_name=slot_name, subscription=subscription, apply_errors=errors)
+
+
+def lag_payload(slot: Mapping[str, Any] | None, apply: Mapping[str, Any] | None, *, slot_name: str,
+                subscription: str, apply_errors: int | None) -> dict[str, Any]:
+    """The lag check's payload from the slot's row (``native_cdc_slot_lag``) and the subscription's
+    (``native_cdc_apply_state``); the plain check and the triggerer's batched one both build it here."""
+    if slot is None:
+        raise NativeCdcError(f"slot {slot_name} does not exist on the source; CDC cannot catch up without it")
+    if apply is None:
+        raise NativeCdcError(f"subscription {subscription} does not exist on the target")
     age = apply["apply_age_s"]
     return {
         "lag_bytes": int(slot["lag_bytes"]) if slot["lag_bytes"] is not None else None,
@@ -316,7 +325,7 @@ def measure_lag(source_conn: psycopg.Connection, target_conn: psycopg.Connection
         "slot_active": bool(slot["active"]),
         "subscription_enabled": bool(apply["enabled"]),
         "worker_running": apply["worker_pid"] is not None,
-        "apply_error_count": errors,
+        "apply_error_count": apply_errors,
     }
 
 

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 
 from migration import sql as sqlfiles
 from migration import validation
-from migration.native_cdc import NativeCdcError, apply_problem, lag_ready
+from migration.native_cdc import apply_problem, lag_payload, lag_ready
 
 
 class UseSyncCheck(Exception):  # noqa: N818 - a signal, not an error
@@ -223,22 +223,9 @@ async def native_cdc_lag(*, source_conn_id: str, target_conn_id: str, database: 
     slots = state.batcher(("slots", src_key), lambda names: _slots(source_server, names))
     applies = state.batcher(("applies", tgt_key), lambda keys: _applies(target_server, keys))
     slot, apply = await asyncio.gather(slots.get(slot_name), applies.get((database, subscription)))
-    if slot is None:
-        raise NativeCdcError(f"slot {slot_name} does not exist on the source; CDC cannot catch up without it")
-    if apply is None:
-        raise NativeCdcError(f"subscription {subscription} does not exist on the target")
-    age = apply["apply_age_s"]
-    errors = apply["apply_error_count"]
-    lag = {
-        "lag_bytes": int(slot["lag_bytes"]) if slot["lag_bytes"] is not None else None,
-        "apply_age_s": round(float(age), 3) if age is not None else None,
-        "confirmed_flush_lsn": slot["confirmed_flush_lsn"],
-        "current_lsn": slot["current_lsn"],
-        "slot_active": bool(slot["active"]),
-        "subscription_enabled": bool(apply["enabled"]),
-        "worker_running": apply["worker_pid"] is not None,
-        "apply_error_count": int(errors) if errors is not None else 0,
-    }
+    errors = apply["apply_error_count"] if apply is not None else None
+    lag = lag_payload(slot, apply, slot_name=slot_name, subscription=subscription,
+                      apply_errors=int(errors) if errors is not None else 0)
     ready = lag_ready(lag, max_lag_bytes, max_apply_age_s)
     if not ready and apply_problem(lag, subscription):
         raise UseSyncCheck(f"subscription {subscription}: the apply worker is failing")
