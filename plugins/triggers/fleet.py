@@ -105,6 +105,10 @@ class Batcher:
                         future.set_result(answers.get(key))
 
 
+# Where the server-wide reads connect: every RDS, Aurora and initdb-made server has it.
+SERVER_DATABASE = "postgres"
+
+
 def _server_key(conninfo: str) -> tuple:
     # A server is its connection string without the database: slots and subscriptions are server-wide.
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
@@ -216,10 +220,14 @@ async def native_cdc_lag(*, source_conn_id: str, target_conn_id: str, database: 
     (``UseSyncCheck``), which also compares the schemas' catalogs.
     """
     state = _state()
-    src = await conninfo(source_conn_id, database, source_host, source_port)
+    # Slots and subscriptions are server-wide, so their kept connections sit in the maintenance database:
+    # one in a migrated database would be a session of the migration's own login there, which the
+    # cutover's drain refuses (for this migration and for any other migration of that database).
+    src = await conninfo(source_conn_id, SERVER_DATABASE, source_host, source_port)
     tgt = await conninfo(target_conn_id, database, target_host, target_port)
-    src_key, tgt_key = ("server", _server_key(src)), ("server", _server_key(tgt))
-    source_server, target_server = state.connection(src_key, src), state.connection(tgt_key, tgt)
+    tgt_server = await conninfo(target_conn_id, SERVER_DATABASE, target_host, target_port)
+    src_key, tgt_key = ("server", _server_key(src)), ("server", _server_key(tgt_server))
+    source_server, target_server = state.connection(src_key, src), state.connection(tgt_key, tgt_server)
     slots = state.batcher(("slots", src_key), lambda names: _slots(source_server, names))
     applies = state.batcher(("applies", tgt_key), lambda keys: _applies(target_server, keys))
     slot, apply = await asyncio.gather(slots.get(slot_name), applies.get((database, subscription)))

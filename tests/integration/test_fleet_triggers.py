@@ -65,10 +65,11 @@ def lag_kwargs(db: str, i: int) -> dict:
             "max_apply_age_s": 60.0, "control_schema": CONTROL, "schemas": ["public"]}
 
 
-def project_sessions(server) -> int:
+def project_sessions(server, databases: tuple[str, ...] | None = None) -> int:
+    only = list(databases) if databases else None
     with connect(server) as conn:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg-account-migration'"
-                            ).fetchone()[0]
+                            " AND (%s::text[] IS NULL OR datname = ANY (%s))", (only, only)).fetchone()[0]
 
 
 def test_lag_checks_of_many_waits_share_one_kept_connection_per_server_and_match_the_plain_check(conns):
@@ -79,10 +80,13 @@ def test_lag_checks_of_many_waits_share_one_kept_connection_per_server_and_match
         first = await asyncio.gather(*(fleet.native_cdc_lag(**kw) for kw in waits))
         second = await asyncio.gather(*(fleet.native_cdc_lag(**kw) for kw in waits))
         sessions = project_sessions(source), project_sessions(target)
+        in_migrated = project_sessions(source, DATABASES)
         await fleet.close_all()
-        return first, second, *sessions
+        return first, second, *sessions, in_migrated
 
-    first, second, source_sessions, target_sessions = asyncio.run(twice())
+    first, second, source_sessions, target_sessions, in_migrated = asyncio.run(twice())
+    # The kept source connection is not in a migrated database, where the cutover's drain would refuse it.
+    assert in_migrated == 0
     # Slots and subscriptions are read over one connection per server; samples over one per target database.
     assert source_sessions == 1 and target_sessions == 1 + len(DATABASES), (source_sessions, target_sessions)
     for kw, (done, payload) in zip(waits, first, strict=True):
