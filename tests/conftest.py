@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-for folder in (ROOT / "plugins", ROOT / "dags"):
+# plugins/ and dags/ as Airflow puts them; then each tier's support modules (cutover_helpers, dms_fixtures,
+# airflow_stack), which the tests in the tier's layer folders (operators/, sensors/, triggers/) import too.
+for folder in (ROOT / "plugins", ROOT / "dags", *(ROOT / "tests" / tier for tier in ("integration", "aws", "live"))):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 

@@ -458,7 +458,7 @@ def test_dms_waits_poll_every_15_s_by_default_and_dms_poll_interval_seconds_sets
     from sensors.dms import DmsTaskRunningSensor
 
     ids = ("wait_in_sync.wait_cdc_lag", "wait_in_sync.wait_validation_clean", "start_cdc.wait_task_running")
-    shipped = Path(__file__).resolve().parents[2] / "include" / "migrations" / "aurora_orders.yaml"
+    shipped = Path(__file__).resolve().parents[3] / "include" / "migrations" / "aurora_orders.yaml"
     dag = build_dag(load_config(shipped))
     assert [dag.get_task(task_id).poke_interval for task_id in ids] == [15, 15, 15]
     data = yaml.safe_load(shipped.read_text())

@@ -35,7 +35,7 @@ from operators.dms import (
 
 pytestmark = pytest.mark.aws
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TARGET = "222222222222"
 MIGRATION = "aurora_orders"
 DATABASES = ["orders", "billing"]
