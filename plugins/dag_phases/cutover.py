@@ -9,7 +9,15 @@ from typing import Any
 from airflow.sdk import TaskGroup, chain
 
 from dag_phases.context import BuildContext
-from dag_phases.task_ids import CUTOVER, ENSURE_REPLICATION_INSTANCE, SWITCH_OVER, run_setting, xcom
+from dag_phases.task_ids import (
+    CUTOVER,
+    ENSURE_REPLICATION_INSTANCE,
+    SWITCH_OVER,
+    WAIT_CLONE_AVAILABLE,
+    run_setting,
+    xcom,
+    xcom_if_any,
+)
 from migration.cutover_spec import CutoverSpec, DmsCdc, DnsSwitch, SecurityGroupFence
 
 CUTOVER_STEPS = [
@@ -67,9 +75,14 @@ def build_cutover(ctx: BuildContext, plan: Any, validation_results: Any) -> Cuto
         )
         # Teardown of the critical section: after a failure (even a lost worker) it restores source
         # writes; once the target is open it leaves the fence in place.
+        # On AWS the target is reached at the endpoint wait_clone_available read; a run that stopped before
+        # it never reached the cutover, and the teardown says so instead of failing to render.
+        endpoint = ({"target_host": xcom_if_any(WAIT_CLONE_AVAILABLE, "host"),
+                     "target_port": xcom_if_any(WAIT_CLONE_AVAILABLE, "port"), "target_endpoint_required": True}
+                    if ctx.on_aws else {"target_host": t_host, "target_port": t_port})
         unblock = UnblockSourceWritesOperator(
-            task_id="unblock_source_writes", spec=spec, source_conn_id=src, target_conn_id=tgt, target_host=t_host,
-            target_port=t_port, databases=databases, schemas=plan["schemas"], control_database=ctx.first_db,
+            task_id="unblock_source_writes", spec=spec, source_conn_id=src, target_conn_id=tgt, **endpoint,
+            databases=databases, schemas=plan["schemas"], control_database=ctx.first_db,
             doc_md="Restores source writes if a cutover left them blocked; changes nothing once the target is open.",
         )
         chain(gate, guard, switch, unblock.as_teardown(setups=guard))

@@ -44,6 +44,11 @@ def xcom(task_id: str, key: str) -> str:
     return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
 
 
+def xcom_if_any(task_id: str, key: str) -> str:
+    """As ``xcom``, but renders "None" when that task has no return value (it never ran in this run)."""
+    return f"{{{{ (ti.xcom_pull(task_ids='{task_id}') or {{}}).get('{key}') }}}}"
+
+
 def mapped_xcom(task_id: str, key: str | None = None) -> str:
     """A value from the same map index of another task of this mapped group."""
     pick = f"['{key}']" if key else ""

@@ -17,7 +17,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,21 +280,6 @@ class LocalServer:
               "-c", "fast", "--no-sync"], what="pg_basebackup", timeout=timeout)
         server._write_settings({"port": str(port)})
         return server
-
-
-def wait_until_accepting(conninfo: str, timeout: float = 60) -> None:
-    """Block until a server accepts connections (used by the demo and tests, not by tasks)."""
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(conninfo, connect_timeout=2):
-                return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def main() -> None:

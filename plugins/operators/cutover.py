@@ -263,9 +263,13 @@ class UnblockSourceWritesOperator(BaseOperator):
 
     def __init__(self, *, spec: CutoverSpec, source_conn_id: str, target_conn_id: str, control_database: str,
                  target_host: str | None = None, target_port: int | str | None = None, databases: Any = (),
-                 schemas: Any = (), run_id: str = "{{ run_id }}", **kwargs: Any):
-        """``spec``: the same cutover spec as the critical section's; the other arguments as there."""
+                 schemas: Any = (), run_id: str = "{{ run_id }}", target_endpoint_required: bool = False,
+                 **kwargs: Any):
+        """``spec``: the same cutover spec as the critical section's; the other arguments as there.
+        ``target_endpoint_required``: the target is reached only at ``target_host`` (AWS: the endpoint
+        wait_clone_available read); without one, no cutover of this run can have fenced anything."""
         super().__init__(**kwargs)
+        self.target_endpoint_required = target_endpoint_required
         self.spec = _checked(spec)
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
@@ -279,6 +283,14 @@ class UnblockSourceWritesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         force = bool((context.get("params") or {}).get("force_restore", False))
         host, port = endpoint_override(self.target_host, self.target_port)
+        if host is None and self.target_endpoint_required:
+            # switch_over takes the same endpoint and cannot start without it: nothing was fenced since the
+            # endpoint was last read, and the journal that would say otherwise lives on that target.
+            reason = ("the target's endpoint was never read in this run (wait_clone_available has no result), so "
+                      "no cutover ran and nothing is fenced; rerun this task after wait_clone_available if the "
+                      "source was fenced by an earlier try")
+            self.log.warning("Unblock: %s", reason)
+            return {"restored": [], "skipped": reason}
         with ExitStack() as stack:
             target = stack.enter_context(connect(self.target_conn_id, dbname=self.control_database, host=host,
                                                  port=port))

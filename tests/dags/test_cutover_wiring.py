@@ -35,3 +35,32 @@ def test_cutover_and_its_teardown_are_keyed_by_run_and_bounded(path):
     assert unblock.databases.key == "databases" and unblock.schemas.key == "schemas"
     if config.cdc_engine == "dms":
         assert switch.spec.dms.plugin == config.dms.plugin
+
+
+class _RunWithoutResults:
+    """What a task's template sees of a run that stopped before wait_clone_available: no return value."""
+
+    def xcom_pull(self, task_ids: str):
+        return None
+
+
+class _RunWithEndpoint:
+    def xcom_pull(self, task_ids: str):
+        return {"host": "clone.example.internal", "port": 5432} if task_ids == "wait_clone_available" else None
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if load_config(p).platform == "aws"], ids=lambda p: p.stem)
+def test_on_aws_the_teardown_of_a_run_that_never_reached_the_clone_renders_and_says_so(path):
+    import jinja2
+
+    unblock = build_dag(load_config(path)).get_task("cutover.unblock_source_writes")
+    # Airflow renders templates with StrictUndefined, under which ``None['host']`` fails the task.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    reached = [env.from_string(unblock.target_host).render(ti=_RunWithEndpoint()),
+               env.from_string(unblock.target_port).render(ti=_RunWithEndpoint())]
+    assert reached == ["clone.example.internal", "5432"]
+    unblock.target_host = env.from_string(unblock.target_host).render(ti=_RunWithoutResults())
+    unblock.target_port = env.from_string(unblock.target_port).render(ti=_RunWithoutResults())
+    # No connection is looked up or opened: the target cannot be reached, and the result says why.
+    result = unblock.execute({"params": {}})
+    assert result["restored"] == [] and "never read in this run" in result["skipped"]
