@@ -87,15 +87,17 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
 
 
 def _aws_preflight(ctx: BuildContext):
+    from migration.aws.preflight import AwsPreflightChecks
     from operators.aws_preflight import AwsPreflightOperator
 
     config = ctx.config
+    checks = AwsPreflightChecks(
+        db_type=ctx.db_type, source_identifier=ctx.source_identifier, migration_id=config.migration_id,
+        source_kms_key_id=config.source.kms_key_id, target_kms_key_id=config.target.kms_key_id,
+        target_identifier=ctx.target_identifier, target_parameter_group=config.target.parameter_group)
     return AwsPreflightOperator(
         task_id="preflight_aws", source_aws_conn_id=config.source.aws_conn_id,
-        target_aws_conn_id=config.target.aws_conn_id, migration_id=config.migration_id, db_type=ctx.db_type,
-        source_identifier=ctx.source_identifier, source_kms_key_id=config.source.kms_key_id,
-        target_kms_key_id=config.target.kms_key_id, target_identifier=ctx.target_identifier,
-        target_parameter_group=config.target.parameter_group,
+        target_aws_conn_id=config.target.aws_conn_id, checks=checks,
         set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
         database=ctx.first_db, cdc_engine=config.cdc_engine, dns_zone_id=config.cutover.dns_zone_id,
         dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)

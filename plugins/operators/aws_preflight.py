@@ -8,17 +8,16 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from connections.aws import aws_client
-from migration.aws.common import CLUSTER, check_db_type
+from migration.aws.common import CLUSTER
 from migration.aws.cutover import dns_ttl_facts
 from migration.aws.preflight import (
+    AwsPreflightChecks,
     PreflightFailed,
     aurora_lsn_function_problem,
     dms_account_role_problems,
     planned_logical_replication_change,
     preflight,
 )
-
-GIB = 1024 ** 3
 
 
 class AwsPreflightOperator(BaseOperator):
@@ -43,11 +42,8 @@ class AwsPreflightOperator(BaseOperator):
     description, key ARNs, region, free storage) for XCom.
     """
 
-    template_fields: Sequence[str] = (
-        "source_aws_conn_id", "target_aws_conn_id", "source_identifier", "source_kms_key_id",
-        "target_kms_key_id", "target_identifier", "target_parameter_group", "source_postgres_conn_id", "database",
-        "dns_zone_id", "dns_record_name",
-    )
+    template_fields: Sequence[str] = ("source_aws_conn_id", "target_aws_conn_id", "source_postgres_conn_id",
+                                      "database", "dns_zone_id", "dns_record_name")
     ui_color = "#f4cccc"
 
     def __init__(
@@ -55,16 +51,8 @@ class AwsPreflightOperator(BaseOperator):
         *,
         source_aws_conn_id: str,
         target_aws_conn_id: str,
-        migration_id: str,
-        db_type: str,
-        source_identifier: str,
-        source_kms_key_id: str | None = None,
-        target_kms_key_id: str | None = None,
-        target_identifier: str | None = None,
-        target_parameter_group: str | None = None,
+        checks: AwsPreflightChecks,
         set_logical_replication: bool = False,
-        min_free_storage_bytes: int = 10 * GIB,
-        storage_lookback_minutes: int = 30,
         source_postgres_conn_id: str | None = None,
         database: str | None = None,
         cdc_engine: str = "native",
@@ -73,22 +61,17 @@ class AwsPreflightOperator(BaseOperator):
         dns_ttl: int = 30,
         **kwargs: Any,
     ):
+        """``checks``: what to check, built from the YAML by the DAG factory; the rest says how to reach it."""
         super().__init__(**kwargs)
+        if not isinstance(checks, AwsPreflightChecks):
+            raise TypeError(f"checks: expected an AwsPreflightChecks, got {type(checks).__name__}")
+        self.checks = checks
         self.dns_zone_id = dns_zone_id
         self.dns_record_name = dns_record_name
         self.dns_ttl = dns_ttl
         self.source_aws_conn_id = source_aws_conn_id
         self.target_aws_conn_id = target_aws_conn_id
-        self.migration_id = migration_id
-        self.db_type = check_db_type(db_type)
-        self.source_identifier = source_identifier
-        self.source_kms_key_id = source_kms_key_id
-        self.target_kms_key_id = target_kms_key_id
-        self.target_identifier = target_identifier
-        self.target_parameter_group = target_parameter_group
         self.set_logical_replication = set_logical_replication
-        self.min_free_storage_bytes = min_free_storage_bytes
-        self.storage_lookback_minutes = storage_lookback_minutes
         self.source_postgres_conn_id = source_postgres_conn_id
         self.database = database
         if cdc_engine not in ("native", "dms"):
@@ -102,17 +85,9 @@ class AwsPreflightOperator(BaseOperator):
             source_cloudwatch=aws_client(self.source_aws_conn_id, "cloudwatch"),
             target_rds=aws_client(self.target_aws_conn_id, "rds"),
             target_kms=aws_client(self.target_aws_conn_id, "kms"),
-            db_type=self.db_type,
-            source_identifier=self.source_identifier,
-            source_kms_key_id=self.source_kms_key_id or None,
-            target_kms_key_id=self.target_kms_key_id or None,
-            target_identifier=self.target_identifier or None,
-            target_parameter_group=self.target_parameter_group or None,
-            migration_id=self.migration_id,
-            min_free_storage_bytes=self.min_free_storage_bytes,
-            storage_lookback_minutes=self.storage_lookback_minutes,
+            checks=self.checks,
         )
-        if self.db_type == CLUSTER.db_type and self.source_postgres_conn_id:
+        if self.checks.db_type == CLUSTER.db_type and self.source_postgres_conn_id:
             from connections.postgres import connect
 
             with connect(self.source_postgres_conn_id, dbname=self.database or None) as conn:

@@ -24,7 +24,13 @@ from conftest import REGION, SOURCE_ACCOUNT, TARGET_ACCOUNT, aws_conn_uri, make_
 from connections.aws import aws_client
 from migration.aws.common import DbDescription
 from migration.aws.parameters import get_parameter
-from migration.aws.preflight import PreflightFailed, engine_problem, logical_replication_problem, preflight
+from migration.aws.preflight import (
+    AwsPreflightChecks,
+    PreflightFailed,
+    engine_problem,
+    logical_replication_problem,
+    preflight,
+)
 from operators.aws_preflight import AwsPreflightOperator
 
 pytestmark = [pytest.mark.aws, pytest.mark.usefixtures("record_aws_calls")]
@@ -38,11 +44,15 @@ def source_pg(pg_servers):
 
 
 def preflight_operator(world, **overrides):
-    kwargs = dict(task_id="preflight_aws", source_aws_conn_id="aws_source", target_aws_conn_id="aws_target",
-                  migration_id="orders", db_type=world["db_type"], source_identifier=world["source_id"],
+    """The operator as the DAG factory builds it; an override of a check field goes into its checks."""
+    checks = dict(migration_id="orders", db_type=world["db_type"], source_identifier=world["source_id"],
                   source_kms_key_id=world["source_key_arn"], target_kms_key_id=world["target_key_arn"],
                   target_identifier="orders-tgt", target_parameter_group=world["target_parameter_group"])
-    return AwsPreflightOperator(**{**kwargs, **overrides})
+    fields = set(AwsPreflightChecks.__dataclass_fields__)
+    checks.update({key: value for key, value in overrides.items() if key in fields})
+    rest = {key: value for key, value in overrides.items() if key not in fields}
+    return AwsPreflightOperator(task_id="preflight_aws", source_aws_conn_id="aws_source",
+                                target_aws_conn_id="aws_target", checks=AwsPreflightChecks(**checks), **rest)
 
 
 def desc(**overrides) -> DbDescription:
@@ -158,8 +168,8 @@ def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins
     result = preflight(source_rds=source_rds, source_kms=aws_client("aws_source", "kms"),
                        source_cloudwatch=aws_client("aws_source", "cloudwatch"),
                        target_rds=aws_client("aws_target", "rds"), target_kms=aws_client("aws_target", "kms"),
-                       db_type="cluster", source_identifier="orders-src", source_kms_key_id=other_key,
-                       min_free_storage_bytes=0)
+                       checks=AwsPreflightChecks(db_type="cluster", source_identifier="orders-src",
+                                                 source_kms_key_id=other_key, min_free_storage_bytes=0))
     assert f"source.kms_key_id is {other_key}, but DB cluster orders-src is encrypted with " \
            f"{world['source_key_arn']}: set source.kms_key_id to {world['source_key_arn']}" in result.problems
 

@@ -247,46 +247,51 @@ class PreflightResult:
             raise PreflightFailed(self.problems)
 
 
-def preflight(
-    *,
-    source_rds: Any,
-    source_kms: Any,
-    source_cloudwatch: Any,
-    target_rds: Any,
-    target_kms: Any,
-    db_type: str,
-    source_identifier: str,
-    source_kms_key_id: str | None = None,
-    target_kms_key_id: str | None = None,
-    target_identifier: str | None = None,
-    target_parameter_group: str | None = None,
-    migration_id: str | None = None,
-    min_free_storage_bytes: int = 10 * 1024 ** 3,
-    storage_lookback_minutes: int = 30,
-    now: datetime | None = None,
-) -> PreflightResult:
+@dataclass(frozen=True)
+class AwsPreflightChecks:
+    """What the AWS preflight checks for one migration, from its config; empty strings mean "not given"."""
+
+    db_type: str
+    source_identifier: str
+    migration_id: str | None = None
+    source_kms_key_id: str | None = None
+    target_kms_key_id: str | None = None
+    target_identifier: str | None = None
+    target_parameter_group: str | None = None
+    min_free_storage_bytes: int = 10 * 1024 ** 3
+    storage_lookback_minutes: int = 30
+
+    def __post_init__(self) -> None:
+        db_kind(self.db_type)
+        for name in ("source_kms_key_id", "target_kms_key_id", "target_identifier", "target_parameter_group"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
+
+
+def preflight(*, source_rds: Any, source_kms: Any, source_cloudwatch: Any, target_rds: Any, target_kms: Any,
+              checks: AwsPreflightChecks, now: datetime | None = None) -> PreflightResult:
     """Every AWS precondition, read-only: collects all problems rather than stopping at the first."""
-    kind = db_kind(db_type)
-    check_identifier(source_identifier, field="source identifier")
+    kind = db_kind(checks.db_type)
+    check_identifier(checks.source_identifier, field="source identifier")
     problems: list[str] = []
-    desc = kind.describe(source_rds, source_identifier)
+    desc = kind.describe(source_rds, checks.source_identifier)
     if desc is None:
-        raise PreflightFailed([f"{kind.label} {source_identifier} does not exist in {where(source_rds)}: check "
-                               f"{kind.config_field} and the source connection's region"])
+        raise PreflightFailed([f"{kind.label} {checks.source_identifier} does not exist in {where(source_rds)}: "
+                               f"check {kind.config_field} and the source connection's region"])
     facts: dict[str, Any] = {"source": desc.to_xcom()}
     for problem in (engine_problem(desc), status_problem(desc)):
         if problem:
             problems.append(problem)
     value = None
     if desc.parameter_group:
-        value = get_parameter(source_rds, db_type=db_type, parameter_group=desc.parameter_group,
+        value = get_parameter(source_rds, db_type=checks.db_type, parameter_group=desc.parameter_group,
                               name=LOGICAL_REPLICATION)
     facts["logical_replication"] = value or "0"
     lr_problem = logical_replication_problem(desc, value)
     fixable = bool(lr_problem) and bool(desc.parameter_group) and not desc.parameter_group.startswith("default.")
     if lr_problem:
         problems.append(lr_problem)
-    kms_problem, key_arn = source_kms_problem(source_kms, desc, expected_key_id=source_kms_key_id)
+    kms_problem, key_arn = source_kms_problem(source_kms, desc, expected_key_id=checks.source_kms_key_id)
     facts["source_kms_key_arn"] = key_arn
     if kms_problem:
         problems.append(kms_problem)
@@ -296,24 +301,25 @@ def preflight(
     problem = region_problem(desc.arn, source_region=source_region, target_region=target_region)
     if problem:
         problems.append(problem)
-    problem, target_key_arn = target_kms_problem(target_kms, target_kms_key_id, region=facts["region"])
+    problem, target_key_arn = target_kms_problem(target_kms, checks.target_kms_key_id, region=facts["region"])
     facts["target_kms_key_arn"] = target_key_arn
     if problem:
         problems.append(problem)
-    existing = kind.describe(target_rds, target_identifier) if target_identifier else None
-    if target_parameter_group:
+    existing = kind.describe(target_rds, checks.target_identifier) if checks.target_identifier else None
+    if checks.target_parameter_group:
         # Once an earlier try made the target, the migration itself has set the value to 0 there
         # (target_logical_replication_off, after dropping the copied slots): only existence counts then.
-        problem = target_parameter_group_problem(target_rds, desc, target_parameter_group,
+        problem = target_parameter_group_problem(target_rds, desc, checks.target_parameter_group,
                                                  check_value=existing is None)
         if problem:
             problems.append(problem)
-    if target_identifier:
-        if existing and (existing.tags.get(MIGRATION_TAG) != migration_id or existing.tags.get(SOURCE_TAG) != desc.arn):
-            problems.append(f"{kind.label} {target_identifier} already exists in the target account and was not made "
-                            f"by this migration: choose another target identifier or delete it")
-    problem, lowest = storage_problem(source_cloudwatch, desc, min_free_bytes=min_free_storage_bytes, now=now,
-                                      lookback_minutes=storage_lookback_minutes)
+    ours = existing is not None and (existing.tags.get(MIGRATION_TAG) == checks.migration_id
+                                     and existing.tags.get(SOURCE_TAG) == desc.arn)
+    if existing is not None and not ours:
+        problems.append(f"{kind.label} {checks.target_identifier} already exists in the target account and was not "
+                        f"made by this migration: choose another target identifier or delete it")
+    problem, lowest = storage_problem(source_cloudwatch, desc, min_free_bytes=checks.min_free_storage_bytes,
+                                      now=now, lookback_minutes=checks.storage_lookback_minutes)
     facts["free_storage_bytes"] = lowest
     if problem:
         problems.append(problem)
