@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 
-.PHONY: venv test test-fast lint demo clean pg-check bench screenshots
+.PHONY: venv test test-fast lint demo demo-source clean pg-check bench screenshots
 
 $(STAMP): requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,14 @@ lint: venv
 demo: pg-check
 	PYTHONPATH=plugins:dags $(BIN)/python scripts/demo.py
 
+# The demo's source server, sample and writer only, for the same migration under a real scheduler.
+demo-source: pg-check
+	PYTHONPATH=plugins:dags $(BIN)/python scripts/demo.py --serve
+
 clean:
 	rm -rf $(VENV) .demo
 
-# Issue 10's six benchmarks, quick sizes (BENCH_SIZE=full: the issue's sizes). Each prints `bench: ...` lines.
+# The six benchmarks, quick sizes (BENCH_SIZE=full: the issue's sizes). Each prints `bench: ...` lines.
 BENCHMARKS := window resolve_start_lsn validation parse fleet in_sync
 bench: pg-check
 	@set -e; for b in $(BENCHMARKS); do echo "== bench/$$b.py"; PYTHONPATH=plugins:dags $(BIN)/python bench/$$b.py; done

