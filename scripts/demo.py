@@ -118,12 +118,11 @@ def serve(source: LocalServer, target: LocalServer, writer: sample.Writer) -> in
     say(f"source and writer running; trigger {CONFIG.dag_id} in Airflow with the two variables above. "
         "Ctrl-C compares the target with the source and stops the servers")
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    try:
-        while not stop["now"]:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    # Both set here: a shell that starts this in the background ignores SIGINT unless it is handled.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.update(now=True))
+    while not stop["now"]:
+        time.sleep(0.5)
     writer.stop()
     say(f"the writer committed {writer.committed} transactions ({writer.failures} refused while fenced)")
     try:
