@@ -50,14 +50,21 @@ class BuildContext:
 
     @property
     def db_type(self) -> str:
+        """The source's kind; on the clone and snapshot paths the target's too. On the pg_dump path the
+        source's own identifier says it (an Aurora source may load into an RDS instance and back)."""
+        if self.config.initial_load == "pg_dump":
+            return "cluster" if self.config.source.cluster_identifier else "instance"
         return "cluster" if self.is_aurora_clone else "instance"
 
     @property
     def source_identifier(self) -> str:
         source = self.config.source
-        return source.cluster_identifier if self.is_aurora_clone else source.instance_identifier
+        return source.cluster_identifier if self.db_type == "cluster" else source.instance_identifier
 
     @property
-    def target_identifier(self) -> str:
+    def target_identifier(self) -> str | None:
+        """The name the load creates in the target account; None on the pg_dump path, whose target exists."""
+        if self.config.initial_load == "pg_dump":
+            return None
         target = self.config.target
         return target.cluster_identifier if self.is_aurora_clone else target.instance_identifier

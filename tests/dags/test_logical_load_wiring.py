@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dag_factory import build_dag
@@ -74,3 +75,16 @@ def test_dms_with_pg_dump_starts_each_task_at_its_slots_consistent_point():
     assert "load_database" in _upstream(dag, "start_cdc.resolve_start_lsn")
     create = dag.get_task("start_cdc.create_cdc_task")
     assert "resolve_start_lsn" in create.cdc_start_position
+
+
+@pytest.mark.parametrize("shipped", ["aurora_orders.yaml", "rds_billing.yaml"])
+def test_aws_pg_dump_preflight_describes_the_source_by_its_own_kind_and_not_the_existing_target(shipped):
+    data = yaml.safe_load((MIGRATIONS / shipped).read_text())
+    data["initial_load"] = "pg_dump"
+    config = parse_config(data, shipped)
+    checks = build_dag(config).get_task("preflight_aws").checks
+    kind = "cluster" if config.source.cluster_identifier else "instance"
+    assert (checks.db_type, checks.source_identifier) == (
+        kind, config.source.cluster_identifier if kind == "cluster" else config.source.instance_identifier)
+    # The target exists already (another team's server): no "identifier is free" or clone parameter-group check.
+    assert checks.target_identifier is None and checks.target_parameter_group is None
