@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -17,6 +19,12 @@ def readme_template() -> str:
     match = re.search(r"<!-- dag-file-template -->\n```python\n(.*?)```", text, re.S)
     assert match, "README.md lost its marked DAG file template"
     return match.group(1)
+
+
+@pytest.fixture(autouse=True)
+def shipped_migrations(monkeypatch):
+    # A whole-DAG test of the session may point MIGRATIONS_DIR elsewhere; these files name shipped YAMLs.
+    monkeypatch.setenv("MIGRATIONS_DIR", str(ROOT / "include" / "migrations"))
 
 
 def bag_of(folder: Path):
