@@ -9,6 +9,7 @@ writing through the cutover. Nothing is stood in.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -126,7 +127,8 @@ def test_pg15_to_pg18_with_live_writers_in_two_databases_loses_nothing(pg_server
     assert "- Initial load: 14 tables, " in (reports[-1].parent / "report.md").read_text()
 
 
-def test_preflight_refuses_a_pg18_source_into_a_pg15_target(pg_servers_fn, airflow_db, monkeypatch, capfd):
+def test_preflight_refuses_a_pg18_source_into_a_pg15_target(pg_servers_fn, airflow_db, monkeypatch, capfd, caplog):
+    caplog.set_level(logging.INFO)
     source, target, dag_file = _setup(pg_servers_fn, airflow_db, monkeypatch, "e2e_logical_down",
                                       source_bindir=_pg18_bindir(), target_bindir=pg_servers_fn.bindir, rows=200)
     dagrun = _dag(dag_file).test()
@@ -136,8 +138,11 @@ def test_preflight_refuses_a_pg18_source_into_a_pg15_target(pg_servers_fn, airfl
     assert states["proceed"] != "success"
     assert not [t for t, state in states.items() if t.startswith(("create_target_roles", "load_database",
                                                                   "prepare_source")) and state == "success"]
+    # Where a task's log goes depends on what the session's earlier dag.test() runs set up: read every place.
     captured = capfd.readouterr()
-    assert "the target runs PostgreSQL 15, older than the source's 18" in captured.out + captured.err
+    log_files = [p for p in Path(os.environ["AIRFLOW_HOME"], "logs").rglob("*") if p.is_file()]
+    logs = "\n".join([captured.out, captured.err, caplog.text, *(p.read_text(errors="replace") for p in log_files)])
+    assert "the target runs PostgreSQL 15, older than the source's 18" in logs
     with psycopg.connect(target.conninfo(), autocommit=True) as dst:
         assert dst.info.server_version // 10000 == 15
         assert dst.execute("SELECT count(*) FROM pg_database WHERE datname IN ('app', 'app2')").fetchone()[0] == 0
