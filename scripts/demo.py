@@ -75,6 +75,8 @@ def airflow_env(source: LocalServer, target_port: int) -> dict[str, str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MIGRATION_REPORT_DIR": str(STATE / "reports"),
+        # The DAG files find their YAML here; a MIGRATIONS_DIR from the caller's environment must not win.
+        "MIGRATIONS_DIR": str(ROOT / "include" / "migrations"),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "dags")]),
         f"AIRFLOW_CONN_{CONFIG.source.conn_id.upper()}": conn(source.port),
         f"AIRFLOW_CONN_{CONFIG.target.conn_id.upper()}": conn(target_port),

@@ -42,7 +42,9 @@ def test_make_demo_runs_on_the_wheels_postgresql_with_the_system_server_hidden()
     reason = _can_hide()
     if reason:
         pytest.skip(reason)
-    env = {key: value for key, value in os.environ.items() if key != "PG_BINDIR"}
+    # A fresh shell's environment: none of the session's Airflow, migration or PG_BINDIR settings.
+    env = {key: value for key, value in os.environ.items()
+           if key != "PG_BINDIR" and not key.startswith(("AIRFLOW", "MIGRATION"))}
     hidden = subprocess.run(_hiding_command("command -v initdb || echo none"), capture_output=True, text=True,
                             env=env)
     assert hidden.stdout.strip().splitlines()[-1] in ("none", ""), "a system initdb is still reachable"
