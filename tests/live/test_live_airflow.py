@@ -134,6 +134,16 @@ def test_manual_migration_through_the_rest_api(live):
             return tis.get("cutover.approve_cutover", {}).get("state") == "awaiting_input"
 
         wait_for(f"the gate of {run_id}", at_the_gate, timeout=600)
+
+        # Answer as a person would, after the scheduler has taken the worker's report of the paused gate: an
+        # answer inside that gap re-queues the task first, and Airflow 3.3's scheduler then fails it ("finished
+        # with state success, but the task instance's state attribute is queued").
+        def scheduler_saw_the_pause() -> bool:
+            text = stack.log("scheduler").read_text(errors="replace")
+            return any("TaskInstance Finished" in line and "task_id=cutover.approve_cutover" in line
+                       and run_id in line and "state=awaiting_input" in line for line in text.splitlines())
+
+        wait_for("the scheduler to see the gate paused", scheduler_saw_the_pause, timeout=120, interval=0.5)
         # A sensor waited in the triggerer, holding no worker slot, while CDC was held back.
         assert [k for k in log.ever("deferred") if k.startswith("wait_in_sync.")], log.seen
         assert stall.released, "the stall ends once a sensor is deferred"
