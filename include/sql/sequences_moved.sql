@@ -1,8 +1,12 @@
--- Inside the write-blocked window: the sequences of the migrated schemas whose state is not the one set on
+-- Sequence states of the migrated schemas; last_value is NULL until nextval/setval has been called. A
+-- sequence not called since setval(..., false) or ALTER SEQUENCE RESTART hands out its stored last_value
+-- next, which pg_sequence_last_value does not show: uncalled_value reads it (query_to_xml runs the read).
+-- Given no oids, every sequence (the presync's read). Inside the write-blocked window: the sequences whose
+-- state is not the one set on
 -- the target ahead of the fence (given as oids and last values; NULL: never called), and any sequence not
 -- set then. The privilege was checked ahead of the fence for the ones set then. A sequence that stays
 -- uncalled but is moved with setval(..., false) between the two reads is not seen (its last value reads
--- NULL both times); only the ones returned get uncalled_value read (see sequences_read).
+-- NULL both times); only the ones returned get uncalled_value read.
 WITH synced AS (
     SELECT p.seq, p.last_value
       FROM unnest(%(oids)s::oid[], %(last_values)s::bigint[]) AS p(seq, last_value)

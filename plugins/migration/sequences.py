@@ -57,7 +57,9 @@ def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> l
     """Every sequence in ``schemas`` (standalone, serial and identity alike) with its current state."""
     names = validate_schemas(schemas)
     with source_conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sqlfiles.load("sequences_read"), {"schemas": names}).fetchall()
+        # With nothing synced yet, "moved since the presync" is every sequence of the schemas.
+        rows = cur.execute(sqlfiles.load("sequences_moved"),
+                           {"schemas": names, "oids": [], "last_values": []}).fetchall()
     _refuse_unreadable(rows)
     return _states(rows)
 
