@@ -7,13 +7,16 @@ sides answer one catalog statement (``drift_catalog``): a digest over every obje
 the data, and per object its kind, name and definition. Equal digests mean no drift; otherwise the
 objects are compared one by one so the message names each differing object and how it differs.
 
-The check is read-only and takes no lock on user tables, so it also runs inside the cutover's
-critical section, after writes are blocked and before the target opens.
+The check is read-only and takes no lock on user tables. The cutover runs it ahead of its fence
+(``SourceSchemaWatch.ahead``), with a change marker of the source's catalog (``drift_fingerprint``);
+inside the write-blocked window only the marker is read again (``recheck``), which costs a few catalog
+scans instead of printing every definition, and the digests are compared only when it moved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -52,6 +55,16 @@ def catalog(conn: psycopg.Connection, schemas: Sequence[str], *,
     digest = rows[0][0]
     objects = {(kind, name): detail_text or "" for _, _, kind, name, detail_text in rows if kind is not None}
     return digest, objects
+
+
+def fingerprint(conn: psycopg.Connection, schemas: Sequence[str]) -> str:
+    """A change marker of the catalog rows behind the migrated schemas' definitions (``drift_fingerprint``).
+
+    Equal markers read at two times mean no DDL touched those objects in between, so a digest read after
+    the first marker still holds. A different marker means only "maybe": compare the digests.
+    """
+    with conn.transaction(force_rollback=True):
+        return conn.execute(sqlfiles.load("drift_fingerprint"), {"schemas": list(schemas)}).fetchone()[0]
 
 
 def describe(kind: str, name: str, source: str | None, target: str | None) -> str:
@@ -114,3 +127,46 @@ def check_source_unchanged(source_conn: psycopg.Connection, target_conn: psycopg
     if source_digest != target_digest:
         check_no_drift(source_conn, target_conn, schemas, database=database)
 
+
+
+@dataclass
+class SourceSchemaWatch:
+    """Schema drift at the cutover, in two passes.
+
+    ``ahead`` (before writes are blocked) reads the source's catalog marker, then compares both sides'
+    digests: drift found then fails the cutover with the source untouched. ``recheck`` (inside the window,
+    the source quiet) reads the marker again; the same marker proves the source's definitions are the
+    ones compared ahead, and only a moved marker costs the source's digest against the target's read
+    ahead (nothing changes the target's schemas meanwhile). Without ``ahead`` (or after a failed one)
+    ``recheck`` compares both digests.
+    """
+
+    source_conn: psycopg.Connection
+    target_conn: psycopg.Connection
+    schemas: Sequence[str]
+    database: str | None = None
+    _marker: str | None = field(default=None, init=False, repr=False)
+    _target_digest: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schemas = drift_schemas(self.schemas)
+
+    def ahead(self) -> dict[str, Any]:
+        self._marker = self._target_digest = None
+        marker = fingerprint(self.source_conn, self.schemas)  # first: the digests below are no older
+        source_digest, _ = catalog(self.source_conn, self.schemas, detail=False)
+        target_digest, _ = catalog(self.target_conn, self.schemas, detail=False)
+        if source_digest != target_digest:
+            check_no_drift(self.source_conn, self.target_conn, self.schemas, database=self.database)
+        self._marker, self._target_digest = marker, target_digest
+        return {"catalog_rows": int(marker.split(":", 1)[0])}
+
+    def recheck(self) -> dict[str, Any]:
+        if self._marker is not None and fingerprint(self.source_conn, self.schemas) == self._marker:
+            return {"source_catalog": "unchanged since the check ahead of the fence"}
+        if self._target_digest is None:
+            check_no_drift(self.source_conn, self.target_conn, self.schemas, database=self.database)
+        else:
+            check_source_unchanged(self.source_conn, self.target_conn, self.schemas, self._target_digest,
+                                   database=self.database)
+        return {"source_catalog": "changed since the check ahead of the fence; the digests still match"}

@@ -22,7 +22,7 @@ from migration.cutover import (
     unblock_run,
 )
 from migration.cutover_spec import CutoverSpec
-from migration.drift import catalog, check_source_unchanged, drift_schemas
+from migration.drift import SourceSchemaWatch
 from migration.endpoints import endpoint_override
 from migration.fence import RoleFence, restore_role_fence
 from migration.journal import CutoverJournal
@@ -123,26 +123,32 @@ class CutoverOperator(BaseOperator):
                 resume_hint=NativeCdc.resume_hint() if spec.dms is None else (
                     "To resume CDC, clear start_cdc.start_cdc_task for the database: it resumes the stopped DMS task "
                     "from its checkpoint."))
-            # Schema drift is re-checked once the source is quiet: no DDL can come after this. The target's
-            # digest is read now, outside the window; inside it only the source is read again.
-            plan.after_drain = [(f"check_schema_drift[{db}]", partial(
-                check_source_unchanged, sources[db], targets[db], schemas,
-                catalog(targets[db], drift_schemas(schemas), detail=False)[0], database=db)) for db in databases]
+            # Schema drift: both sides compared ahead of the fence; inside the window, once the source is quiet
+            # (no DDL can come after this), only the source's catalog marker is read again.
+            watches = {db: SourceSchemaWatch(sources[db], targets[db], schemas, database=db) for db in databases}
+            ahead = [(f"check_schema_drift_ahead[{db}]", watch.ahead) for db, watch in watches.items()]
+            plan.after_drain = [(f"check_schema_drift[{db}]", watch.recheck) for db, watch in watches.items()]
             after, undo = [], []
             if spec.sync_sequences:
                 # Every sequence is set ahead of the fence; inside the window only those that moved since.
                 syncs = {db: sequences.SequenceSync(readers[db], targets[db], schemas) for db in databases}
-                plan.before_fence = [(f"presync_sequences[{db}]", sync.presync) for db, sync in syncs.items()]
+                ahead += [(f"presync_sequences[{db}]", sync.presync) for db, sync in syncs.items()]
                 plan.alongside_cdc = [(f"read_sequences[{db}]", sync.read_moved) for db, sync in syncs.items()]
                 after += [(f"sync_sequences[{db}]", sync.sync_moved) for db, sync in syncs.items()]
             if spec.enable_triggers:
                 for db in databases:
                     ddl = target_prep.saved_trigger_ddl(targets[db], spec.control_schema)
-                    if ddl:
-                        after.append((f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl)))
-                        undo.append((f"disable_triggers[{db}]", partial(
-                            target_prep.disable_user_triggers, targets[db], schemas,
-                            control_schema=spec.control_schema)))
+                    if not ddl:
+                        continue
+                    enable = (f"enable_triggers[{db}]", partial(target_prep.enable_triggers, targets[db], ddl))
+                    # Native CDC's apply worker runs as a replica session, which fires none of the triggers
+                    # disabled for CDC (the enabled-by-default ones): they are enabled ahead of the fence.
+                    # DMS applies as an ordinary session, so its triggers stay off until CDC has stopped.
+                    (ahead if spec.dms is None else after).append(enable)
+                    undo.append((f"disable_triggers[{db}]", partial(
+                        target_prep.disable_user_triggers, targets[db], schemas,
+                        control_schema=spec.control_schema)))
+            plan.before_fence = ahead
             plan.after_stop, plan.undo_after_stop = after, undo
             prepare = getattr(plan.opener, "prepare", None)
             if prepare:

@@ -86,9 +86,10 @@ def test_zero_loss_under_load_with_approval_through_the_api(local_migration, hit
     assert report["outcome"] == "cut over"
     assert 0 < report["write_blocked_seconds"] < 60
     steps = [s["name"] for s in report["timeline"]]
-    in_order = ["prepare_fence", "prepare_proof", "presync_sequences[app]", "prepare_cdc", "block_writes",
-                "drain_source", "cdc_applied", "stop_cdc", "read_sequences[app]", "sync_sequences[app]",
-                "enable_triggers[app]", "prove_source_quiet", "open_target", "finish_cdc"]
+    # Native CDC: triggers are enabled ahead of the fence (its apply worker fires none of them).
+    in_order = ["prepare_fence", "prepare_proof", "check_schema_drift_ahead[app]", "presync_sequences[app]",
+                "enable_triggers[app]", "prepare_cdc", "block_writes", "drain_source", "cdc_applied", "stop_cdc",
+                "read_sequences[app]", "sync_sequences[app]", "prove_source_quiet", "open_target", "finish_cdc"]
     assert sorted(steps) == sorted([*in_order, "check_schema_drift[app]"]), steps
     assert [name for name in steps if name in in_order] == in_order, steps
     # The drift re-check runs with writes blocked and the source quiet, before the proof.

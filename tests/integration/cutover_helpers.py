@@ -176,7 +176,8 @@ def ids(conn) -> list[int]:
 def native_plan(src, tgt, run_id: str, *, slot: str, subscription: str, publication: str, target_port: int,
                 enable_ddl: str, migration_id: str = "mig", fence_args: dict | None = None,
                 journal: CutoverJournal | None = None, **kwargs) -> CutoverPlan:
-    """The critical section for appdb as CutoverOperator assembles it, on the given connections."""
+    """The critical section for appdb on the given connections, with the trigger step after CDC stops (as
+    CutoverOperator assembles it for DMS; for native CDC it runs ahead of the fence)."""
     for conn in (src, tgt):
         bound_session(conn, lock_timeout_s=2, statement_timeout_s=30, run=run_id)
     journal = (journal or journal_for(tgt, run_id, migration_id)).ensure()

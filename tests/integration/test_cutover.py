@@ -29,6 +29,7 @@ from cutover_helpers import (
 )
 
 from migration.cutover import CutoverAborted, CutoverError, run_cutover, unblock_run
+from migration.drift import SourceSchemaWatch
 from migration.fence import restore_role_fence
 from migration.native_cdc import subscription_state
 from migration.source_quiet import SourceDrain, bound_session
@@ -222,6 +223,31 @@ def test_a_writer_the_fence_misses_fails_the_proof_before_the_target_opens(pg_se
         # CDC was resumed where it stopped, and catches up with every write.
         writer.stop()
         wait_for(lambda: ids(tgt) == ids(src), 60, "CDC to catch up after the abort")
+    repl.drop_slot()
+
+
+@pytest.mark.safety
+def test_ddl_after_the_drift_check_ahead_of_the_fence_aborts_the_cutover_inside_the_window(pg_servers, source):
+    """The check ahead of the fence passes; DDL then comes before writes are blocked (the last moment it
+    can): the in-window re-check, which reads only the source's catalog marker, must see it and abort."""
+    repl = Replication(pg_servers, source, "ddl")
+    with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt, connect(source, "appdb") as other:
+        before = security_snapshot(src)
+        watch = SourceSchemaWatch(src, tgt, ["app"], database="appdb")
+        plan = repl.plan(src, tgt, "run_ddl", after_drain=[("check_schema_drift", watch.recheck)])
+        plan.before_fence = [("check_schema_drift_ahead", watch.ahead),
+                             ("ddl", lambda: other.execute("ALTER TABLE app.items ADD COLUMN note text"))]
+        with pytest.raises(CutoverAborted) as aborted:
+            run_cutover(plan)
+        assert aborted.value.failed_step == "check_schema_drift"
+        assert "column app.items.note: only on the source (text null)" in str(aborted.value)
+        assert "restored exactly" in str(aborted.value)
+        steps = {s["step"]: s for s in aborted.value.timeline["steps"]}
+        assert steps["check_schema_drift_ahead"]["ok"] and steps["block_writes"]["ok"]
+        assert "stop_cdc" not in steps and "open_target" not in steps
+        assert security_snapshot(src) == before
+    with connect(source, "appdb") as src:
+        src.execute("ALTER TABLE app.items DROP COLUMN note")
     repl.drop_slot()
 
 

@@ -5,6 +5,8 @@ source with the kinds of objects that matter for the data, clone it, and check t
 - identical sides show no drift;
 - ADD COLUMN, CREATE TABLE, ALTER TYPE ... ADD VALUE and ALTER COLUMN ... TYPE on the source are each
   named, and the gate shows them while the guardrail re-check refuses the cutover until they are resolved;
+- the cutover's in-window re-check (a catalog marker read against the one read ahead of the fence)
+  sees every kind of DDL run after the check ahead, and passes what changes no definition;
 - (tests/integration/test_native_cdc.py) the native engine's lag check names the failing apply worker and
   the drift behind it.
 
@@ -20,7 +22,7 @@ import psycopg
 import pytest
 
 from migration import naming
-from migration.drift import SchemaDriftError, catalog, check_no_drift, schema_drift
+from migration.drift import SchemaDriftError, SourceSchemaWatch, catalog, check_no_drift, schema_drift
 
 pytestmark = [pytest.mark.integration]
 
@@ -177,3 +179,69 @@ def test_drift_inputs_are_checked(pair):
             schema_drift(src, tgt, [])
         with pytest.raises(ValueError, match="schemas"):
             schema_drift(src, tgt, ["x" * 64])
+
+
+# DDL run after the check ahead of the fence, each with the words the re-check must name it by; each is then
+# run on the target too, so the next one starts from matching sides.
+DDL_AFTER_THE_CHECK = [
+    (f'ALTER TABLE "{SCHEMA}".customers ADD COLUMN note text', '"Shop Floor".customers.note'),
+    (f'CREATE INDEX orders_customer ON "{SCHEMA}"."Orders" (customer)', "orders_customer"),
+    (f"ALTER TYPE \"{SCHEMA}\".mood ADD VALUE 'meh'", "'meh'"),
+    (f'CREATE OR REPLACE FUNCTION "{SCHEMA}".touch() RETURNS trigger LANGUAGE plpgsql AS '
+     '$$ BEGIN NEW.at := now() - interval \'1 s\'; RETURN NEW; END $$', '"Shop Floor".touch()'),
+    (f'ALTER SEQUENCE "{SCHEMA}".tickets INCREMENT 7', "increment 7"),
+    (f'ALTER TABLE "{SCHEMA}"."Orders" ALTER COLUMN at SET DEFAULT \'2026-01-01\'', "default '2026-01-01"),
+    (f'CREATE OR REPLACE VIEW "{SCHEMA}".big_orders AS SELECT * FROM "{SCHEMA}"."Orders" WHERE amount > 200',
+     '"Shop Floor".big_orders'),
+    (f'ALTER DOMAIN "{SCHEMA}".positive SET DEFAULT 1', "default 1"),
+    (f'ALTER TABLE "{SCHEMA}".customers RENAME COLUMN name TO full_name', "full_name"),
+    (f'DROP TRIGGER touch ON "{SCHEMA}"."Orders"', '"Orders".touch'),
+    (f'ALTER TABLE "{SCHEMA}".events DETACH PARTITION "{SCHEMA}".events_2026', "events_2026"),
+    (f'ALTER TABLE "{SCHEMA}".customers REPLICA IDENTITY FULL', "replica identity full"),
+    (f'ALTER TABLE "{SCHEMA}"."Orders" DROP CONSTRAINT "Orders_customer_at_key"', "Orders_customer_at_key"),
+]
+
+
+@pytest.mark.safety
+def test_the_windows_recheck_sees_every_kind_of_ddl_run_after_the_check_ahead_of_the_fence(pair):
+    source, clone = pair
+    with connect(source) as src, connect(clone) as tgt, connect(source) as other:
+        watch = SourceSchemaWatch(src, tgt, [SCHEMA], database="postgres")
+        for ddl, named in DDL_AFTER_THE_CHECK:
+            assert watch.ahead()["catalog_rows"] > 0
+            assert watch.recheck() == {"source_catalog": "unchanged since the check ahead of the fence"}
+            other.execute(ddl)
+            with pytest.raises(SchemaDriftError) as err:
+                watch.recheck()
+            assert named in str(err.value), (ddl, str(err.value))
+            tgt.execute(ddl)
+
+
+@pytest.mark.safety
+def test_the_windows_recheck_passes_what_leaves_every_definition_as_it_was(pair):
+    source, clone = pair
+    unchanged = {"source_catalog": "unchanged since the check ahead of the fence"}
+    changed = {"source_catalog": "changed since the check ahead of the fence; the digests still match"}
+    with connect(source) as src, connect(clone) as tgt, connect(source) as other:
+        watch = SourceSchemaWatch(src, tgt, [SCHEMA], database="postgres")
+        watch.ahead()
+        # Rows, sequence values, statistics and vacuum leave the catalog's rows where they were.
+        other.execute(f'INSERT INTO "{SCHEMA}".customers (name) VALUES (\'new\')')
+        other.execute(f'SELECT nextval(\'"{SCHEMA}".tickets\')')
+        other.execute(f'ANALYZE "{SCHEMA}".customers')
+        other.execute(f'VACUUM "{SCHEMA}"."Orders"')
+        assert watch.recheck() == unchanged
+        # These rewrite catalog rows but no definition: the marker moves and the digests still match.
+        for statement in (f'TRUNCATE "{SCHEMA}".events', f'REINDEX TABLE "{SCHEMA}".customers',
+                          f'ALTER TABLE "{SCHEMA}"."Orders" DISABLE TRIGGER touch',
+                          f'GRANT SELECT ON "{SCHEMA}".customers TO PUBLIC'):
+            watch.ahead()
+            other.execute(statement)
+            assert watch.recheck() == changed, statement
+        # Without the check ahead (or after a failed one), the re-check compares both sides.
+        assert SourceSchemaWatch(src, tgt, [SCHEMA]).recheck() == changed
+        other.execute(f'ALTER TABLE "{SCHEMA}".customers ADD COLUMN late int')
+        with pytest.raises(SchemaDriftError, match="late"):
+            watch.ahead()
+        with pytest.raises(SchemaDriftError, match="late"):
+            watch.recheck()

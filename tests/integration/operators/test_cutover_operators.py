@@ -20,7 +20,7 @@ from cutover_helpers import (
 )
 
 from migration import naming
-from migration.cutover import CutoverAborted
+from migration.drift import SchemaDriftError
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,8 @@ class Ti:
 
 
 @pytest.mark.safety
-def test_drift_inside_the_window_aborts_then_the_operators_cut_over_and_keep_the_fence(pg_servers, source,
-                                                                                       monkeypatch):
+def test_drift_fails_the_cutover_before_the_fence_then_the_operators_cut_over_and_keep_the_fence(
+        pg_servers, source, monkeypatch):
     repl = Replication(pg_servers, source, "op", slot=naming.slot_name(MIGRATION, "appdb"),
                        subscription=naming.subscription_name(MIGRATION, "appdb"),
                        publication=naming.publication_name(MIGRATION, "appdb"))
@@ -72,20 +72,23 @@ def test_drift_inside_the_window_aborts_then_the_operators_cut_over_and_keep_the
     writer.start()
     wait_for(lambda: len(writer.written) >= 20, 30, "the writer to get going")
 
-    # DDL on the source after the gate: the re-check inside the window refuses the cutover.
+    # DDL on the source after the gate: the check ahead of the fence refuses the cutover, so writes are
+    # never blocked. (DDL after that check, inside the window: tests/integration/test_cutover.py.)
     with connect(source, "appdb") as src:
         src.execute("CREATE INDEX items_v ON app.items (v)")
     cutover, unblock = operators(repl, "run_drift")
     ti = Ti()
-    with pytest.raises(CutoverAborted) as aborted:
+    with pytest.raises(SchemaDriftError, match="items_v"):
         cutover.execute({"ti": ti, "params": {}})
-    assert aborted.value.failed_step == "check_schema_drift[appdb]"
-    assert "items_v" in str(aborted.value)
-    assert ti.pushed["timeline"]["status"] == "aborted"
+    assert ti.pushed == {}
+    with connect(repl.target, "appdb") as tgt:
+        state = journal_for(tgt, "run_drift", MIGRATION).read()
+        assert state.step("check_schema_drift_ahead[appdb]") == "failed"
+        assert state.step("block_writes") is None and not state.fenced
     with connect(source, "postgres") as admin:
         assert security_snapshot(admin) == before
     count = len(writer.written)
-    wait_for(lambda: len(writer.written) > count + 10, 30, "the writer to write again")
+    wait_for(lambda: len(writer.written) > count + 10, 30, "the writer to go on writing")
     assert unblock.execute({"params": {}})["restored"] == []
 
     with connect(source, "appdb") as src:
@@ -94,8 +97,11 @@ def test_drift_inside_the_window_aborts_then_the_operators_cut_over_and_keep_the
     timeline = cutover.execute({"ti": Ti(), "params": {}})
     writer.stop()
     assert timeline["status"] == "completed"
-    assert {"check_schema_drift[appdb]", "sync_sequences[appdb]", "enable_triggers[appdb]", "prove_source_quiet",
-            "open_target", "finish_cdc"} <= set(timeline["durations"])
+    assert {"check_schema_drift_ahead[appdb]", "check_schema_drift[appdb]", "sync_sequences[appdb]",
+            "enable_triggers[appdb]", "prove_source_quiet", "open_target", "finish_cdc"} <= set(timeline["durations"])
+    order = [step["step"] for step in timeline["steps"]]
+    # Native CDC's apply worker fires none of the disabled triggers: they are enabled ahead of the fence.
+    assert order.index("enable_triggers[appdb]") < order.index("block_writes")
     with connect(source, "appdb") as src, connect(repl.target, "appdb") as tgt:
         assert ids(src) == ids(tgt)
         assert set(writer.written) <= set(ids(tgt))
