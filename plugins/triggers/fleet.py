@@ -11,7 +11,11 @@ triggerer process:
   (``pg_subscription`` and ``pg_stat_subscription`` are the whole server's) and for lag samples written
   to one target database (one pipelined batch);
 - the lag samples table is created once per process and database, not on every check;
-- connection ids are resolved to connection strings once, in a thread (Airflow's lookup is blocking).
+- connection ids are resolved to connection strings once, in a thread (Airflow's lookup is blocking);
+- the loop is not held for long at once: a batch's answers wake their waits ``WAKE_SLICE`` at a time, one
+  loop turn each, and the objects alive when the first wait starts (the triggerer's imports) are frozen
+  out of the garbage collector's full passes (``gc.freeze``), which otherwise stop the loop for tenths of
+  a second with hundreds of waits alive.
 
 A check that needs more than a few quick statements says so (``UseSyncCheck``: the plain check runs in a
 thread; ``ResumeInWorker``: the sensor resumes in a worker), so no long work runs on the loop. A native
@@ -21,6 +25,7 @@ validation wait only watches: its full pass and its proving rechecks run in the 
 from __future__ import annotations
 
 import asyncio
+import gc
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -70,10 +75,15 @@ class KeptConnection:
             await conn.close()
 
 
+# How many waiting checks one batch's answers wake per loop turn.
+WAKE_SLICE = 25
+
+
 class Batcher:
     """Requests that arrive while one query runs are answered together by the next query.
 
-    ``fetch(keys)`` returns ``{key: answer}``; a key it leaves out is answered with None.
+    ``fetch(keys)`` returns ``{key: answer}``; a key it leaves out is answered with None. The answers
+    wake ``WAKE_SLICE`` waiting checks per loop turn, so other work on the loop runs in between.
     """
 
     def __init__(self, fetch: Callable[[list], Awaitable[dict]]):
@@ -99,10 +109,20 @@ class Batcher:
                         if not future.done():
                             future.set_exception(exc)
                 continue
-            for key, futures in batch.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(answers.get(key))
+            woken = 0
+            try:
+                for key, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(answers.get(key))
+                            woken += 1
+                            if woken % WAKE_SLICE == 0:
+                                await asyncio.sleep(0)
+            except asyncio.CancelledError:  # the loop is ending: no check waits for good
+                for futures in batch.values():
+                    for future in futures:
+                        future.cancel()
+                raise
 
 
 # Where the server-wide reads connect: every RDS, Aurora and initdb-made server has it.
@@ -142,6 +162,10 @@ _STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _state() -> _LoopState:
     loop = asyncio.get_running_loop()
     if loop not in _STATES:
+        if not _STATES:
+            # Everything alive now (the process's imports) is kept for good: the collector's full passes
+            # then look only at what the waits make, instead of stopping the loop to walk it all.
+            gc.freeze()
         _STATES[loop] = _LoopState()
     return _STATES[loop]
 
