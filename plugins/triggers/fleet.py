@@ -13,9 +13,9 @@ triggerer process:
 - the lag samples table is created once per process and database, not on every check;
 - connection ids are resolved to connection strings once, in a thread (Airflow's lookup is blocking);
 - the loop is not held for long at once: a batch's answers wake their waits ``WAKE_SLICE`` at a time, one
-  loop turn each, and the objects alive when the first wait starts (the triggerer's imports) are frozen
-  out of the garbage collector's full passes (``gc.freeze``), which otherwise stop the loop for tenths of
-  a second with hundreds of waits alive.
+  loop turn each, and the objects alive when this module is imported (in a thread, by ``PollTrigger``) and
+  when the first wait starts (the triggerer's imports) are frozen out of the garbage collector's full
+  passes (``gc.freeze``), which otherwise stop the loop for tenths of a second with hundreds of waits alive.
 
 A check that needs more than a few quick statements says so (``UseSyncCheck``: the plain check runs in a
 thread; ``ResumeInWorker``: the sensor resumes in a worker), so no long work runs on the loop. A native
@@ -340,3 +340,7 @@ async def native_validation(*, source_conn_id: str, target_conn_id: str, databas
     if watch["seen"] >= watch.get("polls", 3):
         raise ResumeInWorker(f"{differing} chunk(s) still differ after {watch['seen']} polls: the worker rechecks")
     return False, {"database": database, "run_id": run_id, "open_chunks": len(failures), "differing": differing}
+
+
+# Only the triggerer imports this module: what it holds now is kept for the process's life anyway.
+gc.freeze()
