@@ -128,7 +128,6 @@ def check_source_unchanged(source_conn: psycopg.Connection, target_conn: psycopg
         check_no_drift(source_conn, target_conn, schemas, database=database)
 
 
-
 @dataclass
 class SourceSchemaWatch:
     """Schema drift at the cutover, in two passes.
