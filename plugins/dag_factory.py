@@ -108,7 +108,6 @@ def build_dag(config: MigrationConfig) -> DAG:
     return dag
 
 
-
 def _build_tasks(config: MigrationConfig) -> None:
     """Each phase's tasks, then the edges between phases in runbook order."""
     ctx = BuildContext(config)
@@ -122,6 +121,8 @@ def _build_tasks(config: MigrationConfig) -> None:
     cut.switch >> end.moved
 
     chain(pre.plan, pre.checks, pre.proceed, *pre.source_changes, pre.source_ready, load.first)
+    if pre.dns_ready is not None:
+        chain(pre.proceed, pre.dns_ready, cut.switch)
     chain(load.clone_ready, load.capture, load.drop_slots)
     chain(load.after_drop, load.target_ready, *cdc.before_cdc, cdc.cdc_started, cdc.in_sync, cut.gate)
     chain(cut.switch, end.cleanup, end.report)

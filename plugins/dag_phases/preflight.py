@@ -19,6 +19,7 @@ class PreflightTasks:
     proceed: Any
     source_changes: list[Any]
     source_ready: Any  # the mapped prepare_source group
+    dns_ready: Any | None  # lower_dns_ttl (AWS with a DNS record): after proceed, before the switch only
 
 
 def build_preflight(ctx: BuildContext) -> PreflightTasks:
@@ -68,13 +69,15 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
         source_changes.insert(0, RdsSetLogicalReplicationOperator(
             task_id="source_logical_replication_on", aws_conn_id=config.source.aws_conn_id,
             db_type=ctx.db_type, db_identifier=ctx.source_identifier, enabled=True))
+    dns_ready = None
     if ctx.on_aws and config.cutover.dns_zone_id:
         from operators.aws_cutover import Route53LowerTtlOperator
 
-        # cutover.dns_ttl in place at least one old TTL before the cutover (the task waits that long).
-        source_changes.insert(0, Route53LowerTtlOperator(
+        # cutover.dns_ttl in place at least one old TTL before the cutover (the task waits that long). A branch
+        # of its own: the clone, CDC and the waits go on meanwhile; only the switch waits for it.
+        dns_ready = Route53LowerTtlOperator(
             task_id="lower_dns_ttl", aws_conn_id=config.target.aws_conn_id, hosted_zone_id=config.cutover.dns_zone_id,
-            record_name=config.cutover.dns_record_name, ttl=config.cutover.dns_ttl))
+            record_name=config.cutover.dns_record_name, ttl=config.cutover.dns_ttl)
 
     @task.short_circuit(task_id=PROCEED, ignore_downstream_trigger_rules=True)
     def proceed(**context: Any) -> bool:
@@ -83,7 +86,7 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
 
     source_ready = _prepare_source(ctx).expand_kwargs(plan.map(prepare_source_kwargs))
     return PreflightTasks(plan=plan, checks=checks, proceed=proceed(), source_changes=source_changes,
-                          source_ready=source_ready)
+                          source_ready=source_ready, dns_ready=dns_ready)
 
 
 def _aws_preflight(ctx: BuildContext):

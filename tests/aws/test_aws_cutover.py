@@ -431,7 +431,7 @@ def test_dns_ttl_is_lowered_and_the_task_waits_one_old_ttl_before_the_cutover_ca
         f"{result['lowered_at']}, one old TTL ahead)"]
 
 
-def test_dag_lowers_the_ttl_after_proceed_and_before_the_cutover():
+def test_dag_lowers_the_ttl_after_proceed_in_a_branch_that_holds_back_only_the_switch():
     from dag_factory import build_dag
     from migration.config import load_config
 
@@ -439,4 +439,8 @@ def test_dag_lowers_the_ttl_after_proceed_and_before_the_cutover():
     lower = dag.get_task("lower_dns_ttl")
     assert "proceed" in lower.get_flat_relative_ids(upstream=True)
     assert "lower_dns_ttl" in dag.get_task("cutover.switch_over").get_flat_relative_ids(upstream=True)
+    # Its wait of one old TTL holds back only the switch: the clone, CDC, the waits and the gate do not wait.
+    assert lower.downstream_task_ids == {"cutover.switch_over"}
+    for task_id in ("share_cluster", "create_clone", "start_cdc.start_cdc_task", "cutover.approve_cutover"):
+        assert "lower_dns_ttl" not in dag.get_task(task_id).get_flat_relative_ids(upstream=True), task_id
     assert (lower.ttl, lower.record_name) == (30, "orders-db.internal.example.com")
