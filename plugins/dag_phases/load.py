@@ -95,7 +95,8 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
         first >> roles
     load = LogicalLoadOperator.partial(
         task_id=LOAD_DATABASE, source_conn_id=src, target_conn_id=tgt, migration_id=config.migration_id,
-        control_schema=config.control_schema, jobs=default_jobs(), **endpoint,
+        control_schema=config.control_schema, jobs=config.logical_load.jobs or default_jobs(),
+        dump_root=config.logical_load.dump_directory, **endpoint,
         plugin=config.dms.plugin if ctx.uses_dms else "pgoutput",
     ).expand_kwargs(plan.map(logical_load_kwargs))
     summary = LogicalLoadSummaryOperator(task_id=LOAD_SUMMARY, target_conn_id=tgt, databases=plan["databases"],

@@ -106,6 +106,16 @@ class CutoverSettings:
 
 
 @dataclass(frozen=True)
+class LogicalLoadSettings:
+    """``initial_load: pg_dump`` only. ``jobs``: pg_dump and pg_restore jobs (None: the cores, at most 4);
+    ``dump_directory``: under it each database's dump goes to ``<migration_id>/<database>`` (None: the
+    system's temporary folder); only that folder is emptied and removed."""
+
+    jobs: int | None = None
+    dump_directory: str | None = None
+
+
+@dataclass(frozen=True)
 class ValidationSettings:
     chunk_rows: int = 10000
     max_rechecks: int = 3
@@ -132,6 +142,7 @@ class MigrationConfig:
     dms: DmsSettings = field(default_factory=DmsSettings)
     cutover: CutoverSettings = field(default_factory=CutoverSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
+    logical_load: LogicalLoadSettings = field(default_factory=LogicalLoadSettings)
     path: str = ""
 
     @property
@@ -392,6 +403,18 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
     if bool(cutover.dns_zone_id) != bool(cutover.dns_record_name):
         raise ConfigError(source, "cutover.dns_record_name", "dns_zone_id and dns_record_name go together")
 
+    lr = r.sub("logical_load")
+    if lr.data and initial_load != "pg_dump":
+        raise lr.error(sorted(lr.data)[0], f"logical_load settings are only used with initial_load pg_dump; the "
+                                           f"initial load is {initial_load}: remove them")
+    jobs = lr.get("jobs")
+    dump_directory = lr.text("dump_directory")
+    logical_load = LogicalLoadSettings(jobs=None if jobs is None else lr.integer("jobs", 0, minimum=1, maximum=64),
+                                       dump_directory=dump_directory)
+    lr.done()
+    if dump_directory is not None and not Path(dump_directory).is_absolute():
+        raise ConfigError(source, "logical_load.dump_directory", f"expected an absolute path, got {dump_directory!r}")
+
     vr = r.sub("validation")
     validation = ValidationSettings(chunk_rows=vr.integer("chunk_rows", 10000, minimum=1),
                                     max_rechecks=vr.integer("max_rechecks", 3, minimum=0))
@@ -431,6 +454,7 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         dms=dms,
         cutover=cutover,
         validation=validation,
+        logical_load=logical_load,
         path=source,
     )
     r.done()

@@ -55,9 +55,12 @@ PROGRESS_INTERVAL_S = 10.0  # progress lines at least this often (the promise is
 SLOT_RELEASE_TIMEOUT_S = 30.0
 
 
-def default_dump_directory(migration_id: str, database: str) -> Path:
-    """Where the dump of one database goes unless the caller names a folder."""
-    return Path(tempfile.gettempdir()) / "pg-account-migration-dumps" / migration_id / database
+def dump_directory_for(migration_id: str, database: str, root: str | Path | None = None) -> Path:
+    """Where the dump of one database goes: ``<root>/<migration_id>/<database>``; without a root, under the
+    system's temporary folder. The load empties and removes that folder only, never ``root``."""
+    base = Path(root) if root else Path(tempfile.gettempdir()) / "pg-account-migration-dumps"
+    return base / validate_identifier(migration_id, field="migration_id") / validate_identifier(database,
+                                                                                                  field="database")
 
 
 # ---------------------------------------------------------------- the target database
@@ -245,14 +248,15 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
 
 def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_conninfo: str, database: str,
                   schemas: Sequence[str], slot_name: str, migration_id: str, control_schema: str, jobs: int = 2,
-                  plugin: str = "pgoutput", dump_directory: str | Path | None = None,
+                  plugin: str = "pgoutput", dump_root: str | Path | None = None,
                   progress_interval_s: float = PROGRESS_INTERVAL_S,
                   log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load ``schemas`` of one source database into the target at a new slot's exported snapshot.
 
     ``source_conninfo`` and ``target_conninfo`` name the database on each side, ``target_admin_conninfo``
     another database of the target server (where the database is created). ``plugin`` is the slot's output
-    plugin: pgoutput for native CDC, test_decoding for DMS. Returns the slot's
+    plugin: pgoutput for native CDC, test_decoding for DMS. The dump is written to
+    ``dump_directory_for(migration_id, database, dump_root)``. Returns the slot's
     ``consistent_point`` (where CDC starts), what was loaded and how long it took.
     """
     database = validate_identifier(database, field="database")
@@ -307,7 +311,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
             if schema != control_schema:
                 target.execute(sqlfiles.compose("logical_load_drop_schema", schema=schema))
 
-    folder = Path(dump_directory) if dump_directory else default_dump_directory(migration_id, database)
+    folder = dump_directory_for(migration_id, database, dump_root)
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

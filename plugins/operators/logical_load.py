@@ -96,7 +96,7 @@ class LogicalLoadOperator(_TargetTask):
     ui_color = "#cfe2f3"
 
     def __init__(self, *, database: str, schemas: Sequence[str], slot_name: str, migration_id: str,
-                 control_schema: str, jobs: int = 2, plugin: str = "pgoutput", dump_directory: str | None = None,
+                 control_schema: str, jobs: int = 2, plugin: str = "pgoutput", dump_root: str | None = None,
                  **kwargs: Any):
         super().__init__(**kwargs)
         self.database = database
@@ -106,7 +106,7 @@ class LogicalLoadOperator(_TargetTask):
         self.control_schema = control_schema
         self.jobs = jobs
         self.plugin = plugin
-        self.dump_directory = dump_directory
+        self.dump_root = dump_root
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._target(self.database)
@@ -116,7 +116,7 @@ class LogicalLoadOperator(_TargetTask):
             target_admin_conninfo=conninfo_for(self.target_conn_id, **{**target, "dbname": ADMIN_DATABASE}),
             database=self.database, schemas=list(self.schemas), slot_name=self.slot_name,
             migration_id=self.migration_id, control_schema=self.control_schema, jobs=self.jobs, plugin=self.plugin,
-            dump_directory=self.dump_directory, log_fn=self.log.info)
+            dump_root=self.dump_root, log_fn=self.log.info)
 
 
 class LogicalLoadSummaryOperator(_TargetTask):

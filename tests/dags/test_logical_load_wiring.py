@@ -88,3 +88,14 @@ def test_aws_pg_dump_preflight_describes_the_source_by_its_own_kind_and_not_the_
         kind, config.source.cluster_identifier if kind == "cluster" else config.source.instance_identifier)
     # The target exists already (another team's server): no "identifier is free" or clone parameter-group check.
     assert checks.target_identifier is None and checks.target_parameter_group is None
+
+
+def test_the_loads_jobs_and_dump_directory_come_from_the_yaml():
+    from migration.logical_load import default_jobs
+
+    load = build_dag(load_config(MIGRATIONS / "local_logical.yaml")).get_task("load_database")
+    assert (load.partial_kwargs["jobs"], load.partial_kwargs["dump_root"]) == (default_jobs(), None)
+    data = yaml.safe_load((MIGRATIONS / "local_logical.yaml").read_text())
+    data["logical_load"] = {"jobs": 7, "dump_directory": "/srv/dumps"}
+    load = build_dag(parse_config(data, "local_logical.yaml")).get_task("load_database")
+    assert (load.partial_kwargs["jobs"], load.partial_kwargs["dump_root"]) == (7, "/srv/dumps")

@@ -136,14 +136,20 @@ def test_load_at_the_exported_snapshot_then_cdc_from_the_consistent_point_loses_
     assert again["reused"] is True and again["consistent_point"] == result["consistent_point"]
 
 
-def test_a_dms_slot_starts_cdc_at_its_consistent_point(source, pg18):
+def test_a_dms_slot_starts_cdc_at_its_consistent_point(source, pg18, tmp_path):
     """With DMS the load creates a test_decoding slot; DMS's CdcStartPosition resolves to the slot's
-    consistent point, and what the source commits after the load is decoded from there."""
+    consistent point, and what the source commits after the load is decoded from there. The dump goes
+    under the configured folder (``logical_load.dump_directory``), and only its own folder is removed."""
     with psycopg.connect(source.conninfo("app"), autocommit=True) as src, \
             psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
         create_missing_roles(src, admin, SCHEMAS, pg_dumpall=tools_for(15, 18)["pg_dumpall"],
                              source_conninfo=source.conninfo())
-    result = run_load(source, pg18, "dmsdb", "ll_slot_dms", plugin="test_decoding")
+    root = tmp_path / "dumps"
+    root.mkdir()
+    (root / "kept.txt").write_text("not the load's")
+    result = run_load(source, pg18, "dmsdb", "ll_slot_dms", plugin="test_decoding", dump_root=str(root))
+    assert (root / "kept.txt").read_text() == "not the load's"
+    assert (root / MIGRATION).is_dir() and not (root / MIGRATION / "dmsdb").exists()
     with psycopg.connect(source.conninfo("app"), autocommit=True) as src:
         src.execute("SET synchronous_commit = on")  # flushed at commit: decoding reads only flushed WAL
         src.execute("INSERT INTO dms_sample.sport_type VALUES ('curling_late', 'after the load')")

@@ -280,3 +280,40 @@ def test_run_conf_may_only_narrow_the_yaml_schemas():
         with pytest.raises(ConfigError) as caught:
             config.run_settings({"schemas": schemas})
         assert caught.value.field_path == "schemas" and says in str(caught.value), schemas
+
+
+def _logical() -> dict:
+    return yaml.safe_load((ROOT / "include" / "migrations" / "local_logical.yaml").read_text())
+
+
+def test_logical_load_settings_default_and_load():
+    assert load_config(ROOT / "include" / "migrations" / "local_logical.yaml").logical_load.jobs is None
+    data = _logical()
+    data["logical_load"] = {"jobs": 6, "dump_directory": "/var/lib/dumps"}
+    config = parse_config(data, "local_logical.yaml")
+    assert (config.logical_load.jobs, config.logical_load.dump_directory) == (6, "/var/lib/dumps")
+
+
+@pytest.mark.parametrize(("settings", "field", "words"), [
+    ({"jobs": 0}, "logical_load.jobs", "expected at least 1 and at most 64, got 0"),
+    ({"jobs": 65}, "logical_load.jobs", "expected at least 1 and at most 64, got 65"),
+    ({"jobs": True}, "logical_load.jobs", "expected a whole number"),
+    ({"jobs": "4"}, "logical_load.jobs", "expected a whole number"),
+    ({"dump_directory": "dumps"}, "logical_load.dump_directory", "expected an absolute path"),
+    ({"dump_dir": "/x"}, "logical_load.dump_dir", "is not a known setting"),
+])
+def test_bad_logical_load_settings_name_the_field(settings, field, words):
+    data = _logical()
+    data["logical_load"] = settings
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "local_logical.yaml")
+    assert caught.value.field_path == field and words in str(caught.value)
+
+
+def test_logical_load_settings_need_the_pg_dump_load():
+    data = _local()
+    data["logical_load"] = {"jobs": 2}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "local_demo.yaml")
+    assert caught.value.field_path == "logical_load.jobs"
+    assert "only used with initial_load pg_dump" in str(caught.value)
