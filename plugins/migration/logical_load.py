@@ -151,6 +151,73 @@ def _create_database(source_conn: psycopg.Connection, admin_conn: psycopg.Connec
         f"{src['ctype']}, owner {owner if not is_reserved_role(owner) else 'the connecting role'})")
 
 
+DATABASE_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY")
+
+
+def _setting_name(name: str) -> pgsql.Composable:
+    # A custom setting is qualified (myapp.tenant): each part an identifier.
+    return pgsql.SQL(".").join(pgsql.Identifier(part) for part in name.split("."))
+
+
+def copy_database_properties(source_conn: psycopg.Connection, admin_conn: psycopg.Connection, database: str,
+                             say: Callable[[str], None]) -> dict[str, list[str]]:
+    """What pg_dump leaves out without ``--create``, onto a database the load created: the source database's
+    settings (``ALTER DATABASE ... SET``), its roles' settings in it (``ALTER ROLE ... IN DATABASE ... SET``)
+    and its CONNECT, CREATE and TEMPORARY grants (PUBLIC's too, when the source changed them).
+
+    A setting is taken over exactly as stored: it is set for the transaction with ``set_config`` and kept
+    with ``... SET name FROM CURRENT``. What cannot be copied (a role the target lacks, a setting only a
+    superuser may make) is left out, and the returned ``skipped`` says why; the load goes on.
+    """
+    copied, skipped = [], []
+    with source_conn.cursor(row_factory=dict_row) as cur:
+        settings = cur.execute(sqlfiles.load("logical_load_database_settings")).fetchall()
+        grants = cur.execute(sqlfiles.load("logical_load_database_grants")).fetchall()
+    named = {row["role"] for row in settings if row["role"]} | {row["grantee"] for row in grants if row["grantee"]}
+    present = {row[0] for row in admin_conn.execute(sqlfiles.load("logical_load_roles_existing"),
+                                                    {"roles": sorted(named)}).fetchall()}
+
+    def apply(what: str, statements: list[tuple[pgsql.Composable | str, dict[str, Any] | None]]) -> None:
+        try:
+            with admin_conn.transaction():
+                for statement, params in statements:
+                    admin_conn.execute(statement, params)
+            copied.append(what)
+        except psycopg.Error as exc:
+            skipped.append(f"{what}: {str(exc).strip().splitlines()[0]}")
+
+    for row in settings:
+        role, name = row["role"], row["name"]
+        what = f"{'database' if role is None else f'role {role}'} setting {name}"
+        if role is not None and role not in present:
+            skipped.append(f"{what}: the role does not exist on the target")
+            continue
+        alter = (sqlfiles.compose("logical_load_database_setting", database=database, setting=_setting_name(name))
+                 if role is None else sqlfiles.compose("logical_load_role_setting", role=role, database=database,
+                                                       setting=_setting_name(name)))
+        apply(what, [(sqlfiles.load("logical_load_setting_local"), {"name": name, "value": row["value"]}),
+                     (alter, None)])
+    if grants and not grants[0]["acl_default"]:
+        statements: list[tuple[pgsql.Composable | str, dict[str, Any] | None]] = [
+            (sqlfiles.compose("logical_load_database_revoke_public", database=database), None)]
+        for row in grants:
+            privilege, grantee = row["privilege_type"], row["grantee"]
+            if privilege not in DATABASE_PRIVILEGES:
+                continue
+            if grantee is not None and grantee not in present:
+                skipped.append(f"{privilege} on database {database} to {grantee}: the role does not exist on the "
+                               "target")
+                continue
+            statements.append((sqlfiles.compose(
+                "logical_load_database_grant", privilege=pgsql.SQL(privilege), database=database,
+                grantee=pgsql.SQL("PUBLIC") if grantee is None else pgsql.Identifier(grantee),
+                grant_option=pgsql.SQL(" WITH GRANT OPTION" if row["is_grantable"] else "")), None))
+        apply(f"privileges on database {database}", statements)
+    say(f"Database {database}: copied {len(copied)} setting(s) and privilege set(s) from the source"
+        + (f"; not copied: {'; '.join(skipped)}" if skipped else ""))
+    return {"copied": copied, "skipped": skipped}
+
+
 # ---------------------------------------------------------------- child processes and progress
 
 # Loaded in the parent: between fork and exec the child only calls prctl.
@@ -297,6 +364,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
         _drop_stale_slot(source, slot_name)
         if state["state"] == "missing":
             _create_database(source, admin, database, say)
+            copy_database_properties(source, admin, database, say)
         tables = [dict(zip(("schema", "table_name", "rows_estimate", "bytes"), row, strict=True))
                   for row in source.execute(sqlfiles.load("logical_load_tables"), {"schemas": schemas}).fetchall()]
 

@@ -309,3 +309,53 @@ def test_the_source_password_reaches_the_tools_through_a_file_never_their_comman
     assert not [line for line in seen if needle in line]
     with psycopg.connect(pg18.conninfo("pwapp"), autocommit=True) as target:
         assert target.execute("SELECT count(*) FROM public.items").fetchone()[0] == 20000
+
+
+def test_a_created_database_takes_the_sources_settings_and_privileges(source, pg18):
+    """pg_dump without --create carries no database-level settings or grants; the load copies them onto the
+    database it creates, each setting exactly as stored (a search_path list, a custom setting, a role's
+    setting in the database), and says what it could not copy (a grant to a role the target lacks)."""
+    with psycopg.connect(source.conninfo(), autocommit=True) as admin:
+        admin.execute("CREATE ROLE props_reader")
+        admin.execute("CREATE ROLE props_ghost")
+        admin.execute("CREATE DATABASE propsdb")
+        admin.execute('ALTER DATABASE propsdb SET search_path = props, "$user", public')
+        admin.execute("ALTER DATABASE propsdb SET statement_timeout = '5min'")
+        admin.execute("ALTER DATABASE propsdb SET myapp.tenant = 'acme, east'")
+        admin.execute("ALTER ROLE props_reader IN DATABASE propsdb SET work_mem = '8MB'")
+        admin.execute("REVOKE ALL ON DATABASE propsdb FROM PUBLIC")
+        admin.execute("GRANT CONNECT ON DATABASE propsdb TO props_reader")
+        admin.execute("GRANT TEMPORARY ON DATABASE propsdb TO props_reader WITH GRANT OPTION")
+        admin.execute("GRANT CONNECT ON DATABASE propsdb TO props_ghost")
+    with psycopg.connect(source.conninfo("propsdb"), autocommit=True) as src:
+        src.execute("CREATE SCHEMA props")
+        src.execute("CREATE TABLE props.t (id int PRIMARY KEY)")
+        src.execute("INSERT INTO props.t SELECT generate_series(1, 10)")
+    with psycopg.connect(pg18.conninfo(), autocommit=True) as target_admin:
+        target_admin.execute("CREATE ROLE props_reader")
+    said: list[str] = []
+    load_database(source_conninfo=source.conninfo("propsdb"), target_conninfo=pg18.conninfo("propsdb"),
+                  target_admin_conninfo=pg18.conninfo(), database="propsdb", schemas=["props"],
+                  slot_name="ll_slot_props", migration_id=MIGRATION, control_schema="migration_control", jobs=1,
+                  log_fn=said.append)
+    settings_sql = ("SELECT coalesce(r.rolname, '') AS role, unnest(s.setconfig) FROM pg_db_role_setting s "
+                    "JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole "
+                    "WHERE d.datname = 'propsdb' ORDER BY 1, 2")
+    grants_sql = ("SELECT coalesce(pg_get_userbyid(nullif(a.grantee, 0)), 'PUBLIC'), a.privilege_type, "
+                  "a.is_grantable FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = 'propsdb' "
+                  "AND a.grantee <> d.datdba ORDER BY 1, 2")
+    with psycopg.connect(source.conninfo(), autocommit=True) as src, \
+            psycopg.connect(pg18.conninfo(), autocommit=True) as tgt:
+        source_settings = src.execute(settings_sql).fetchall()
+        assert tgt.execute(settings_sql).fetchall() == source_settings
+        assert ("", 'search_path=props, "$user", public') in source_settings
+        assert tgt.execute(grants_sql).fetchall() == [("props_reader", "CONNECT", False),
+                                                      ("props_reader", "TEMPORARY", True)]
+        src.execute("SELECT pg_drop_replication_slot('ll_slot_props')")
+    with psycopg.connect(pg18.conninfo("propsdb"), autocommit=True) as tgt:
+        assert tgt.execute("SHOW search_path").fetchone()[0] == 'props, "$user", public'
+        assert tgt.execute("SHOW myapp.tenant").fetchone()[0] == "acme, east"
+        assert tgt.execute("SELECT count(*) FROM props.t").fetchone()[0] == 10
+    copied = [line for line in said if "setting(s) and privilege set(s)" in line]
+    assert copied and "copied 5" in copied[0], said
+    assert "CONNECT on database propsdb to props_ghost: the role does not exist on the target" in copied[0]

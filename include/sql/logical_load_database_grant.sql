@@ -1,0 +1,1 @@
+GRANT {privilege} ON DATABASE {database} TO {grantee}{grant_option};
