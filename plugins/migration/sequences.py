@@ -59,7 +59,7 @@ def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> l
     with source_conn.cursor(row_factory=dict_row) as cur:
         # With nothing synced yet, "moved since the presync" is every sequence of the schemas.
         rows = cur.execute(sqlfiles.load("sequences_moved"),
-                           {"schemas": names, "oids": [], "last_values": []}).fetchall()
+                           {"schemas": names, "oids": [], "last_values": [], "uncalled_values": []}).fetchall()
     _refuse_unreadable(rows)
     return _states(rows)
 
@@ -146,7 +146,8 @@ class SequenceSync:
             self._moved = read_sequences(self.source_conn, self.schemas)
             return {"checked": None, "moved": len(self._moved)}
         params = {"schemas": list(self.schemas), "oids": [seq.oid for seq in self._synced],
-                  "last_values": [seq.last_value for seq in self._synced]}
+                  "last_values": [seq.last_value for seq in self._synced],
+                  "uncalled_values": [seq.uncalled_value for seq in self._synced]}
         with self.source_conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(sqlfiles.load("sequences_moved"), params).fetchall()
         _refuse_unreadable(rows)

@@ -44,6 +44,7 @@ CREATE SEQUENCE app.untouched;
 CREATE SEQUENCE app.countdown INCREMENT -2 START -1 MINVALUE -100000 MAXVALUE -1;
 CREATE SEQUENCE app.repositioned;
 SELECT setval('app.repositioned', 700, false);
+CREATE SEQUENCE app.never_called;
 SELECT nextval('app.logged_often'), setval('app.set_back', 500), nextval('app.untouched'), nextval('app.countdown');
 """
 
@@ -57,7 +58,7 @@ def source(pg_servers):
 
 
 def states(conn) -> dict[str, tuple]:
-    return {s.name: (s.last_value, s.is_called) for s in read_sequences(conn, ["app"])}
+    return {s.name: (s.last_value, s.is_called, s.uncalled_value) for s in read_sequences(conn, ["app"])}
 
 
 @contextmanager
@@ -96,6 +97,8 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
             # back, a descending one; app.untouched stays; the writer keeps taking app.items ids.
             mover.execute("SELECT nextval('app.logged_often') FROM generate_series(1, 40)")
             mover.execute("SELECT nextval('app.once'), setval('app.set_back', 20), nextval('app.countdown')")
+            # Never called, and still not called at the fence: only its stored value moves.
+            mover.execute("SELECT setval('app.never_called', 900, false)")
             written = len(writer.written)
             wait_for(lambda: len(writer.written) > written, 10, "the writer to take an id after the presync")
 
@@ -115,7 +118,7 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
         assert source_now == target_now
         # Ahead of the fence the target got the source's state then; the moved ones were set in the window.
         moved = {name for name in source_now if seen["presynced"][name] != source_now[name]}
-        assert moved >= {"logged_often", "once", "set_back", "countdown", "items_id_seq"}
+        assert moved >= {"logged_often", "once", "set_back", "countdown", "items_id_seq", "never_called"}
         assert "untouched" not in moved
         details = {s["step"]: s["detail"] for s in timeline["steps"]}
         assert details["read_sequences"] == {"checked": len(source_now), "moved": len(moved)}
@@ -126,7 +129,8 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
         next_id = tgt.execute("SELECT nextval('app.items_id_seq')").fetchone()[0]
         assert next_id > max(ids(src))
         assert tgt.execute("SELECT nextval('app.logged_often'), nextval('app.set_back'), nextval('app.once'), "
-                           "nextval('app.countdown'), nextval('app.repositioned')").fetchone() == (42, 25, 2, -5, 700)
+                           "nextval('app.countdown'), nextval('app.repositioned'), nextval('app.never_called')"
+                           ).fetchone() == (42, 25, 2, -5, 700, 900)
         src.close()
         reader.close()
         unblock_run(repl.plan(admin, tgt, "seqmoved").journal, lambda r: restore_role_fence(admin, r), force=True)
