@@ -130,14 +130,14 @@ def wait_caught_up(source: LocalServer, timeout: float = 120) -> None:
             time.sleep(0.2)
 
 
-def plan_for(src, reader, tgt, target: LocalServer, enable_ddl: str) -> CutoverPlan:
-    """The critical section as CutoverOperator assembles it for one database with native CDC (``reader``:
-    the sequences' session)."""
-    for conn in (src, reader, tgt):
+def plan_for(src, readers, tgt, target: LocalServer, enable_ddl: str) -> CutoverPlan:
+    """The critical section as CutoverOperator assembles it for one database with native CDC (``readers``:
+    the sequences' two sessions)."""
+    for conn in (src, *readers, tgt):
         bound_session(conn, lock_timeout_s=2, statement_timeout_s=60, run="bench")
     journal = CutoverJournal(conn=tgt, control_schema=CONTROL, migration_id="bench", run_id="bench").ensure()
-    keep = [src.info.backend_pid, reader.info.backend_pid]
-    sync = SequenceSync(reader, tgt, [SCHEMA])
+    keep = [src.info.backend_pid, *(reader.info.backend_pid for reader in readers)]
+    sync = SequenceSync(readers[0], tgt, [SCHEMA], uncalled_conn=readers[1])
     watch = SourceSchemaWatch(src, tgt, [SCHEMA], database=DB)
     return CutoverPlan(
         journal=journal,
@@ -194,8 +194,8 @@ def window(bindir: Path, workdir: Path, tables: int, sequences: int) -> None:
         writer.start()
         time.sleep(3)
         wait_caught_up(source)
-        with connect(source) as src, connect(source) as reader, connect(target) as tgt:
-            timeline = run_cutover(plan_for(src, reader, tgt, target, enable_ddl))
+        with connect(source) as src, connect(source) as reader, connect(source) as second, connect(target) as tgt:
+            timeline = run_cutover(plan_for(src, (reader, second), tgt, target, enable_ddl))
             writer.stop()
             ours = timeline["write_blocked_seconds"]
             steps = timeline["durations"]

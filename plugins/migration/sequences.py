@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg.rows import dict_row
@@ -59,7 +60,7 @@ def read_sequences(source_conn: psycopg.Connection, schemas: Sequence[str]) -> l
     with source_conn.cursor(row_factory=dict_row) as cur:
         # With nothing synced yet, "moved since the presync" is every sequence of the schemas.
         rows = cur.execute(sqlfiles.load("sequences_moved"),
-                           {"schemas": names, "oids": [], "last_values": [], "uncalled_values": []}).fetchall()
+                           {"schemas": names, "oids": [], "last_values": []}).fetchall()
     _refuse_unreadable(rows)
     return _states(rows)
 
@@ -121,13 +122,20 @@ class SequenceSync:
     ``read_moved`` did not run). A sequence not returned has the state ``presync`` set on the target, so
     it is not behind. Without ``presync`` (or after a failed one) every sequence is read and set.
 
-    ``source_conn`` is used for every read, so the in-window read finds the sequences already open in its
-    session; it may be a session of its own, so the read can run alongside other steps.
+    A sequence not called at the presync and still not called reads the same last value (none) however it
+    was positioned meanwhile, so ``read_moved`` also reads the stored value of each of those
+    (``sequences_uncalled_moved``): about 15-45 µs each, against 3-5 µs for the others. With
+    ``uncalled_conn`` (a second session on the same database) that read runs in a thread of its own, at the
+    same time as the main one.
+
+    ``source_conn`` is used for every other read, so the in-window read finds the sequences already open in
+    its session; it may be a session of its own, so the read can run alongside other steps.
     """
 
     source_conn: psycopg.Connection
     target_conn: psycopg.Connection
     schemas: Sequence[str]
+    uncalled_conn: psycopg.Connection | None = None
     _synced: list[SequenceState] | None = field(default=None, init=False, repr=False)
     _moved: list[SequenceState] | None = field(default=None, init=False, repr=False)
 
@@ -139,6 +147,11 @@ class SequenceSync:
         seqs = read_sequences(self.source_conn, self.schemas)
         applied = sync_sequences(self.target_conn, seqs)
         self._synced = seqs
+        uncalled = {seq.oid: seq for seq in seqs if seq.last_value is None}
+        if uncalled and self.uncalled_conn:
+            # The same read once ahead of the fence: the second session opens those sequences now, so its
+            # read inside the window costs about half. What it finds is read again there.
+            self._uncalled_moved(uncalled)
         return {"sequences": applied}
 
     def read_moved(self) -> dict:
@@ -146,13 +159,27 @@ class SequenceSync:
             self._moved = read_sequences(self.source_conn, self.schemas)
             return {"checked": None, "moved": len(self._moved)}
         params = {"schemas": list(self.schemas), "oids": [seq.oid for seq in self._synced],
-                  "last_values": [seq.last_value for seq in self._synced],
-                  "uncalled_values": [seq.uncalled_value for seq in self._synced]}
-        with self.source_conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(sqlfiles.load("sequences_moved"), params).fetchall()
-        _refuse_unreadable(rows)
-        self._moved = _states(rows)
+                  "last_values": [seq.last_value for seq in self._synced]}
+        uncalled = {seq.oid: seq for seq in self._synced if seq.last_value is None}
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            repositioned = pool.submit(self._uncalled_moved, uncalled) if uncalled and self.uncalled_conn else None
+            with self.source_conn.cursor(row_factory=dict_row) as cur:
+                rows = cur.execute(sqlfiles.load("sequences_moved"), params).fetchall()
+            _refuse_unreadable(rows)
+            moved = _states(rows)
+            moved += repositioned.result() if repositioned else self._uncalled_moved(uncalled)
+        self._moved = moved
         return {"checked": len(self._synced), "moved": len(self._moved)}
+
+    def _uncalled_moved(self, uncalled: dict[int | None, SequenceState]) -> list[SequenceState]:
+        """The presync's uncalled sequences that are still uncalled but were positioned elsewhere since."""
+        if not uncalled:
+            return []
+        conn = self.uncalled_conn or self.source_conn
+        rows = conn.execute(sqlfiles.load("sequences_uncalled_moved"),
+                            {"oids": list(uncalled), "uncalled_values": [seq.uncalled_value
+                                                                         for seq in uncalled.values()]}).fetchall()
+        return [replace(uncalled[oid], uncalled_value=value) for oid, value in rows]
 
     def sync_moved(self) -> dict:
         read = self.read_moved() if self._moved is None else None

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from contextlib import ExitStack
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -104,11 +105,14 @@ class CutoverOperator(BaseOperator):
             control = opened(connect(self.source_conn_id, dbname=control_db))
             sources = {db: control if db == control_db else opened(connect(self.source_conn_id, dbname=db))
                        for db in databases}
-            # Sequences are read on sessions of their own (kept like the others), alongside CDC's last apply.
-            readers = {db: opened(connect(self.source_conn_id, dbname=db)) for db in databases if spec.sync_sequences}
+            # Sequences are read on sessions of their own (kept like the others), alongside CDC's last apply: two
+            # per database, the second for the stored values of the sequences never called.
+            readers = {db: (opened(connect(self.source_conn_id, dbname=db)), opened(connect(self.source_conn_id,
+                                                                                          dbname=db)))
+                       for db in databases if spec.sync_sequences}
             targets = {db: opened(connect(self.target_conn_id, dbname=db, host=host, port=port)) for db in databases}
             journal = _journal(targets[databases[0]], spec.control_schema, spec.migration_id, self.run_id)
-            keep_pids = sorted({conn.info.backend_pid for conn in [*sources.values(), *readers.values()]})
+            keep_pids = sorted({conn.info.backend_pid for conn in [*sources.values(), *chain(*readers.values())]})
             plan = CutoverPlan(
                 journal=journal, fence=self._fence(control, databases, journal, keep_pids),
                 drain=SourceDrain(conn=control, databases=databases, keep_pids=keep_pids),
@@ -131,7 +135,8 @@ class CutoverOperator(BaseOperator):
             after, undo = [], []
             if spec.sync_sequences:
                 # Every sequence is set ahead of the fence; inside the window only those that moved since.
-                syncs = {db: sequences.SequenceSync(readers[db], targets[db], schemas) for db in databases}
+                syncs = {db: sequences.SequenceSync(readers[db][0], targets[db], schemas, uncalled_conn=readers[db][1])
+                         for db in databases}
                 ahead += [(f"presync_sequences[{db}]", sync.presync) for db, sync in syncs.items()]
                 plan.alongside_cdc = [(f"read_sequences[{db}]", sync.read_moved) for db, sync in syncs.items()]
                 after += [(f"sync_sequences[{db}]", sync.sync_moved) for db, sync in syncs.items()]

@@ -139,14 +139,15 @@ def test_a_sequence_moved_between_presync_and_fence_is_never_behind_after_cutove
 
 def test_inside_the_window_one_statement_per_side_and_none_on_the_target_when_nothing_moved(pg_servers, source):
     target = pg_servers.clone(source, "seqclone")
-    with connect(source, "appdb") as src, connect(target, "appdb") as tgt:
-        sync = SequenceSync(src, tgt, ["app"])
+    with connect(source, "appdb") as src, connect(target, "appdb") as tgt, connect(source, "appdb") as second:
+        # The never-called sequences' stored values are read on a second session, at the same time.
+        sync = SequenceSync(src, tgt, ["app"], uncalled_conn=second)
         assert sync.presync() == {"sequences": len(states(src))}
         assert states(tgt) == states(src)
         count = len(states(src))
-        with round_trips(src) as on_source, round_trips(tgt) as on_target:
+        with round_trips(src) as on_source, round_trips(tgt) as on_target, round_trips(second) as on_second:
             assert sync.sync_moved() == {"checked": count, "set": 0}
-        assert (on_source["n"], on_target["n"]) == (1, 0)
+        assert (on_source["n"], on_second["n"], on_target["n"]) == (1, 1, 0)
 
         src.execute("SELECT nextval('app.untouched'), nextval('app.once')")
         # Read on its own (as alongside CDC's apply), then set: the read is not repeated.
