@@ -107,8 +107,7 @@ class CutoverOperator(BaseOperator):
                        for db in databases}
             # Sequences are read on sessions of their own (kept like the others), alongside CDC's last apply: two
             # per database, the second for the stored values of the sequences never called.
-            readers = {db: (opened(connect(self.source_conn_id, dbname=db)), opened(connect(self.source_conn_id,
-                                                                                          dbname=db)))
+            readers = {db: tuple(opened(connect(self.source_conn_id, dbname=db)) for _ in range(2))
                        for db in databases if spec.sync_sequences}
             targets = {db: opened(connect(self.target_conn_id, dbname=db, host=host, port=port)) for db in databases}
             journal = _journal(targets[databases[0]], spec.control_schema, spec.migration_id, self.run_id)
