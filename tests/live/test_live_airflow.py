@@ -6,7 +6,9 @@ Nothing is stood in. The migration is the local platform (two real PostgreSQL se
 the sample schema and a live writer, and the pg_basebackup clone the DAG starts) with
 `cutover.approval: manual`; the approval goes through PATCH .../hitlDetails like the UI's Required
 Actions page. A real SHARE lock on the target holds CDC back for a while, so a wait is sure to defer to
-the triggerer. A downstream DAG scheduled on the migration's Asset shows the "database moved" event.
+the triggerer. The gate is first failed through the API (as an answer racing the scheduler fails it):
+the run fails with both servers unchanged, and clearing the gate with what follows it asks again. A
+downstream DAG scheduled on the migration's Asset shows the "database moved" event.
 tests/live/airflow_stack.py starts and stops everything (scripts/screenshots.py reuses it).
 """
 
@@ -138,12 +140,32 @@ def test_manual_migration_through_the_rest_api(live):
         # Answer as a person would, after the scheduler has taken the worker's report of the paused gate: an
         # answer inside that gap re-queues the task first, and Airflow 3.3's scheduler then fails it ("finished
         # with state success, but the task instance's state attribute is queued").
-        def scheduler_saw_the_pause() -> bool:
+        def scheduler_saw_the_pause(times: int = 1) -> bool:
             text = stack.log("scheduler").read_text(errors="replace")
-            return any("TaskInstance Finished" in line and "task_id=cutover.approve_cutover" in line
-                       and run_id in line and "state=awaiting_input" in line for line in text.splitlines())
+            return sum(1 for line in text.splitlines() if "TaskInstance Finished" in line and run_id in line
+                       and "task_id=cutover.approve_cutover" in line and "state=awaiting_input" in line) >= times
 
         wait_for("the scheduler to see the gate paused", scheduler_saw_the_pause, timeout=120, interval=0.5)
+
+        # A gate that fails (as an answer inside that gap makes it) changes neither server: the run fails, its
+        # teardowns keep the slots, and clearing the gate with what follows it asks again (the README says so).
+        first_try = stack.task_instances(dag_id, run_id)["cutover.approve_cutover"]["try_number"]
+        stack.json("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/cutover.approve_cutover",
+                   json={"new_state": "failed"})
+        assert stack.wait_for_run(dag_id, run_id, timeout=300, on_poll=log)["state"] == "failed"
+        with migration.source_conn() as src:
+            assert src.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] >= 1
+        stack.json("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances",
+                   json={"dry_run": False, "dag_run_id": run_id, "task_ids": ["cutover.approve_cutover"],
+                         "include_downstream": True, "only_failed": False, "reset_dag_runs": True})
+
+        def asked_again() -> bool:
+            gate_ti = stack.task_instances(dag_id, run_id)["cutover.approve_cutover"]
+            return gate_ti["state"] == "awaiting_input" and gate_ti["try_number"] > first_try
+
+        wait_for("the cleared gate to ask again", asked_again, timeout=300)
+        wait_for("the scheduler to see the gate paused again", lambda: scheduler_saw_the_pause(2), timeout=120,
+                 interval=0.5)
         # A sensor waited in the triggerer, holding no worker slot, while CDC was held back.
         assert [k for k in log.ever("deferred") if k.startswith("wait_in_sync.")], log.seen
         assert stall.released, "the stall ends once a sensor is deferred"
