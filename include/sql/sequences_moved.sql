@@ -1,6 +1,7 @@
 -- Sequence states of the migrated schemas; last_value is NULL until nextval/setval has been called. A
 -- sequence not called since setval(..., false) or ALTER SEQUENCE RESTART hands out its stored last_value
--- next, which pg_sequence_last_value does not show: uncalled_value reads it (query_to_xml runs the read).
+-- next, which pg_sequence_last_value does not show: uncalled_value reads it (query_to_xml runs the read;
+-- the number is cut out of its one-row document, as in sequences_uncalled_moved).
 -- Given no oids, every sequence (the presync's read). Inside the write-blocked window: the sequences whose
 -- last value is not the one set on the target ahead of the fence (given as oids and last values; NULL: not
 -- called), and any sequence not set then; only those are described, so the cost per unmoved sequence is one
@@ -34,8 +35,8 @@ SELECT oid, schema_name, sequence_name, format_type(seqtypid, NULL) AS data_type
        seqincrement AS increment_by, seqmin AS min_value, seqmax AS max_value, seqcycle AS cycle, readable,
        last_value,
        CASE WHEN readable AND last_value IS NULL
-            THEN (xpath('/row/last_value/text()', query_to_xml(format('SELECT last_value FROM %%s', oid::regclass),
-                                                                false, true, '')))[1]::text::bigint
+            THEN split_part(split_part(query_to_xml(format('SELECT last_value FROM %%s', oid::regclass), false, true,
+                                                    '')::text, '<last_value>', 2), '</last_value>', 1)::bigint
        END AS uncalled_value
   FROM valued
  ORDER BY schema_name, sequence_name;

@@ -57,8 +57,9 @@ def restore_role_fence(conn: psycopg.Connection, records: Sequence[dict[str, Any
                                                    value=sql.Literal(prev["value"])))
         elif kind == "database_connect":
             for grant in prev["revoked"]:
-                name = "cutover_grant_connect_grantable" if grant["grantable"] else "cutover_grant_connect"
-                statements.append(sqlfiles.compose(name, database=prev["database"], grantee=_grantee(grant)))
+                statements.append(sqlfiles.compose(
+                    "database_grant", privilege=sql.SQL("CONNECT"), database=prev["database"], grantee=_grantee(grant),
+                    grant_option=sql.SQL(" WITH GRANT OPTION" if grant["grantable"] else "")))
         elif kind == "connect_grant":
             statements.append(sqlfiles.compose("cutover_revoke_connect", database=prev["database"],
                                                grantee=sql.Identifier(prev["role"])))
@@ -199,7 +200,8 @@ class RoleFence:
                 if role not in direct and not roles[role]["superuser"]:
                     records.append({"kind": "connect_grant", "object": json.dumps([db["database"], role]),
                                     "previous": {"database": db["database"], "role": role}})
-                    statements.append(sqlfiles.compose("cutover_grant_connect", database=db["database"], grantee=role))
+                    statements.append(sqlfiles.compose("database_grant", privilege=sql.SQL("CONNECT"),
+                                                       database=db["database"], grantee=role, grant_option=sql.SQL("")))
         # Recorded (durably, on the target) before anything changes: an undo never misses a change.
         self.journal.record_fence(records)
         with self.conn.transaction():

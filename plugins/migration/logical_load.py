@@ -166,8 +166,9 @@ def copy_database_properties(source_conn: psycopg.Connection, admin_conn: psycop
     and its CONNECT, CREATE and TEMPORARY grants (PUBLIC's too, when the source changed them).
 
     A setting is taken over exactly as stored: it is set for the transaction with ``set_config`` and kept
-    with ``... SET name FROM CURRENT``. What cannot be copied (a role the target lacks, a setting only a
-    superuser may make) is left out, and the returned ``skipped`` says why; the load goes on.
+    with ``... SET name FROM CURRENT``. What cannot be copied (a role the target lacks, a setting the
+    target refuses: one its version no longer has, one only a superuser may make) is left out, and the
+    returned ``skipped`` says why; the load goes on. The target's database ACL becomes the source's.
     """
     copied, skipped = [], []
     with source_conn.cursor(row_factory=dict_row) as cur:
@@ -197,22 +198,21 @@ def copy_database_properties(source_conn: psycopg.Connection, admin_conn: psycop
                                                        setting=_setting_name(name)))
         apply(what, [(sqlfiles.load("logical_load_setting_local"), {"name": name, "value": row["value"]}),
                      (alter, None)])
-    if grants and not grants[0]["acl_default"]:
-        statements: list[tuple[pgsql.Composable | str, dict[str, Any] | None]] = [
-            (sqlfiles.compose("logical_load_database_revoke_public", database=database), None)]
-        for row in grants:
-            privilege, grantee = row["privilege_type"], row["grantee"]
-            if privilege not in DATABASE_PRIVILEGES:
-                continue
-            if grantee is not None and grantee not in present:
-                skipped.append(f"{privilege} on database {database} to {grantee}: the role does not exist on the "
-                               "target")
-                continue
-            statements.append((sqlfiles.compose(
-                "logical_load_database_grant", privilege=pgsql.SQL(privilege), database=database,
-                grantee=pgsql.SQL("PUBLIC") if grantee is None else pgsql.Identifier(grantee),
-                grant_option=pgsql.SQL(" WITH GRANT OPTION" if row["is_grantable"] else "")), None))
-        apply(f"privileges on database {database}", statements)
+    # The target's ACL becomes the source's: PUBLIC's defaults go, then every grant the source has is made.
+    statements: list[tuple[pgsql.Composable | str, dict[str, Any] | None]] = [
+        (sqlfiles.compose("logical_load_database_revoke_public", database=database), None)]
+    for row in grants:
+        privilege, grantee = row["privilege_type"], row["grantee"]
+        if privilege not in DATABASE_PRIVILEGES:  # all a database has; checked before it goes into SQL
+            continue
+        if grantee is not None and grantee not in present:
+            skipped.append(f"{privilege} on database {database} to {grantee}: the role does not exist on the target")
+            continue
+        statements.append((sqlfiles.compose(
+            "database_grant", privilege=pgsql.SQL(privilege), database=database,
+            grantee=pgsql.SQL("PUBLIC") if grantee is None else pgsql.Identifier(grantee),
+            grant_option=pgsql.SQL(" WITH GRANT OPTION" if row["is_grantable"] else "")), None))
+    apply(f"privileges on database {database}", statements)
     say(f"Database {database}: copied {len(copied)} setting(s) and privilege set(s) from the source"
         + (f"; not copied: {'; '.join(skipped)}" if skipped else ""))
     return {"copied": copied, "skipped": skipped}

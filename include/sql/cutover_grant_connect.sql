@@ -1,1 +1,0 @@
-GRANT CONNECT ON DATABASE {database} TO {grantee}

@@ -1,1 +1,0 @@
-GRANT {privilege} ON DATABASE {database} TO {grantee}{grant_option};
