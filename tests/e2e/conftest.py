@@ -142,8 +142,10 @@ class LocalMigration:
                 responder.stop()
 
     def task_states(self, dagrun) -> dict[str, str]:
-        return {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.state
-                for ti in dagrun.get_task_instances()}
+        """Task states, those that did not succeed first (an assertion's message shows the first few)."""
+        states = {(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti.state
+                  for ti in dagrun.get_task_instances()}
+        return dict(sorted(states.items(), key=lambda item: (item[1] == "success", item[0])))
 
 
 @pytest.fixture
