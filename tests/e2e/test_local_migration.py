@@ -207,13 +207,16 @@ class RunWatcher:
             time.sleep(0.005)
 
     def _query(self) -> None:
+        # Both views are cluster-wide, so the sampler connects to the "postgres" database: a session of the
+        # migration's own login on a migrated database during the drain makes the cutover refuse (rightly:
+        # the fence cannot keep that login out), which is what the sampler once caused here.
         try:
-            with self.migration.source_conn() as src:
+            with psycopg.connect(self.migration.source.conninfo("postgres"), autocommit=True) as src:
                 self.replication_users |= {r[0] for r in src.execute("SELECT usename FROM pg_stat_replication")}
         except psycopg.Error:
             pass
         try:
-            with psycopg.connect(f"host=127.0.0.1 port={self.migration.target_port} dbname=app user=postgres "
+            with psycopg.connect(f"host=127.0.0.1 port={self.migration.target_port} dbname=postgres user=postgres "
                                  "connect_timeout=2", autocommit=True) as dst:
                 self.subconninfos |= {r[0] for r in dst.execute("SELECT subconninfo FROM pg_subscription")}
         except psycopg.Error:
