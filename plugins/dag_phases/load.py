@@ -73,9 +73,10 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     """pg_dump path: the existing target (on AWS its endpoint read at run time) gets the roles, then each
     database is loaded at its slot's exported snapshot; no clone, so no copied slots and no LSN to capture.
 
-    In the phases' terms: `first` is the target's endpoint lookup (AWS) or the roles, `clone_ready` the
-    roles, `capture` the mapped load (each returns its slot's consistent point) and `drop_slots` the
-    summary that ANALYZEs the loaded tables and sums the loads up for the report.
+    On AWS the target's endpoint was read in preflight (`wait_clone_available`, before `preflight_target`).
+    In the phases' terms: `first` and `clone_ready` are the roles, `capture` the mapped load (each returns
+    its slot's consistent point) and `drop_slots` the summary that ANALYZEs the loaded tables and sums the
+    loads up for the report.
     """
     from migration.logical_load import default_jobs
     from operators.logical_load import CreateTargetRolesOperator, LogicalLoadOperator, LogicalLoadSummaryOperator
@@ -84,15 +85,6 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     endpoint = {"target_host": ctx.target_host, "target_port": ctx.target_port}
     roles = CreateTargetRolesOperator(task_id=CREATE_TARGET_ROLES, source_conn_id=src, target_conn_id=tgt,
                                       databases=plan["databases"], schemas=plan["schemas"], **endpoint)
-    first = roles
-    if ctx.on_aws:
-        from sensors.aws_rds import RdsDbAvailableSensor
-
-        target = config.target
-        first = RdsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=target.aws_conn_id,
-                                     db_type="cluster" if target.cluster_identifier else "instance",
-                                     db_identifier=target.cluster_identifier or target.instance_identifier)
-        first >> roles
     load = LogicalLoadOperator.partial(
         task_id=LOAD_DATABASE, source_conn_id=src, target_conn_id=tgt, migration_id=config.migration_id,
         control_schema=config.control_schema, jobs=config.logical_load.jobs or default_jobs(),
@@ -102,7 +94,7 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     summary = LogicalLoadSummaryOperator(task_id=LOAD_SUMMARY, target_conn_id=tgt, databases=plan["databases"],
                                          schemas=plan["schemas"], loads=load.output, **endpoint)
     target_ready = _prepare_target(ctx).expand_kwargs(plan.map(prepare_target_kwargs))
-    return LoadTasks(first=first, clone_ready=roles, capture=load, drop_slots=summary, after_drop=[summary],
+    return LoadTasks(first=roles, clone_ready=roles, capture=load, drop_slots=summary, after_drop=[summary],
                      target_ready=target_ready)
 
 

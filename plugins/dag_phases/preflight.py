@@ -9,7 +9,7 @@ from airflow.sdk import chain, task, task_group
 
 from dag_phases.context import BuildContext
 from dag_phases.plan import apply_source_changes_kwargs, per_database_plan, preflight_kwargs, prepare_source_kwargs
-from dag_phases.task_ids import PREPARE_SOURCE, PROCEED, VALIDATE_RUN
+from dag_phases.task_ids import PREPARE_SOURCE, PROCEED, VALIDATE_RUN, WAIT_CLONE_AVAILABLE
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,17 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
     if config.initial_load == "pg_dump":
         from operators.logical_load import LogicalLoadPreflightOperator
 
-        # The target of a logical load exists already: its version, database and missing roles.
-        checks.append(LogicalLoadPreflightOperator.partial(
+        # The target of a logical load exists already: its version, database and missing roles. On AWS its
+        # endpoint is read from AWS first, so the check (a dry run's too) reaches the server the load fills.
+        target_check = LogicalLoadPreflightOperator.partial(
             task_id="preflight_target", source_conn_id=ctx.src, target_conn_id=ctx.tgt,
             migration_id=config.migration_id, control_schema=config.control_schema,
-        ).expand_kwargs(plan.map(apply_source_changes_kwargs)))
+            target_host=ctx.target_host, target_port=ctx.target_port,
+        ).expand_kwargs(plan.map(apply_source_changes_kwargs))
+        if ctx.on_aws:
+            checks.append(_existing_target_available(ctx))
+            checks[-1] >> target_check
+        checks.append(target_check)
 
     # After proceed (a dry run never gets here): the source changes preflight reported it would make.
     source_changes = [ApplySourceChangesOperator.partial(
@@ -106,6 +112,17 @@ def _aws_preflight(ctx: BuildContext):
         set_logical_replication=config.set_logical_replication, source_postgres_conn_id=config.source.conn_id,
         database=ctx.first_db, cdc_engine=config.cdc_engine, dns_zone_id=config.cutover.dns_zone_id,
         dns_record_name=config.cutover.dns_record_name, dns_ttl=config.cutover.dns_ttl)
+
+
+def _existing_target_available(ctx: BuildContext):
+    """pg_dump on AWS: `wait_clone_available` for the target that exists already; its XCom is the endpoint
+    every task on the target connects to (as the clone's is on the other paths)."""
+    from sensors.aws_rds import RdsDbAvailableSensor
+
+    target = ctx.config.target
+    return RdsDbAvailableSensor(task_id=WAIT_CLONE_AVAILABLE, aws_conn_id=target.aws_conn_id,
+                                db_type="cluster" if target.cluster_identifier else "instance",
+                                db_identifier=target.cluster_identifier or target.instance_identifier)
 
 
 def _prepare_source(ctx: BuildContext):

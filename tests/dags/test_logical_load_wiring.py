@@ -56,6 +56,10 @@ def test_aws_pg_dump_reads_the_existing_targets_endpoint_and_changes_no_paramete
     assert type(wait).__name__ == "RdsDbAvailableSensor"
     assert (wait.db_type, wait.db_identifier) == ("instance", "rds-pgsql-target-01")
     assert "wait_clone_available" in _upstream(dag, "create_target_roles")
+    # The existing target's endpoint is read before preflight checks it (a dry run checks the same server).
+    assert "wait_clone_available" in _upstream(dag, "preflight_target")
+    assert "wait_clone_available" in dag.get_task("preflight_target").partial_kwargs["target_host"]
+    assert "proceed" not in _upstream(dag, "wait_clone_available")
     load = dag.get_task("load_database")
     assert "wait_clone_available" in load.partial_kwargs["target_host"]
 

@@ -323,7 +323,8 @@ def test_a_created_database_takes_the_sources_settings_and_privileges(source, pg
         admin.execute("ALTER DATABASE propsdb SET statement_timeout = '5min'")
         admin.execute("ALTER DATABASE propsdb SET myapp.tenant = 'acme, east'")
         admin.execute("ALTER ROLE props_reader IN DATABASE propsdb SET work_mem = '8MB'")
-        # PostgreSQL 16 renamed this setting (debug_parallel_query): the PostgreSQL 18 target refuses it, and the load names it.
+        # PostgreSQL 16 renamed this setting (debug_parallel_query): the PostgreSQL 18 target refuses it,
+        # and the load names it.
         admin.execute("ALTER DATABASE propsdb SET force_parallel_mode = off")
         admin.execute("REVOKE ALL ON DATABASE propsdb FROM PUBLIC")
         admin.execute("GRANT CONNECT ON DATABASE propsdb TO props_reader")

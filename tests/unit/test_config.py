@@ -317,3 +317,23 @@ def test_logical_load_settings_need_the_pg_dump_load():
         parse_config(data, "local_demo.yaml")
     assert caught.value.field_path == "logical_load.jobs"
     assert "only used with initial_load pg_dump" in str(caught.value)
+
+
+def test_a_dump_into_an_existing_aws_target_needs_no_key_or_parameter_group():
+    """Nothing is shared or copied on the pg_dump path; a clone or a snapshot still needs both, named."""
+    data = _aurora()
+    data["initial_load"] = "pg_dump"
+    for side in ("source", "target"):
+        del data[side]["kms_key_id"]
+    del data["target"]["parameter_group"]
+    config = parse_config(data, "aurora_orders.yaml")
+    assert (config.source.kms_key_id, config.target.kms_key_id, config.target.parameter_group) == (None, None, None)
+    data["initial_load"] = "aurora_clone"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "aurora_orders.yaml")
+    assert caught.value.field_path == "source.kms_key_id"
+    assert "is required for initial_load aurora_clone" in str(caught.value)
+    data["source"]["kms_key_id"] = data["target"]["kms_key_id"] = "arn:aws:kms:eu-west-1:614400000000:key/1111"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "aurora_orders.yaml")
+    assert caught.value.field_path == "target.parameter_group"
