@@ -7,9 +7,10 @@
    physical backup), the LSN from "redo done at" in the instance log read through the RDS log API,
    real native logical replication from the source server to the restored one, the security-group
    fence, cleanup.
-3. pg_dump + native: an RDS instance that exists already (a PostgreSQL 18 server behind moto's instance)
-   is loaded with pg_dump/pg_restore at the slot's exported snapshot, its endpoint read from AWS in
-   preflight; native logical replication from the slot's consistent point, the security-group fence.
+3. pg_dump + native or DMS: an RDS instance that exists already (a PostgreSQL 18 server behind moto's
+   instance) is loaded with pg_dump/pg_restore at the slot's exported snapshot, its endpoint read from AWS
+   in preflight; native logical replication, or a DMS task, from the slot's consistent point, the
+   security-group fence.
 
 All run the real DAG built from a YAML the test writes, with dag.test(); the approval is automatic.
 Rows are written to the source after the clone point and while CDC runs; they must reach the target.
@@ -538,6 +539,15 @@ INSERT INTO sales.orders (customer_id, total, note) SELECT 1 + g % 50, g * 1.25,
 """
 
 
+def dms_account(admin) -> str:
+    """The target account's DMS roles (preflight checks them) and a security group for the replication
+    instance; returns the group's id."""
+    for role in ("dms-vpc-role", "dms-cloudwatch-logs-role"):
+        admin("iam", TARGET_ACCOUNT).create_role(RoleName=role, AssumeRolePolicyDocument=(
+            Path(__file__).resolve().parents[2] / "include" / "iam" / f"{role}.json").read_text())
+    return admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="dms", Description="DMS")["GroupId"]
+
+
 class AuroraDms:
     """The aurora_clone + dms world: source server and cluster, groups, DNS, YAML, the DMS stand-in, a writer."""
 
@@ -552,11 +562,7 @@ class AuroraDms:
             conn.execute(AURORA_SCHEMA)
             conn.execute(AURORA_LSN_FUNCTION)
         standins.back(world["source_arn"], source)
-        for role in ("dms-vpc-role", "dms-cloudwatch-logs-role"):  # the DMS account roles preflight checks
-            admin("iam", TARGET_ACCOUNT).create_role(RoleName=role, AssumeRolePolicyDocument=(
-                Path(__file__).resolve().parents[2] / "include" / "iam" / f"{role}.json").read_text())
-
-        dms_sg = admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="dms", Description="DMS")["GroupId"]
+        dms_sg = dms_account(admin)
         target_sg = admin("ec2", TARGET_ACCOUNT).create_security_group(GroupName="tgt-db", Description="db")["GroupId"]
         self.groups = source_security_group(admin, keep_cidrs=[WORKERS_CIDR, DMS_SUBNETS])
         self.route53 = admin("route53", TARGET_ACCOUNT)
@@ -812,12 +818,15 @@ def test_aurora_dms_rerun_after_a_stop_at_the_gate_creates_nothing_twice(aurora_
 LOGICAL_ID = "aws_rds_logical"
 
 
-def test_pg_dump_into_an_existing_rds_instance_and_native_cdc_through_the_cutover(
-        airflow_db, standins, admin, pg_servers_fn, monkeypatch, record_aws_calls):
-    """3. pg_dump + native: the target is an RDS instance that exists already (another major version: a
-    PostgreSQL 18 server behind moto's instance); its endpoint is read from AWS at run time, the load dumps
-    the source at its slot's exported snapshot and restores, CDC starts at the slot's consistent point,
-    the security-group fence, cleanup. Nothing is shared, copied or created in AWS."""
+@pytest.mark.parametrize("engine", ["native", "dms"])
+def test_pg_dump_into_an_existing_rds_instance_through_the_cutover(
+        engine, airflow_db, aws_connections, standins, admin, dms_moto, pg_servers_fn, monkeypatch,  # noqa: F811
+        record_aws_calls):
+    """3. pg_dump + native or DMS: the target is an RDS instance that exists already (another major
+    version: a PostgreSQL 18 server behind moto's instance); its endpoint is read from AWS in preflight,
+    the load dumps the source at its slot's exported snapshot and restores, CDC (a subscription, or a DMS
+    task and the stand-in) starts at the slot's consistent point, the security-group fence, cleanup.
+    Nothing is shared or copied in AWS."""
     from migration.localpg import LocalServer, free_port, make_workdir
     from migration.logical_roles import embedded_bindir
 
@@ -833,20 +842,27 @@ def test_pg_dump_into_an_existing_rds_instance_and_native_cdc_through_the_cutove
         EngineVersion="18.1", MasterUsername="postgres", MasterUserPassword="not-used-here", AllocatedStorage=20,
         Port=target.port)["DBInstance"]
     standins.back(created["DBInstanceArn"], target)
-    groups = source_security_group(admin, keep_cidrs=[TARGET_SUBNETS])
-
+    keep = [TARGET_SUBNETS] if engine == "native" else [WORKERS_CIDR, DMS_SUBNETS]
+    groups = source_security_group(admin, keep_cidrs=keep)
+    dms = {} if engine == "native" else {"dms": {"instance_class": "dms.t3.medium",
+                                                 "security_group_ids": [dms_account(admin)],
+                                                 "consecutive_datapoints": 1}}
+    migration_id = f"{LOGICAL_ID}_{engine}"
     migration = AwsMigration(airflow_db, monkeypatch, {
-        "migration_id": LOGICAL_ID, "platform": "aws", "initial_load": "pg_dump", "cdc_engine": "native",
+        "migration_id": migration_id, "platform": "aws", "initial_load": "pg_dump", "cdc_engine": engine,
         "databases": ["billing"], "schemas": ["billing"],
-        "source": {"conn_id": f"{LOGICAL_ID}_source", "aws_conn_id": "aws_source", "account_id": SOURCE_ACCOUNT,
+        "source": {"conn_id": f"{migration_id}_source", "aws_conn_id": "aws_source", "account_id": SOURCE_ACCOUNT,
                    "region": REGION, "instance_identifier": world["source_id"], "security_group_ids": [groups["db"]]},
-        "target": {"conn_id": f"{LOGICAL_ID}_target", "aws_conn_id": "aws_target", "account_id": TARGET_ACCOUNT,
+        "target": {"conn_id": f"{migration_id}_target", "aws_conn_id": "aws_target", "account_id": TARGET_ACCOUNT,
                    "region": REGION, "instance_identifier": "billing-pg18"},
-        "cutover": {"approval": "auto", "write_block": "security_group", "keep_cidrs": [TARGET_SUBNETS],
+        "cutover": {"approval": "auto", "write_block": "security_group", "keep_cidrs": keep,
                     "drain_timeout_seconds": 30},
         "validation": {"chunk_rows": 100},
         "logical_load": {"jobs": 2},
+        **dms,
     }, source, "billing")
+    replicator = DmsReplicationStandIn(dms_moto, aws_connections["endpoint"]).install(monkeypatch).start() \
+        if engine == "dms" else None
 
     def slot_exists() -> bool:
         with psycopg.connect(source.conninfo("billing"), autocommit=True) as conn:
@@ -859,12 +875,20 @@ def test_pg_dump_into_an_existing_rds_instance_and_native_cdc_through_the_cutove
         " FROM generate_series(1, 10) g",
         "UPDATE billing.accounts SET holder = 'renamed after the slot' WHERE id = 4",
         "DELETE FROM billing.invoices WHERE id = 2",
-    ]).when("while CDC runs", lambda: subscription_running(target), [
+    ]).when("while CDC runs", lambda: bool(replicator.started_at) if replicator else subscription_running(target), [
         "INSERT INTO billing.accounts VALUES (22, 'opened during CDC')",
         "INSERT INTO billing.invoices (account_id, amount, memo) SELECT 22, g, 'during CDC' FROM generate_series(1, "
         "10) g",
     ])
-    dagrun, states, _ = cut_over_with(migration, changes)
+    try:
+        dagrun, states, _ = cut_over_with(migration, changes)
+    finally:
+        if replicator:
+            replicator.stop()
+    assert not replicator or not replicator.errors, replicator.errors
+    if replicator:  # the DMS task started exactly at the consistent point of the slot the load dumped at
+        loaded_at = xcom(dagrun, "load_database", map_index=0)["consistent_point"]
+        assert [c["CdcStartPosition"] for c in dms_moto.calls("StartReplicationTask")] == [loaded_at]
     assert not {"create_snapshot", "copy_snapshot", "restore_instance", "share_cluster", "create_clone"} & set(states)
     assert xcom(dagrun, "wait_clone_available")["port"] in (target.port, str(target.port))
 
@@ -873,7 +897,7 @@ def test_pg_dump_into_an_existing_rds_instance_and_native_cdc_through_the_cutove
     assert_billing_moved(target, source, ["after the slot", "during CDC"], 22)
     with psycopg.connect(target.conninfo("billing"), autocommit=True) as conn:
         assert conn.execute("SHOW server_version_num").fetchone()[0].startswith("18")
-    assert inbound(admin("ec2"), groups["db"]) == [("tcp", 5432, 5432, TARGET_SUBNETS)]
+    assert inbound(admin("ec2"), groups["db"]) == [("tcp", 5432, 5432, cidr) for cidr in keep]
     assert states["cutover.unblock_source_writes"] == "success"
     # Nothing was copied: no snapshot was taken in either account (moto makes an automated one of each
     # instance when it is created), and the target account holds only the instance that was there.
