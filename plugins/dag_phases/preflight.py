@@ -105,7 +105,8 @@ def _aws_preflight(ctx: BuildContext):
         source_kms_key_id=config.source.kms_key_id, target_kms_key_id=config.target.kms_key_id,
         target_identifier=ctx.target_identifier,
         # The clone starts with the copied slots and needs logical replication there; a loaded target does not.
-        target_parameter_group=None if config.initial_load == "pg_dump" else config.target.parameter_group)
+        target_parameter_group=None if config.initial_load == "pg_dump" else config.target.parameter_group,
+        shares_storage=config.initial_load != "pg_dump")
     return AwsPreflightOperator(
         task_id="preflight_aws", source_aws_conn_id=config.source.aws_conn_id,
         target_aws_conn_id=config.target.aws_conn_id, checks=checks,

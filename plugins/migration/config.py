@@ -326,6 +326,13 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
                 raise ConfigError(source, f"{side}.kms_key_id",
                                   "must be a customer-managed key; aws/rds cannot be shared across accounts")
     if platform == "aws":
+        # A dump's target exists already and is named like the source; the clone paths name theirs above.
+        sides = [("source", source_ep)] + ([("target", target_ep)] if initial_load == "pg_dump" else [])
+        for side, ep in sides:
+            if not (ep.cluster_identifier or ep.instance_identifier):
+                raise ConfigError(source, f"{side}.instance_identifier",
+                                  f"{side}.cluster_identifier (Aurora) or {side}.instance_identifier (RDS) is required "
+                                  "on AWS")
         if source_ep.region != target_ep.region:
             raise ConfigError(source, "target.region",
                               f"must equal source.region ({source_ep.region}): a clone cannot cross regions")

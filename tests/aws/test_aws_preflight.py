@@ -174,6 +174,18 @@ def test_every_problem_is_named_with_its_fix_and_nothing_changes(admin, standins
            f"{world['source_key_arn']}: set source.kms_key_id to {world['source_key_arn']}" in result.problems
 
 
+def test_a_dump_takes_a_source_encrypted_with_the_aws_managed_key(admin, standins):
+    """pg_dump shares nothing with the target account: the aws/rds key that stops a clone is no problem."""
+    world = make_world(admin, db_type="instance")
+    standins.mark_aws_managed(SOURCE_ACCOUNT, world["source_key_id"])
+    clone_checks = dict(target_identifier=None, target_parameter_group=None, source_kms_key_id=None,
+                        target_kms_key_id=None)
+    with pytest.raises(PreflightFailed, match=r"encrypted with the AWS managed KMS key .* \(aws/rds\)"):
+        run_operator(preflight_operator(world, **clone_checks))
+    facts = run_operator(preflight_operator(world, **clone_checks, shares_storage=False))
+    assert facts["source_kms_key_arn"] == world["source_key_arn"]
+
+
 @pytest.mark.safety
 @pytest.mark.parametrize("db_type", ["cluster", "instance"])
 def test_preflight_only_plans_logical_replication_and_the_task_after_proceed_sets_it(admin, standins, db_type,

@@ -337,3 +337,14 @@ def test_a_dump_into_an_existing_aws_target_needs_no_key_or_parameter_group():
     with pytest.raises(ConfigError) as caught:
         parse_config(data, "aurora_orders.yaml")
     assert caught.value.field_path == "target.parameter_group"
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_a_dump_on_aws_names_a_missing_identifier(side):
+    data = _aurora()
+    data["initial_load"] = "pg_dump"
+    del data[side]["cluster_identifier"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "aurora_orders.yaml")
+    assert caught.value.field_path == f"{side}.instance_identifier"
+    assert f"{side}.cluster_identifier (Aurora) or {side}.instance_identifier (RDS) is required" in str(caught.value)

@@ -258,6 +258,8 @@ class AwsPreflightChecks:
     target_kms_key_id: str | None = None
     target_identifier: str | None = None
     target_parameter_group: str | None = None
+    # A clone or a snapshot shares the source's storage (and its key) with the target account; a dump does not.
+    shares_storage: bool = True
     min_free_storage_bytes: int = 10 * 1024 ** 3
     storage_lookback_minutes: int = 30
 
@@ -291,7 +293,8 @@ def preflight(*, source_rds: Any, source_kms: Any, source_cloudwatch: Any, targe
     fixable = bool(lr_problem) and bool(desc.parameter_group) and not desc.parameter_group.startswith("default.")
     if lr_problem:
         problems.append(lr_problem)
-    kms_problem, key_arn = source_kms_problem(source_kms, desc, expected_key_id=checks.source_kms_key_id)
+    kms_problem, key_arn = source_kms_problem(source_kms, desc, expected_key_id=checks.source_kms_key_id) \
+        if checks.shares_storage else (None, desc.kms_key_id)
     facts["source_kms_key_arn"] = key_arn
     if kms_problem:
         problems.append(kms_problem)
