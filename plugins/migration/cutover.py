@@ -163,6 +163,14 @@ class NativeCdc:
                                       "origin_lsn": state["origin_lsn"] if state else None}
         return {"stopped": stopped}
 
+    def relax(self) -> dict[str, Any]:
+        """After an abort: apply commits asynchronously again, as before ``prepare`` (several times the
+        transactions per second while CDC goes on)."""
+        for link in self.links:
+            link.target_conn.execute(sqlfiles.compose("cutover_subscription_asynchronous",
+                                                      subscription=link.subscription))
+        return {"synchronous_commit": "off", "subscriptions": [link.subscription for link in self.links]}
+
     def resume(self) -> dict[str, Any]:
         """After an abort: enable the subscriptions again; apply resumes from each one's origin."""
         return {link.database: enable_subscription(link.target_conn, link.subscription) for link in self.links}
@@ -386,6 +394,11 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
             stopped = journal.read().step("stop_cdc") == "done"
         except psycopg.Error as read_exc:
             log.error("Could not read the journal: %s", read_exc)
+    if timeline.done("prepare_cdc") and getattr(plan.cdc, "relax", None):
+        try:
+            timeline.run("cdc_asynchronous", plan.cdc.relax)
+        except BaseException:  # noqa: BLE001 - logged by the timeline; the restore must go on
+            pass
     resumed = False
     if stopped:
         undo = list(plan.undo_after_stop)

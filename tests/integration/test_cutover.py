@@ -214,6 +214,10 @@ def test_a_writer_the_fence_misses_fails_the_proof_before_the_target_opens(pg_se
         steps = {s["step"]: s for s in error.timeline["steps"]}
         assert "open_target" not in steps and steps["restore_writes"]["ok"]
         assert steps["disable_triggers"]["ok"] and steps["resume_cdc"]["ok"]
+        # Synchronous apply was for the window only: CDC goes on committing asynchronously.
+        assert steps["prepare_cdc"]["ok"] and steps["cdc_asynchronous"]["ok"]
+        assert tgt.execute("SELECT subsynccommit FROM pg_subscription WHERE subname = %s",
+                           (repl.subscription,)).fetchone()[0] == "off"
         assert error.timeline["source_quiet_proof"]["ok"] is False
         state = journal_for(tgt, "run_miss").read()
         assert state.target_open is None and not state.fenced and state.outcome["state"] == "aborted"
@@ -342,6 +346,9 @@ def test_a_client_of_the_migrations_own_login_stops_the_cutover_before_anything_
             run_cutover(plan)
         assert aborted.value.failed_step == "drain_source"
         assert "client sessions of ['postgres'] were connected" in str(aborted.value)
+        # CDC was never stopped; its apply commits asynchronously again, as before the attempt.
+        assert tgt.execute("SELECT subenabled, subsynccommit FROM pg_subscription WHERE subname = %s",
+                           (repl.subscription,)).fetchone() == (True, "off")
         assert "postgres@appdb" in str(aborted.value)
         assert "open_target" not in {s["step"] for s in aborted.value.timeline["steps"]}
         assert security_snapshot(admin) == before
