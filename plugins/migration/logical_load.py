@@ -382,46 +382,48 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
     folder = dump_directory_for(migration_id, database, dump_root)
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with temporary_passfile(source_conninfo) as source_pass:
-        replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
-        try:
-            row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name,
-                                                       plugin=plugin)).fetchone()
-            consistent_point, snapshot = row[1], row[2]
-            say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
-            # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.
-            _run_tool([str(tools["pg_dump"]), "-d", source_pass, f"--snapshot={snapshot}", "-Fd", "-j", str(jobs),
-                       "--compress=0", "--no-publications", "--no-subscriptions", "-f", str(folder),
-                       *[f"--schema={s}" for s in schemas]],
-                      what="pg_dump", progress=Progress("dump", database, tables, say,
-                                                 datname=psycopg.conninfo.conninfo_to_dict(source_pass).get("dbname")),
-                      progress_conninfo=source_pass, interval_s=progress_interval_s)
-        finally:
-            replication.close()
-    dumped = time.monotonic()
-    with temporary_passfile(target_conninfo) as target_pass:
-        for section in ("pre-data", "data", "post-data"):
-            parallel = ["-j", str(jobs)] if section != "pre-data" else []
-            _run_tool([str(tools["pg_restore"]), "-d", target_pass, f"--section={section}", "--exit-on-error",
-                       *parallel, str(folder)],
-                      what=f"pg_restore --section={section}",
-                      progress={"data": Progress("restore", database, tables, say),
-                                "post-data": IndexProgress(database, tables, say)}.get(section),
-                      progress_conninfo=target_pass, interval_s=progress_interval_s)
-            say(f"Restored {section} of {database}")
-    finished = time.monotonic()
-    total_bytes = sum(int(t["bytes"]) for t in tables)
-    stats = {"tables": len(tables), "rows_estimate": sum(int(t["rows_estimate"]) for t in tables),
-             "bytes": total_bytes, "dump_seconds": round(dumped - started, 3),
-             "restore_seconds": round(finished - dumped, 3), "load_seconds": round(finished - started, 3),
-             "mb_per_second": round(total_bytes / 1e6 / max(finished - started, 1e-6), 3),
-             "created_database": created, "pg_dump": str(tools["pg_dump"]), "pg_restore": str(tools["pg_restore"])}
-    with _connect(target_conninfo) as target:
-        target.execute(sqlfiles.compose("logical_load_marker_done", schema=control_schema),
-                       {"migration_id": migration_id, "consistent_point": consistent_point,
-                        "stats": json.dumps(stats)})
-    shutil.rmtree(folder, ignore_errors=True)
+    try:  # the dump is a copy of the source's data: it goes when the load ends, whether it failed or not
+        started = time.monotonic()
+        with temporary_passfile(source_conninfo) as source_pass:
+            replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
+            try:
+                row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name,
+                                                           plugin=plugin)).fetchone()
+                consistent_point, snapshot = row[1], row[2]
+                say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
+                # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.
+                _run_tool([str(tools["pg_dump"]), "-d", source_pass, f"--snapshot={snapshot}", "-Fd", "-j", str(jobs),
+                           "--compress=0", "--no-publications", "--no-subscriptions", "-f", str(folder),
+                           *[f"--schema={s}" for s in schemas]],
+                          what="pg_dump", progress=Progress("dump", database, tables, say,
+                                                     datname=psycopg.conninfo.conninfo_to_dict(source_pass).get("dbname")),
+                          progress_conninfo=source_pass, interval_s=progress_interval_s)
+            finally:
+                replication.close()
+        dumped = time.monotonic()
+        with temporary_passfile(target_conninfo) as target_pass:
+            for section in ("pre-data", "data", "post-data"):
+                parallel = ["-j", str(jobs)] if section != "pre-data" else []
+                _run_tool([str(tools["pg_restore"]), "-d", target_pass, f"--section={section}", "--exit-on-error",
+                           *parallel, str(folder)],
+                          what=f"pg_restore --section={section}",
+                          progress={"data": Progress("restore", database, tables, say),
+                                    "post-data": IndexProgress(database, tables, say)}.get(section),
+                          progress_conninfo=target_pass, interval_s=progress_interval_s)
+                say(f"Restored {section} of {database}")
+        finished = time.monotonic()
+        total_bytes = sum(int(t["bytes"]) for t in tables)
+        stats = {"tables": len(tables), "rows_estimate": sum(int(t["rows_estimate"]) for t in tables),
+                 "bytes": total_bytes, "dump_seconds": round(dumped - started, 3),
+                 "restore_seconds": round(finished - dumped, 3), "load_seconds": round(finished - started, 3),
+                 "mb_per_second": round(total_bytes / 1e6 / max(finished - started, 1e-6), 3),
+                 "created_database": created, "pg_dump": str(tools["pg_dump"]), "pg_restore": str(tools["pg_restore"])}
+        with _connect(target_conninfo) as target:
+            target.execute(sqlfiles.compose("logical_load_marker_done", schema=control_schema),
+                           {"migration_id": migration_id, "consistent_point": consistent_point,
+                            "stats": json.dumps(stats)})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     say(f"Loaded {database}: {stats['tables']} tables, {total_bytes / 1e6:.1f} MB in {stats['load_seconds']:.1f} s "
         f"({stats['mb_per_second']:.1f} MB/s); CDC starts at {consistent_point}")
     return {**stats, "database": database, "slot_name": slot_name, "consistent_point": consistent_point,

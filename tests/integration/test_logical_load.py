@@ -177,6 +177,28 @@ def test_a_non_empty_target_database_is_refused_naming_what_it_holds(source, pg1
         assert conn.execute("SELECT to_regnamespace('migration_control')").fetchone()[0] is None
 
 
+def test_an_existing_empty_database_keeps_its_own_settings_and_a_failed_restore_leaves_no_dump(source, pg18,
+                                                                                                tmp_path):
+    """An existing empty database is loaded as it is (its settings stay, the source's are not copied); here
+    its own default_transaction_read_only makes pg_restore fail, and the dump, a copy of the source's data,
+    is removed all the same."""
+    with psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE readonly")
+        admin.execute("ALTER DATABASE readonly SET default_transaction_read_only = on")
+    root = tmp_path / "dumps"
+    with pytest.raises(LogicalLoadError, match=r"pg_restore --section=pre-data failed .*read-only transaction"):
+        run_load(source, pg18, "readonly", "ll_slot_readonly", dump_root=str(root))
+    assert (root / MIGRATION).is_dir() and not (root / MIGRATION / "readonly").exists()
+    with psycopg.connect(pg18.conninfo(), autocommit=True) as admin:
+        assert admin.execute("SELECT array_agg(s) FROM pg_db_role_setting, unnest(setconfig) s "
+                             "WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = 'readonly')"
+                             ).fetchone()[0] == ["default_transaction_read_only=on"]
+    # The slot stays until a rerun, which drops a half-loaded database's slot before it starts again.
+    assert "ll_slot_readonly" in slot_names(source)
+    with psycopg.connect(source.conninfo(), autocommit=True) as src:
+        src.execute("SELECT pg_drop_replication_slot('ll_slot_readonly')")
+
+
 def test_a_target_older_than_the_source_is_refused_before_anything_is_created(pg18, pg_servers):
     old = pg_servers.new("tgt15")
     with pytest.raises(LogicalLoadError, match="older than the source's 18"):
