@@ -88,7 +88,7 @@ def _logical_load(ctx: BuildContext, plan: Any) -> LoadTasks:
     load = LogicalLoadOperator.partial(
         task_id=LOAD_DATABASE, source_conn_id=src, target_conn_id=tgt, migration_id=config.migration_id,
         control_schema=config.control_schema, jobs=config.logical_load.jobs or default_jobs(),
-        dump_root=config.logical_load.dump_directory, **endpoint,
+        dump_root=config.logical_load.dump_directory, wait_for_xacts_s=config.max_transaction_age_seconds, **endpoint,
         plugin=config.dms.plugin if ctx.uses_dms else "pgoutput",
     ).expand_kwargs(plan.map(logical_load_kwargs))
     summary = LogicalLoadSummaryOperator(task_id=LOAD_SUMMARY, target_conn_id=tgt, databases=plan["databases"],

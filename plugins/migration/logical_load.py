@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -315,7 +316,7 @@ def _run_tool(cmd: list[str], *, what: str, progress: Progress | None = None, pr
 
 def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_conninfo: str, database: str,
                   schemas: Sequence[str], slot_name: str, migration_id: str, control_schema: str, jobs: int = 2,
-                  plugin: str = "pgoutput", dump_root: str | Path | None = None,
+                  plugin: str = "pgoutput", dump_root: str | Path | None = None, wait_for_xacts_s: float = 300,
                   progress_interval_s: float = PROGRESS_INTERVAL_S,
                   log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load ``schemas`` of one source database into the target at a new slot's exported snapshot.
@@ -323,7 +324,9 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
     ``source_conninfo`` and ``target_conninfo`` name the database on each side, ``target_admin_conninfo``
     another database of the target server (where the database is created). ``plugin`` is the slot's output
     plugin: pgoutput for native CDC, test_decoding for DMS. The dump is written to
-    ``dump_directory_for(migration_id, database, dump_root)``. Returns the slot's
+    ``dump_directory_for(migration_id, database, dump_root)``. The slot waits at most ``wait_for_xacts_s``
+    for the transactions open on the source (``max_transaction_age_seconds``), as ``create_slot`` does,
+    before anything is created on the target. Returns the slot's
     ``consistent_point`` (where CDC starts), what was loaded and how long it took.
     """
     database = validate_identifier(database, field="database")
@@ -362,6 +365,7 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
             if created:
                 state["state"] = "missing"
         _drop_stale_slot(source, slot_name)
+        slot_deadline = time.monotonic() + slots.wait_for_older_transactions(source, slot_name, wait_for_xacts_s)
         if state["state"] == "missing":
             _create_database(source, admin, database, say)
             copy_database_properties(source, admin, database, say)
@@ -386,9 +390,22 @@ def load_database(*, source_conninfo: str, target_conninfo: str, target_admin_co
         started = time.monotonic()
         with temporary_passfile(source_conninfo) as source_pass:
             replication = psycopg.connect(source_pass + " replication=database", autocommit=True)
+            # A walsender takes no statement_timeout: transactions begun since the wait above are waited for
+            # until the same deadline, then the creation is cancelled from here.
+            timer = threading.Timer(max(slot_deadline - time.monotonic(), slots.MIN_CREATE_TIMEOUT_S),
+                                    replication.cancel)
+            timer.start()
             try:
-                row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name,
-                                                           plugin=plugin)).fetchone()
+                try:
+                    row = replication.execute(sqlfiles.compose("logical_load_create_slot", slot_name=slot_name,
+                                                               plugin=plugin)).fetchone()
+                except psycopg.errors.QueryCanceled as exc:
+                    raise slots.SlotError(
+                        f"Slot {slot_name!r} was not created: waiting for transactions that began after the wait "
+                        f"for older ones took longer than max_transaction_age_seconds ({wait_for_xacts_s:g} s). "
+                        "Rerun in a quieter moment.") from exc
+                finally:
+                    timer.cancel()
                 consistent_point, snapshot = row[1], row[2]
                 say(f"Slot {slot_name} created at {consistent_point}; dumping {database} at snapshot {snapshot}")
                 # The exported snapshot lives as long as this connection: it stays open until pg_dump is done.

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 PLUGINS = {"dms": "test_decoding", "native": "pgoutput"}
 _POLL_S = 1.0
-_MIN_CREATE_TIMEOUT_S = 5
+MIN_CREATE_TIMEOUT_S = 5
 # How far past the start resolve_start_lsn decodes, to prove the slot yields changes from there.
 PROBE_BYTES = 64 * 1024
 
@@ -83,6 +83,26 @@ def _describe(blockers: list[dict[str, Any]]) -> str:
     )
 
 
+def wait_for_older_transactions(conn: psycopg.Connection, slot_name: str, wait_for_xacts_s: float) -> float:
+    """Wait (at most ``wait_for_xacts_s``) until no transaction older than this call holds an xid: a slot's
+    consistent point cannot come before they end. Raises SlotError naming those still open then; returns
+    how long the slot's creation may still wait for transactions begun meanwhile (at least a few seconds)."""
+    deadline = time.monotonic() + wait_for_xacts_s
+    since = conn.execute(sqlfiles.load("slots_clock")).fetchone()[0]
+    while blockers := _blocking_transactions(conn, since):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SlotError(
+                f"Slot {slot_name!r} was not created: after {wait_for_xacts_s} s these transactions, older than the "
+                f"attempt, are still open: {_describe(blockers)}. Commit or roll them back (or end them with "
+                "pg_terminate_backend(pid); resolve prepared ones with COMMIT/ROLLBACK PREPARED), then rerun."
+            )
+        log.info("Waiting up to %.0f s more for older transactions before creating slot %s: %s",
+                 remaining, slot_name, _describe(blockers))
+        time.sleep(min(_POLL_S, remaining))
+    return max(deadline - time.monotonic(), MIN_CREATE_TIMEOUT_S)
+
+
 def create_slot(conn: psycopg.Connection, slot_name: str, plugin: str, *, wait_for_xacts_s: float) -> dict[str, Any]:
     """Create the logical slot, or reuse it when it exists with the same plugin.
 
@@ -101,21 +121,7 @@ def create_slot(conn: psycopg.Connection, slot_name: str, plugin: str, *, wait_f
     if existing:
         return _reuse(existing, plugin)
 
-    deadline = time.monotonic() + wait_for_xacts_s
-    since = conn.execute(sqlfiles.load("slots_clock")).fetchone()[0]
-    while blockers := _blocking_transactions(conn, since):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise SlotError(
-                f"Slot {slot_name!r} was not created: after {wait_for_xacts_s} s these transactions, older than the "
-                f"attempt, are still open: {_describe(blockers)}. Commit or roll them back (or end them with "
-                "pg_terminate_backend(pid); resolve prepared ones with COMMIT/ROLLBACK PREPARED), then rerun."
-            )
-        log.info("Waiting up to %.0f s more for older transactions before creating slot %s: %s",
-                 remaining, slot_name, _describe(blockers))
-        time.sleep(min(_POLL_S, remaining))
-
-    timeout_s = max(deadline - time.monotonic(), _MIN_CREATE_TIMEOUT_S)
+    timeout_s = wait_for_older_transactions(conn, slot_name, wait_for_xacts_s)
     try:
         # The local statement_timeout bounds the server's own wait for transactions that began meanwhile.
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:

@@ -97,7 +97,7 @@ class LogicalLoadOperator(_TargetTask):
 
     def __init__(self, *, database: str, schemas: Sequence[str], slot_name: str, migration_id: str,
                  control_schema: str, jobs: int = 2, plugin: str = "pgoutput", dump_root: str | None = None,
-                 **kwargs: Any):
+                 wait_for_xacts_s: float = 300, **kwargs: Any):
         super().__init__(**kwargs)
         self.database = database
         self.schemas = schemas
@@ -107,6 +107,7 @@ class LogicalLoadOperator(_TargetTask):
         self.jobs = jobs
         self.plugin = plugin
         self.dump_root = dump_root
+        self.wait_for_xacts_s = wait_for_xacts_s
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self._target(self.database)
@@ -116,7 +117,7 @@ class LogicalLoadOperator(_TargetTask):
             target_admin_conninfo=conninfo_for(self.target_conn_id, **{**target, "dbname": ADMIN_DATABASE}),
             database=self.database, schemas=list(self.schemas), slot_name=self.slot_name,
             migration_id=self.migration_id, control_schema=self.control_schema, jobs=self.jobs, plugin=self.plugin,
-            dump_root=self.dump_root, log_fn=self.log.info)
+            dump_root=self.dump_root, wait_for_xacts_s=self.wait_for_xacts_s, log_fn=self.log.info)
 
 
 class LogicalLoadSummaryOperator(_TargetTask):

@@ -99,6 +99,9 @@ def test_the_loads_jobs_and_dump_directory_come_from_the_yaml():
 
     load = build_dag(load_config(MIGRATIONS / "local_logical.yaml")).get_task("load_database")
     assert (load.partial_kwargs["jobs"], load.partial_kwargs["dump_root"]) == (default_jobs(), None)
+    # The load's slot waits for open transactions as long as create_slot does on the other paths.
+    assert load.partial_kwargs["wait_for_xacts_s"] == load_config(MIGRATIONS / "local_logical.yaml"
+                                                                  ).max_transaction_age_seconds
     data = yaml.safe_load((MIGRATIONS / "local_logical.yaml").read_text())
     data["logical_load"] = {"jobs": 7, "dump_directory": "/srv/dumps"}
     load = build_dag(parse_config(data, "local_logical.yaml")).get_task("load_database")

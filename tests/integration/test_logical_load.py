@@ -33,7 +33,7 @@ from migration.logical_roles import (
 )
 from migration.native_cdc import advance_origin, create_publication, create_subscription
 from migration.preflight import run_preflight
-from migration.slots import resolve_start_lsn
+from migration.slots import MIN_CREATE_TIMEOUT_S, SlotError, resolve_start_lsn
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -197,6 +197,48 @@ def test_an_existing_empty_database_keeps_its_own_settings_and_a_failed_restore_
     assert "ll_slot_readonly" in slot_names(source)
     with psycopg.connect(source.conninfo(), autocommit=True) as src:
         src.execute("SELECT pg_drop_replication_slot('ll_slot_readonly')")
+
+
+def _database_exists(server: LocalServer, name: str) -> bool:
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()[0] == 1
+
+
+def test_the_slot_waits_for_open_transactions_at_most_max_transaction_age_seconds(source, pg18):
+    """The load's slot cannot be consistent before the source's open transactions end. Those open when the
+    load starts are waited for (here 1 s) and named, before anything is created on the target; one that
+    begins after that wait is waited for until the same bound (at least a few seconds), then the slot's
+    creation is cancelled. Nothing is left on the source either way."""
+    with psycopg.connect(source.conninfo("app")) as open_xact:
+        open_xact.execute("UPDATE dms_sample.person SET last_name = last_name WHERE id = 1")  # holds an xid
+        with pytest.raises(SlotError, match=r"after 1 s these transactions, older than the attempt, are still "
+                                            r"open: pid \d+ in database 'app'"):
+            run_load(source, pg18, "waited", "ll_slot_waited", wait_for_xacts_s=1)
+        open_xact.rollback()
+    assert not _database_exists(pg18, "waited") and "ll_slot_waited" not in slot_names(source)
+
+    # A transaction that begins once the wait is over (when the load has created the target database).
+    began, ended = threading.Event(), threading.Event()
+
+    def begin_when_the_database_exists() -> None:
+        deadline = time.monotonic() + 60
+        while not _database_exists(pg18, "late") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with psycopg.connect(source.conninfo("app")) as late:
+            late.execute("UPDATE dms_sample.person SET last_name = last_name WHERE id = 2")
+            began.set()
+            time.sleep(MIN_CREATE_TIMEOUT_S + 10)
+            late.rollback()
+            ended.set()
+
+    thread = threading.Thread(target=begin_when_the_database_exists, daemon=True)
+    thread.start()
+    with pytest.raises(SlotError, match="began after the wait for older ones took longer than "
+                                        "max_transaction_age_seconds"):
+        run_load(source, pg18, "late", "ll_slot_late", wait_for_xacts_s=1)
+    assert began.is_set() and not ended.is_set(), "the creation was cancelled while that transaction was open"
+    assert "ll_slot_late" not in slot_names(source)
+    thread.join(30)
 
 
 def test_a_target_older_than_the_source_is_refused_before_anything_is_created(pg18, pg_servers):
