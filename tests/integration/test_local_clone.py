@@ -104,7 +104,7 @@ def test_check_clone_available(pg_servers, source, monkeypatch):
     assert not done and not payload["accepting"] and payload["reason"]
 
 
-def test_operator_and_sensor(pg_servers, source, monkeypatch):
+def test_operator_and_sensor(pg_servers, source, monkeypatch, capfd):
     """The task and the deferrable sensor as the DAG runs them, with connections from the environment."""
     from airflow.sdk.exceptions import TaskDeferred
 
@@ -117,9 +117,13 @@ def test_operator_and_sensor(pg_servers, source, monkeypatch):
     operator = LocalCloneOperator(task_id="clone_source", source_conn_id="local_source",
                                   data_directory=str(pg_servers.workdir / "clone_op"), port=str(port),
                                   bindir=str(pg_servers.bindir))
+    capfd.readouterr()
     result = operator.execute({})
+    logged = "".join(capfd.readouterr())
     clone = track(pg_servers, result)
     assert result["port"] == port and result["copied"]
+    # Without source.replication_conn_id the task log says which login copies (README, config reference).
+    assert "No replication_conn_id: pg_basebackup connects as the source connection local_source" in logged
     assert operator.execute({})["copied"] is False
 
     sensor = CloneAvailableSensor(task_id="wait_clone", target_conn_id="local_target", host="127.0.0.1", port=port)

@@ -326,7 +326,7 @@ def test_subscription_functions_are_idempotent(pg_servers):
         assert src.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'slot1'").fetchone()[0] == 1
 
 
-def test_operators_and_lag_sensor(pg_servers, monkeypatch):
+def test_operators_and_lag_sensor(pg_servers, monkeypatch, capfd):
     """The tasks as the DAG runs them: publication, subscription from the captured LSN, lag sensor."""
     from operators.native_cdc import CreatePublicationOperator, CreateSubscriptionOperator
     from sensors.cdc_lag import CdcLagSensor
@@ -351,7 +351,11 @@ def test_operators_and_lag_sensor(pg_servers, monkeypatch):
         task_id="start_cdc", source_conn_id="op_source", target_conn_id="op_target", database="postgres",
         subscription="op_sub", publication="op_pub", slot_name="op_slot", captured_lsn=str(captured),
         target_host="127.0.0.1", target_port=str(clone.port))
+    capfd.readouterr()
     assert subscribe.execute({}) == str(captured + 1)
+    # Without source.replication_conn_id the task log says which login replicates (README, config reference).
+    assert "No replication_conn_id: the subscription connects as the source connection op_source" in "".join(
+        capfd.readouterr())
     assert subscribe.execute({}) == str(captured + 1)
 
     sensor = CdcLagSensor(task_id="wait_cdc", source_conn_id="op_source", target_conn_id="op_target",
