@@ -60,8 +60,9 @@ def build_preflight(ctx: BuildContext) -> PreflightTasks:
             target_host=ctx.target_host, target_port=ctx.target_port,
         ).expand_kwargs(plan.map(apply_source_changes_kwargs))
         if ctx.on_aws:
-            checks.append(_existing_target_available(ctx))
-            checks[-1] >> target_check
+            endpoint = _existing_target_available(ctx)
+            endpoint >> target_check
+            checks.append(endpoint)
         checks.append(target_check)
 
     # After proceed (a dry run never gets here): the source changes preflight reported it would make.

@@ -325,14 +325,13 @@ def parse_config(data: Any, source: str = "<config>") -> MigrationConfig:
             if ep.kms_key_id in ("alias/aws/rds", "aws/rds"):
                 raise ConfigError(source, f"{side}.kms_key_id",
                                   "must be a customer-managed key; aws/rds cannot be shared across accounts")
-    if platform == "aws":
-        # A dump's target exists already and is named like the source; the clone paths name theirs above.
-        sides = [("source", source_ep)] + ([("target", target_ep)] if initial_load == "pg_dump" else [])
-        for side, ep in sides:
+    if platform == "aws" and not copies_storage:  # the clone paths require their identifiers above
+        for side, ep in (("source", source_ep), ("target", target_ep)):  # a dump's target exists already
             if not (ep.cluster_identifier or ep.instance_identifier):
                 raise ConfigError(source, f"{side}.instance_identifier",
                                   f"{side}.cluster_identifier (Aurora) or {side}.instance_identifier (RDS) is required "
                                   "on AWS")
+    if platform == "aws":
         if source_ep.region != target_ep.region:
             raise ConfigError(source, "target.region",
                               f"must equal source.region ({source_ep.region}): a clone cannot cross regions")

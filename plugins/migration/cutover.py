@@ -394,11 +394,6 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
             stopped = journal.read().step("stop_cdc") == "done"
         except psycopg.Error as read_exc:
             log.error("Could not read the journal: %s", read_exc)
-    if timeline.done("prepare_cdc") and getattr(plan.cdc, "relax", None):
-        try:
-            timeline.run("cdc_asynchronous", plan.cdc.relax)
-        except BaseException:  # noqa: BLE001 - logged by the timeline; the restore must go on
-            pass
     resumed = False
     if stopped:
         undo = list(plan.undo_after_stop)
@@ -417,6 +412,7 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
     try:
         timeline.run("restore_writes", plan.fence.unblock)
     except BaseException as undo_exc:
+        _relax_cdc(plan, timeline)
         result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
         _journal_outcome(timeline, "restore_failed", {"failed_step": failed, "error": str(exc), "summary": result})
         raise CutoverAborted(
@@ -424,6 +420,7 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
             f"source is still fenced: clear cutover.unblock_source_writes to restore them (it reads the "
             f"journal).{hint}",
             failed_step=failed, timeline=result) from exc
+    _relax_cdc(plan, timeline)
     if passed_commit:
         _void_commit_point(timeline, {"final_lsn": str(final_lsn)})
     result = _summary(timeline, plan, final_lsn, status="aborted", failed_step=failed)
@@ -433,6 +430,15 @@ def _abort(plan: CutoverPlan, timeline: Timeline, final_lsn: LSN | None, exc: Ba
         f"cutover aborted at step {failed!r}: {exc}. Source writes were restored exactly as they were"
         f"{f' (blocked for {blocked:.3f} s)' if blocked is not None else ''}.{hint}",
         failed_step=failed, timeline=result) from exc
+
+
+def _relax_cdc(plan: CutoverPlan, timeline: Timeline) -> None:
+    # After the restore, not before: writes are back first. Synchronous apply was for the window only.
+    if timeline.done("prepare_cdc") and getattr(plan.cdc, "relax", None):
+        try:
+            timeline.run("cdc_asynchronous", plan.cdc.relax)
+        except BaseException:  # noqa: BLE001 - logged by the timeline; CDC still applies, only more slowly
+            pass
 
 
 def _void_commit_point(journal: CutoverJournal | Timeline, point: dict[str, Any] | None) -> None:
